@@ -1,0 +1,167 @@
+"""Run configurations: small dataclasses, saved in every checkpoint, overridable field by field.
+
+`TrainConfig` holds what every masked-LM training run needs (data, masking, optimiser, I/O).
+`TeacherConfig` adds the architecture of an offline teacher trained from scratch;
+`DistillConfig` adds the teacher to distil from and the triple loss.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data_dir: str | None = None  # local corpus folder; None -> $TINYDISTIL_DATA_DIR, then the hub
+    block_size: int = 128  # tokens per training sequence
+    packing: bool = True  # pack the corpus into full blocks (no padding); False -> sentence batches grouped by length
+    max_train_texts: int | None = None  # keep only the first N non-empty corpus lines (tiny runs)
+    # masking (paper / reference recipe)
+    mlm_probability: float = 0.15
+    word_mask: float = 0.8  # of the chosen tokens: replaced by [MASK]
+    word_keep: float = 0.1  # kept unchanged
+    word_rand: float = 0.1  # replaced by a random token
+    mlm_smoothing: float = 0.7  # choose token w with weight count(w)^-smoothing; 0 = uniform
+    # optimisation
+    batch_size: int = 32  # sequences per micro-batch
+    tokens_per_update: int = 4096  # gradient accumulation is derived from this
+    epochs: float = 1.0
+    max_steps: int = 0  # optimizer updates; 0 -> derived from epochs
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+    warmup_frac: float = 0.05
+    max_grad_norm: float = 5.0
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16  (auto: fp16 on pre-Ampere CUDA, bf16 on newer, fp32 on CPU)
+    device: str = "auto"
+    seed: int = 42
+    # output
+    output_dir: str = "runs/out"
+    save_every: int = 100  # updates between checkpoints
+    log_every: int = 10  # updates between log lines
+
+    @property
+    def grad_accum(self) -> int:
+        return max(1, round(self.tokens_per_update / (self.batch_size * self.block_size)))
+
+    def validate(self) -> None:
+        """Raise ValueError naming the fix for values that cannot work."""
+        checks = [
+            (self.block_size >= 8, "block_size must be >= 8"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (0 < self.mlm_probability < 1, "mlm_probability must be in (0, 1)"),
+            (abs(self.word_mask + self.word_keep + self.word_rand - 1) < 1e-6,
+             "word_mask + word_keep + word_rand must sum to 1"),
+            (self.mlm_smoothing >= 0, "mlm_smoothing must be >= 0 (0 = uniform masking)"),
+            (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
+            (self.lr > 0, "lr must be > 0"),
+            (0 <= self.warmup_frac < 1, "warmup_frac must be in [0, 1)"),
+            (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
+            (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {msg}")
+
+
+@dataclass
+class TeacherConfig(TrainConfig):
+    """Pretrain a small BERT teacher from scratch (offline path): WordPiece tokenizer + MLM."""
+
+    vocab_size: int = 8192  # WordPiece vocabulary trained on the corpus
+    hidden_size: int = 256
+    num_layers: int = 6
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position_embeddings: int = 512  # room for 384-token SQuAD windows when fine-tuning
+
+    def validate(self) -> None:
+        super().validate()
+        if self.hidden_size % self.num_heads:
+            raise ValueError("TeacherConfig: hidden_size must be divisible by num_heads")
+        if self.max_position_embeddings < self.block_size:
+            raise ValueError("TeacherConfig: max_position_embeddings must be >= block_size")
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """Distil `teacher` (path or hub id of a BERT-like masked LM) into a half-depth DistilBERT."""
+
+    teacher: str = "bert-base-uncased"
+    student_layers: list[int] | None = None  # teacher layers copied into the student; None -> every other layer
+    student_init: str = "teacher"  # teacher | random (paper Table 4 ablation)
+    temperature: float = 2.0
+    alpha_ce: float = 5.0  # soft-target KL, multiplied by T^2
+    alpha_mlm: float = 2.0  # masked-LM cross-entropy
+    alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
+    restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one
+    loss_chunk_size: int = 1024  # rows per chunk of the vocabulary projection + KL/CE
+
+    def validate(self) -> None:
+        super().validate()
+        if self.temperature <= 0:
+            raise ValueError("DistillConfig: temperature must be > 0")
+        if min(self.alpha_ce, self.alpha_mlm, self.alpha_cos) < 0 or self.alpha_ce + self.alpha_mlm + self.alpha_cos == 0:
+            raise ValueError("DistillConfig: alphas must be >= 0 and at least one > 0")
+        if self.student_init not in ("teacher", "random"):
+            raise ValueError("DistillConfig: student_init must be 'teacher' or 'random'")
+        if self.loss_chunk_size < 1:
+            raise ValueError("DistillConfig: loss_chunk_size must be >= 1")
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    d = dataclasses.asdict(cfg)
+    d["_kind"] = type(cfg).__name__
+    return d
+
+
+def from_dict(d: dict) -> TrainConfig:
+    d = dict(d)
+    kind = d.pop("_kind", "DistillConfig")
+    cls = {"TeacherConfig": TeacherConfig, "DistillConfig": DistillConfig}.get(kind)
+    if cls is None:
+        raise ValueError(f"unknown config kind {kind!r}")
+    return replace(cls(), **d)
+
+
+def replace(cfg: TrainConfig, **changes) -> TrainConfig:
+    """dataclasses.replace that rejects unknown keys with the list of valid ones, then validates."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(changes) - names)
+    if unknown:
+        raise ValueError(f"unknown {type(cfg).__name__} field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
+    if "betas" in changes and changes["betas"] is not None:
+        changes["betas"] = tuple(changes["betas"])
+    new = dataclasses.replace(cfg, **changes)
+    new.validate()
+    return new
+
+
+def parse_value(cfg: TrainConfig, name: str, text: str):
+    """Turn a command-line string into the type of field `name` (e.g. '--lr 1e-3', '--betas [0.9,0.99]')."""
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    if name not in fields:
+        raise ValueError(f"unknown {type(cfg).__name__} field {name!r}; valid fields: {', '.join(sorted(fields))}")
+    hint = str(typing.get_type_hints(type(cfg))[name])
+    if text.lower() in ("none", "null") and "None" in hint:
+        return None
+    try:
+        if "bool" in hint:
+            if text.lower() in ("1", "true", "yes"):
+                return True
+            if text.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError(text)
+        if "tuple" in hint or "list" in hint:
+            return json.loads(text if text.startswith("[") else f"[{text}]")
+        if "int" in hint and "float" not in hint:
+            return int(text)
+        if "float" in hint:
+            return float(text)
+    except ValueError:
+        raise ValueError(f"--{name.replace('_', '-')}: cannot read {text!r} as {hint}") from None
+    return text

@@ -1,0 +1,300 @@
+"""The training loop: MLM pretraining of a teacher, or DistilBERT distillation of a student.
+
+    trainer = Trainer(cfg).setup()     # data, models, optimiser; resumes when asked
+    trainer.train()                    # -> folder of the final model (from_pretrained-ready)
+
+One loop serves both: a `TeacherConfig` trains a fresh BERT with the MLM loss alone, a
+`DistillConfig` trains a DistilBERT student against a frozen teacher with the triple loss.
+Output folder: run.json (resolved config, git commit, machine), log.jsonl (one line per log step,
+every loss term), checkpoint/state.pt (everything needed to continue exactly), model/ (final
+weights + tokenizer), summary.json (wall time, final losses).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from . import config as C
+from .data import load_corpus, make_batches, token_counts, tokenize_corpus
+from .losses import chunked_kl_ce, hidden_cosine_loss
+from .masking import mask_tokens, token_weights
+from .mlm import mlm_parts
+from .provenance import run_info
+from .student import init_student
+from .teacher import check_tokenizer, load_teacher, new_teacher, train_tokenizer
+
+TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
+
+
+class Trainer:
+    def __init__(self, cfg: C.TrainConfig, resume: bool = False, progress: bool = True):
+        cfg.validate()
+        self.cfg, self.resume, self.progress = cfg, resume, progress
+        self.out = Path(cfg.output_dir)
+        self.is_distill = isinstance(cfg, C.DistillConfig)
+        self.teacher = None
+        self.step = self.epoch = self.batch_idx = self.micro = self.tokens = 0
+        self.elapsed = 0.0
+        self._order_epoch, self._order = -1, []
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> "Trainer":
+        self._setup_output()
+        self._setup_device()
+        corpus = load_corpus(self.cfg.data_dir, "train", self.cfg.max_train_texts)
+        self._setup_models(corpus)
+        self._setup_data(corpus)
+        self._setup_optimizer()
+        if self.resume and (self.out / "checkpoint" / "state.pt").is_file():
+            self._load_checkpoint()
+        return self
+
+    def _setup_output(self) -> None:
+        mine = json.loads(json.dumps(C.to_dict(self.cfg)))
+        run_file = self.out / "run.json"
+        if run_file.is_file():
+            if not self.resume:
+                raise ValueError(f"{self.out} already holds a run; pass --resume to continue it "
+                                 "or choose another --output-dir")
+            try:
+                saved = json.loads(run_file.read_text())["config"]
+            except (ValueError, KeyError):
+                raise ValueError(f"{run_file} is unreadable; choose another --output-dir") from None
+            ignore = {"save_every", "log_every", "device", "output_dir", "data_dir"}
+            diff = sorted(k for k in set(saved) | set(mine) if k not in ignore and saved.get(k) != mine.get(k))
+            if diff:
+                raise ValueError(f"--resume: {self.out} holds a run with other settings ({', '.join(diff)}); "
+                                 "use the same settings or another --output-dir")
+            return
+        if self.out.exists() and any(self.out.iterdir()):
+            raise ValueError(f"{self.out} is not empty and holds no tinydistil run; choose another --output-dir")
+        self.out.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps({"config": mine, **run_info()}, indent=2))
+
+    def _setup_device(self) -> None:
+        cfg = self.cfg
+        name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(name)
+        prec = cfg.precision
+        if prec == "auto":
+            prec = "fp32"
+            if self.device.type == "cuda":
+                prec = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+        if prec in ("fp16", "bf16") and self.device.type != "cuda":
+            raise ValueError(f"precision {prec} needs a CUDA device; use --precision fp32 on {name}")
+        self.precision = prec
+        self.scaler = torch.amp.GradScaler("cuda", enabled=prec == "fp16")
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.float16 if self.precision == "fp16" else torch.bfloat16)
+
+    def _setup_models(self, corpus) -> None:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        if self.is_distill:
+            teacher, self.tokenizer = load_teacher(cfg.teacher)
+            self.teacher = teacher.to(self.device).eval().requires_grad_(False)
+            self.model = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)
+        else:
+            tok_dir = self.out / "tokenizer"
+            if (tok_dir / "tokenizer_config.json").is_file():
+                from transformers import AutoTokenizer
+
+                self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+            else:
+                self.tokenizer = train_tokenizer(iter(corpus["text"]), cfg.vocab_size, tok_dir)
+            torch.manual_seed(cfg.seed)
+            self.model = new_teacher(cfg, self.tokenizer)
+        check_tokenizer(self.model, self.tokenizer)
+        self.model.to(self.device)
+
+    def _setup_data(self, corpus) -> None:
+        cfg, tok = self.cfg, self.tokenizer
+        tokenized = tokenize_corpus(corpus, tok, cfg.block_size, cfg.packing)
+        self.batches = make_batches(tokenized, cfg.batch_size, tok.pad_token_id, cfg.seed, cfg.packing)
+        vocab = self.model.config.vocab_size
+        self.mask_weights = token_weights(token_counts(self.batches, vocab), cfg.mlm_smoothing,
+                                          sorted(set(tok.all_special_ids) | set(range(len(tok), vocab))))
+        self.total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(self.batches) / cfg.grad_accum))
+
+    def _setup_optimizer(self) -> None:
+        cfg = self.cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+        self.scheduler = get_linear_schedule_with_warmup(
+            self.optimizer, round(cfg.warmup_frac * self.total_steps), self.total_steps)
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> Path:
+        """Run until `total_steps` updates; returns the folder of the final model."""
+        cfg, final = self.cfg, self.out / "model"
+        if (self.out / "summary.json").is_file() and final.is_dir():
+            return final  # finished earlier
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                   desc="distil" if self.is_distill else "teacher MLM", unit="upd")
+        window = dict.fromkeys(TERMS, 0.0)
+        window_micro, window_tokens, t_start = 0, 0, time.time()
+        last = {}
+        while self.step < self.total_steps:
+            self.model.train()
+            for _ in range(cfg.grad_accum):
+                batch = self._next_batch()
+                with self._autocast():
+                    terms = self.loss_terms(batch)
+                self.scaler.scale(terms["loss"] / cfg.grad_accum).backward()
+                for k in TERMS:
+                    window[k] += terms[k].item()
+                window_micro += 1
+                n_tok = int(batch["attention_mask"].sum())
+                window_tokens += n_tok
+                self.tokens += n_tok
+            if not math.isfinite(window["loss"]) and self.precision != "fp16":
+                raise FloatingPointError(f"the loss became {window['loss']} at update {self.step + 1}: lower --lr "
+                                         f"or use --precision fp32; the last checkpoint in {self.out} is intact, "
+                                         "continue from it with --resume")
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            bar.update(1)
+            if self.step % cfg.log_every == 0 or self.step == self.total_steps:
+                dt = time.time() - t_start
+                self.elapsed += dt
+                last = {"step": self.step, "epoch": round(self.epoch + self.batch_idx / len(self.batches), 4),
+                        "lr": self.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 4),
+                        **{k: round(v / window_micro, 5) for k, v in window.items()},
+                        "tokens": self.tokens, "tokens_per_s": round(window_tokens / max(dt, 1e-9), 1),
+                        "elapsed_s": round(self.elapsed, 1)}
+                with open(self.out / "log.jsonl", "a") as f:
+                    f.write(json.dumps(last) + "\n")
+                bar.set_postfix({k.replace("loss_", ""): last[k] for k in TERMS} | {"tok/s": last["tokens_per_s"]})
+                window = dict.fromkeys(TERMS, 0.0)
+                window_micro, window_tokens, t_start = 0, 0, time.time()
+            if self.step % cfg.save_every == 0 or self.step == self.total_steps:
+                self.save_checkpoint()
+        bar.close()
+        self._save_final(final, last)
+        return final
+
+    def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Mask the batch (seeded by the global micro-batch index) and return every loss term.
+
+        batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars; "loss" is the
+        weighted total. Without a teacher only the MLM term is active.
+        """
+        cfg = self.cfg
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.micro)
+        ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self.mask_weights,
+                                  self.tokenizer.mask_token_id, gen, cfg.mlm_probability,
+                                  cfg.word_mask, cfg.word_keep, cfg.word_rand)
+        ids, labels = ids.to(self.device), labels.to(self.device).flatten()
+        am = batch["attention_mask"].to(self.device)
+        nonpad = am.flatten().bool()
+        s = mlm_parts(self.model, ids, am)
+        zero = torch.zeros((), device=self.device)
+        if self.teacher is None:
+            loss, kl, mlm = chunked_kl_ce(s.feats.flatten(0, 1), s.weight, s.bias, None, None, None, nonpad,
+                                          labels, 1.0, 0.0, 1.0, getattr(cfg, "loss_chunk_size", 1024))
+            return {"loss": loss, "loss_ce": kl, "loss_mlm": mlm, "loss_cos": zero}
+        with torch.inference_mode():
+            t = mlm_parts(self.teacher, ids, am)
+        t_hidden, t_feats = t.hidden.clone(), t.feats.clone()  # leave inference mode: autograd may save them
+        kl_rows = labels != -100 if cfg.restrict_ce_to_mask else nonpad
+        use_kl = cfg.alpha_ce > 0
+        loss, kl, mlm = chunked_kl_ce(
+            s.feats.flatten(0, 1), s.weight, s.bias, t_feats.flatten(0, 1) if use_kl else None,
+            t.weight, t.bias, kl_rows, labels, cfg.temperature, cfg.alpha_ce, cfg.alpha_mlm, cfg.loss_chunk_size)
+        cos = zero
+        if cfg.alpha_cos > 0:
+            cos = hidden_cosine_loss(s.hidden.flatten(0, 1), t_hidden.flatten(0, 1), nonpad)
+            loss = loss + cfg.alpha_cos * cos
+        return {"loss": loss, "loss_ce": kl, "loss_mlm": mlm, "loss_cos": cos}
+
+    def _next_batch(self) -> dict[str, torch.Tensor]:
+        if self._order_epoch != self.epoch:
+            self._order, self._order_epoch = self.batches.order(self.epoch), self.epoch
+        if self.batch_idx >= len(self._order):
+            self.epoch, self.batch_idx = self.epoch + 1, 0
+            return self._next_batch()
+        idx = self._order[self.batch_idx]
+        self.batch_idx += 1
+        self.micro += 1
+        return self.batches.get(idx)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Write checkpoint/state.pt atomically (a crash mid-write leaves the previous one intact)."""
+        folder = self.out / "checkpoint"
+        folder.mkdir(exist_ok=True)
+        state = {
+            "config": json.loads(json.dumps(C.to_dict(self.cfg))),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "position": {"step": self.step, "epoch": self.epoch, "batch_idx": self.batch_idx,
+                         "micro": self.micro, "tokens": self.tokens, "elapsed": self.elapsed},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        }
+        tmp = folder / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, folder / "state.pt")
+        return folder / "state.pt"
+
+    def _load_checkpoint(self) -> None:
+        path = self.out / "checkpoint" / "state.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            pos = state["position"]
+        except Exception as e:  # truncated file, other model, other optimizer layout, ...
+            raise ValueError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+                             "move that file away to restart the run, or choose another --output-dir") from None
+        self.step, self.epoch, self.batch_idx = pos["step"], pos["epoch"], pos["batch_idx"]
+        self.micro, self.tokens, self.elapsed = pos["micro"], pos["tokens"], pos["elapsed"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        log = self.out / "log.jsonl"
+        if log.is_file():  # drop lines written after the checkpoint: they will be written again
+            keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
+            log.write_text("".join(ln + "\n" for ln in keep))
+
+    def _save_final(self, folder: Path, last: dict) -> None:
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        summary = {"steps": self.step, "tokens": self.tokens, "train_wall_time_s": round(self.elapsed, 1),
+                   "final_log": last, "model_dir": str(folder),
+                   "parameters": sum(p.numel() for p in self.model.parameters())}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def pretrain_teacher(cfg: C.TeacherConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train a WordPiece tokenizer and a small BERT with MLM; returns the teacher folder."""
+    if not isinstance(cfg, C.TeacherConfig):
+        raise ValueError("pretrain_teacher needs a TeacherConfig")
+    return Trainer(cfg, resume, progress).setup().train()
+
+
+def distill(cfg: C.DistillConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Distil cfg.teacher into a half-depth DistilBERT; returns the student folder."""
+    if not isinstance(cfg, C.DistillConfig):
+        raise ValueError("distill needs a DistillConfig")
+    return Trainer(cfg, resume, progress).setup().train()

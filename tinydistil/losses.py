@@ -1,0 +1,116 @@
+"""The DistilBERT triple loss, as small functions computed in float32.
+
+    L = alpha_ce * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))    soft targets
+      + alpha_mlm * CE(z_s, masked labels)                             hard targets
+      + alpha_cos * (1 - cos(h_s, h_t))                                 hidden-state alignment
+
+Conventions follow the reference distiller: the KL is summed over the vocabulary and averaged over
+the selected positions (every non-pad token, or only masked ones), the CE is averaged over masked
+tokens, the cosine term over non-pad tokens. Every term is 0 (with a zero gradient) when it has no
+position to average over.
+
+`chunked_kl_ce` computes the same KL and CE from the hidden features and the projection weights,
+a chunk of rows at a time, with the gradient worked out during the forward pass (as fused
+linear-loss kernels do), so the (rows x vocabulary) logits never exist for the whole batch.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * mean over rows of KL(p_t || p_s) at temperature T. logits: (N, V) of the selected rows."""
+    if student_logits.shape[0] == 0:
+        return student_logits.sum() * 0.0
+    s = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    kl = F.kl_div(s, t, log_target=True, reduction="sum") / student_logits.shape[0]
+    return kl * temperature**2
+
+
+def mlm_cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean CE over positions whose label is not -100. logits: (N, V), labels: (N,)."""
+    if not bool((labels != -100).any()):
+        return student_logits.sum() * 0.0
+    return F.cross_entropy(student_logits.float(), labels, ignore_index=-100)
+
+
+def hidden_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of 1 - cos(h_s, h_t) over rows where mask is true. hidden: (N, D), mask: (N,) bool."""
+    if not bool(mask.any()):
+        return student_hidden.sum() * 0.0
+    cos = F.cosine_similarity(student_hidden[mask].float(), teacher_hidden[mask].float(), dim=-1)
+    return (1.0 - cos).mean()
+
+
+class _ChunkedKLCE(torch.autograd.Function):
+    """Forward returns (alpha_kl * KL + alpha_ce * CE, KL, CE); only the first carries a gradient."""
+
+    @staticmethod
+    def forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
+                temperature, alpha_kl, alpha_ce, chunk_size):
+        n_kl = int(kl_rows.sum())
+        ce_rows = labels != -100
+        n_ce = int(ce_rows.sum())
+        use_kl = t_feats is not None and n_kl > 0
+        use_ce = n_ce > 0
+        rows = torch.nonzero((kl_rows if use_kl else torch.zeros_like(kl_rows)) | ce_rows).flatten()
+        w32, b32 = weight.float(), bias.float()
+        grad_feats = torch.zeros_like(feats, dtype=torch.float32)
+        grad_w = torch.zeros_like(w32)
+        grad_b = torch.zeros_like(b32)
+        kl_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
+        ce_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
+        for idx in rows.split(chunk_size):
+            f = feats[idx]
+            z = F.linear(f, weight.to(f.dtype), bias.to(f.dtype)).float()  # (c, V)
+            g = torch.zeros_like(z)
+            if use_kl:
+                sel = kl_rows[idx]
+                zt = F.linear(t_feats[idx], t_weight.to(t_feats.dtype), t_bias.to(t_feats.dtype)).float()[sel]
+                ls = F.log_softmax(z[sel] / temperature, dim=-1)
+                lt = F.log_softmax(zt / temperature, dim=-1)
+                pt = lt.exp()
+                kl_sum += (pt * (lt - ls)).sum()
+                # d(T^2 KL / n)/dz = T (p_s - p_t) / n
+                g[sel] += (alpha_kl * temperature / n_kl) * (ls.exp() - pt)
+            if use_ce:
+                sel = ce_rows[idx]
+                lab = labels[idx][sel]
+                ls = F.log_softmax(z[sel], dim=-1)
+                ce_sum -= ls.gather(1, lab[:, None]).sum()
+                p = ls.exp()
+                p[torch.arange(len(lab), device=p.device), lab] -= 1.0
+                g[sel] += (alpha_ce / n_ce) * p
+            grad_feats[idx] = g @ w32
+            grad_w += g.t() @ f.float()
+            grad_b += g.sum(0)
+        kl = kl_sum * temperature**2 / max(n_kl, 1) if use_kl else kl_sum
+        ce = ce_sum / max(n_ce, 1)
+        ctx.save_for_backward(grad_feats.to(feats.dtype), grad_w.to(weight.dtype), grad_b.to(bias.dtype))
+        ctx.mark_non_differentiable(kl, ce)
+        return alpha_kl * kl + alpha_ce * ce, kl, ce
+
+    @staticmethod
+    def backward(ctx, grad_total, _gkl, _gce):
+        gf, gw, gb = ctx.saved_tensors
+        return gf * grad_total, gw * grad_total, gb * grad_total, *([None] * 9)
+
+
+def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                  teacher_feats: torch.Tensor | None, teacher_weight: torch.Tensor | None,
+                  teacher_bias: torch.Tensor | None, kl_rows: torch.Tensor, labels: torch.Tensor,
+                  temperature: float, alpha_kl: float, alpha_ce: float, chunk_size: int = 1024):
+    """(alpha_kl * KL + alpha_ce * CE, KL, CE) without materialising all logits at once.
+
+    feats: (N, D) student features entering the vocabulary projection (weight (V, D), bias (V,)).
+    teacher_feats: (N, D_t) teacher features (no gradient) with teacher_weight/bias; None skips KL.
+    kl_rows: (N,) bool rows that enter the KL. labels: (N,) MLM labels, -100 = not masked.
+    Equal to `soft_target_kl` and `mlm_cross_entropy` on the full logits, in value and gradient.
+    """
+    if teacher_feats is not None:
+        teacher_feats = teacher_feats.detach()
+        teacher_weight, teacher_bias = teacher_weight.detach(), teacher_bias.detach()
+    return _ChunkedKLCE.apply(feats, weight, bias, teacher_feats, teacher_weight, teacher_bias,
+                              kl_rows, labels, float(temperature), float(alpha_kl), float(alpha_ce), int(chunk_size))
