@@ -1,0 +1,20 @@
+import pytest
+import torch
+
+from tinydistil.presets import stage_config
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def smoke_teacher(tmp_path_factory):
+    """A tiny teacher pretrained for a few steps on the bundled sample (shared by the tests)."""
+    from tinydistil.distill import pretrain_teacher
+
+    out = tmp_path_factory.mktemp("teacher")
+    cfg = stage_config("smoke", "teacher", output_dir=str(out / "run"))
+    return pretrain_teacher(cfg, progress=False)

@@ -1,0 +1,75 @@
+"""The training loop: exact resume, output-folder protection, clear errors, a loadable student."""
+import json
+
+import pytest
+import torch
+from transformers import DistilBertForMaskedLM
+
+from tinydistil.distill import Trainer, distill
+from tinydistil.presets import stage_config
+
+
+def _cfg(tmp_path, teacher, name, **kw):
+    return stage_config("smoke", "distill", teacher=str(teacher), output_dir=str(tmp_path / name), **kw)
+
+
+def _weights(folder):
+    return DistilBertForMaskedLM.from_pretrained(folder).state_dict()
+
+
+def test_resume_is_bit_identical(tmp_path, smoke_teacher):
+    full = distill(_cfg(tmp_path, smoke_teacher, "full", max_steps=6, save_every=3), progress=False)
+
+    # stop after the checkpoint at update 3 (the loop is cut short by lowering total_steps)
+    t = Trainer(_cfg(tmp_path, smoke_teacher, "cut", max_steps=6, save_every=3), progress=False).setup()
+    t.total_steps = 3
+    t.train()
+    assert (tmp_path / "cut" / "checkpoint" / "state.pt").is_file()
+    # a resumed run continues from update 3 with the same optimizer, scheduler, RNG and data position
+    (tmp_path / "cut" / "summary.json").unlink()
+    resumed = Trainer(_cfg(tmp_path, smoke_teacher, "cut", max_steps=6, save_every=3), resume=True,
+                      progress=False).setup()
+    assert resumed.step == 3
+    folder = resumed.train()
+    a, b = _weights(full), _weights(folder)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    log = [json.loads(x) for x in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7))
+    full_log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in log] == [r["loss"] for r in full_log]
+
+
+def test_student_is_half_depth_distilbert_and_learns(tmp_path, smoke_teacher):
+    folder = distill(_cfg(tmp_path, smoke_teacher, "s", max_steps=8, lr=3e-3), progress=False)
+    student = DistilBertForMaskedLM.from_pretrained(folder)
+    assert student.config.n_layers == 1  # the smoke teacher has 2 layers
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert run["config"]["alpha_ce"] == 5.0 and run["git_sha"]
+    log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss_ce"] >= 0 and r["loss_mlm"] > 0 and 0 <= r["loss_cos"] <= 2 for r in log)
+    total = [5 * r["loss_ce"] + 2 * r["loss_mlm"] + r["loss_cos"] for r in log]
+    assert total == pytest.approx([r["loss"] for r in log], rel=1e-4)
+
+
+def test_existing_run_is_never_overwritten(tmp_path, smoke_teacher):
+    distill(_cfg(tmp_path, smoke_teacher, "r", max_steps=2), progress=False)
+    before = (tmp_path / "r" / "model" / "model.safetensors").read_bytes()
+    with pytest.raises(ValueError, match="already holds a run; pass --resume"):
+        Trainer(_cfg(tmp_path, smoke_teacher, "r", max_steps=2)).setup()
+    with pytest.raises(ValueError, match="other settings .*lr"):
+        Trainer(_cfg(tmp_path, smoke_teacher, "r", max_steps=2, lr=1e-2), resume=True).setup()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and holds no tinydistil run"):
+        Trainer(_cfg(tmp_path, smoke_teacher, "other")).setup()
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "r" / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path, smoke_teacher):
+    distill(_cfg(tmp_path, smoke_teacher, "c", max_steps=2), progress=False)
+    (tmp_path / "c" / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot resume from .*state.pt"):
+        Trainer(_cfg(tmp_path, smoke_teacher, "c", max_steps=2), resume=True).setup()
