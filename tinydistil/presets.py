@@ -56,6 +56,24 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]()
 
 
+def preset_configs(preset: str, root: str | None = None, data_dir: str | None = None, teacher_overrides=None,
+                   distill_overrides=None) -> tuple[TeacherConfig | None, DistillConfig]:
+    """Both stages of `preset`, optionally moved under `root` (e.g. a Google Drive folder) with the
+    distillation teacher pointing at the pretrained teacher's model folder."""
+    p = get_preset(preset)
+    common = {"data_dir": data_dir} if data_dir else {}
+    t_over, d_over = dict(teacher_overrides or {}), dict(distill_overrides or {})
+    teacher = None
+    if p.teacher is not None:
+        if root:
+            t_over.setdefault("output_dir", str(Path(root) / preset / "teacher"))
+        teacher = replace(p.teacher, **common, **t_over)
+        d_over.setdefault("teacher", str(Path(teacher.output_dir) / "model"))
+    if root:
+        d_over.setdefault("output_dir", str(Path(root) / preset / "student"))
+    return teacher, replace(p.distill, **common, **d_over)
+
+
 def stage_config(preset: str, stage: str, **overrides):
     """The config of `stage` ('teacher' or 'distill') in `preset`, with fields overridden."""
     p = get_preset(preset)
