@@ -16,27 +16,34 @@ import time
 from pathlib import Path
 
 from .config import parse_value
-from .presets import PRESETS, get_preset, stage_config
+from .presets import PRESETS, get_preset, preset_configs, stage_config
 
 
-def _overrides(preset: str, stage: str, extra: list[str]) -> dict:
-    base = stage_config(preset, stage)
-    out, i = {}, 0
+def _parse_overrides(preset: str, extra: list[str]) -> tuple[dict, dict]:
+    """Split `--field value` pairs into (teacher, distill) overrides: a field goes to every stage whose
+    config has it, and is an error only if no stage has it."""
+    p = get_preset(preset)
+    stages = {"distill": p.distill, **({"teacher": p.teacher} if p.teacher is not None else {})}
+    out = {"teacher": {}, "distill": {}}
+    i = 0
     while i < len(extra):
         key = extra[i]
         if not key.startswith("--") or i + 1 >= len(extra) or extra[i + 1].startswith("--"):
             raise ValueError(f"cannot read {key!r}: overrides are written --field value (e.g. --lr 1e-3)")
         name = key[2:].replace("-", "_")
-        out[name] = parse_value(base, name, extra[i + 1])
+        owners = [st for st, cfg in stages.items() if name in {f.name for f in dataclasses.fields(cfg)}]
+        if not owners:
+            parse_value(p.distill, name, extra[i + 1])  # raises the unknown-field error with the valid names
+        for st in owners:
+            out[st][name] = parse_value(stages[st], name, extra[i + 1])
         i += 2
-    return out
+    return out["teacher"], out["distill"]
 
 
-def _run_stage(preset: str, stage: str, extra: list[str], resume: bool):
-    from .distill import Trainer
+def _run(cfg, stage: str, resume: bool):
+    from .distill import Trainer  # imported late: torch/transformers load only when a run starts
 
-    cfg = stage_config(preset, stage, **_overrides(preset, stage, extra))
-    print(f"[tinydistil] {stage} ({preset}) -> {cfg.output_dir}", file=sys.stderr)
+    print(f"[tinydistil] {stage} -> {cfg.output_dir}", file=sys.stderr)
     t0 = time.time()
     folder = Trainer(cfg, resume=resume).setup().train()
     print(f"[tinydistil] {stage} done in {time.time() - t0:.0f}s: {folder}", file=sys.stderr)
@@ -44,16 +51,23 @@ def _run_stage(preset: str, stage: str, extra: list[str], resume: bool):
 
 
 def reproduce(preset: str, extra: list[str]) -> dict:
-    """Teacher (if the preset has one) then distillation; each stage resumes or is skipped when finished."""
-    p = get_preset(preset)
-    stages = (["teacher"] if p.teacher is not None else []) + ["distill"]
+    """Teacher (if the preset has one) then distillation; each stage resumes or is skipped when finished.
+    `--output-dir ROOT` puts the stages in ROOT/<preset>/teacher and ROOT/<preset>/student."""
+    t_over, d_over = _parse_overrides(preset, extra)
+    root = d_over.pop("output_dir", None)
+    t_over.pop("output_dir", None)
+    teacher_cfg, distill_cfg = preset_configs(preset, root=root, teacher_overrides=t_over,
+                                              distill_overrides=d_over)
     times = {}
-    for stage in stages:
+    for stage, cfg in (("teacher", teacher_cfg), ("distill", distill_cfg)):
+        if cfg is None:
+            continue
         t0 = time.time()
-        _run_stage(preset, stage, extra, resume=True)
+        _run(cfg, stage, resume=True)
         times[stage] = round(time.time() - t0, 1)
     summary = {"preset": preset, "stage_wall_time_s": times,
-               "student": str(Path(p.distill.output_dir) / "model")}
+               "teacher": str(Path(teacher_cfg.output_dir) / "model") if teacher_cfg else distill_cfg.teacher,
+               "student": str(Path(distill_cfg.output_dir) / "model")}
     print(json.dumps(summary, indent=2))
     return summary
 
@@ -72,11 +86,14 @@ def main(argv: list[str] | None = None) -> int:
             for stage in ("teacher", "distill"):
                 if stage == "teacher" and get_preset(args.preset).teacher is None:
                     continue
-                cfg = stage_config(args.preset, stage, **_overrides(args.preset, stage, extra))
+                over = dict(zip(("teacher", "distill"), _parse_overrides(args.preset, extra)))[stage]
+                cfg = stage_config(args.preset, stage, **over)
                 print(stage, json.dumps(dataclasses.asdict(cfg), indent=2))
         else:
             stage = "teacher" if args.command == "pretrain-teacher" else "distill"
-            _run_stage(args.preset, stage, extra, args.resume)
+            stage_config(args.preset, stage)  # clear error for a preset without this stage
+            over = dict(zip(("teacher", "distill"), _parse_overrides(args.preset, extra)))[stage]
+            _run(stage_config(args.preset, stage, **over), stage, args.resume)
     except (ValueError, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

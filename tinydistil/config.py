@@ -59,6 +59,7 @@ class TrainConfig:
             (self.mlm_smoothing >= 0, "mlm_smoothing must be >= 0 (0 = uniform masking)"),
             (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
             (self.lr > 0, "lr must be > 0"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)"),
             (0 <= self.warmup_frac < 1, "warmup_frac must be in [0, 1)"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
             (self.save_every >= 1 and self.log_every >= 1, "save_every and log_every must be >= 1"),
@@ -157,11 +158,12 @@ def parse_value(cfg: TrainConfig, name: str, text: str):
                 return False
             raise ValueError(text)
         if "tuple" in hint or "list" in hint:
-            return json.loads(text if text.startswith("[") else f"[{text}]")
+            value = json.loads(text if text.startswith("[") else f"[{text}]")
+            return tuple(value) if "tuple" in hint else value
         if "int" in hint and "float" not in hint:
             return int(text)
         if "float" in hint:
             return float(text)
-    except ValueError:
+    except (ValueError, json.JSONDecodeError):
         raise ValueError(f"--{name.replace('_', '-')}: cannot read {text!r} as {hint}") from None
     return text

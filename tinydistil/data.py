@@ -44,6 +44,8 @@ def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: in
     local = resolve_data_dir(data_dir)
     if local is not None:
         path = find_local_corpus(local, split)
+        if path.stat().st_size == 0:
+            raise ValueError(f"{path} is empty; {DATA_DIR_HELP}")
         ds = datasets.load_dataset("text", data_files={split: str(path)}, split=split)
     else:
         try:
@@ -107,7 +109,7 @@ class Batches:
         return -(-len(self.sequences) // self.batch_size)
 
     def order(self, epoch: int) -> list[torch.Tensor]:
-        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(len(self.sequences), generator=g)
         if isinstance(self.sequences, torch.Tensor):
             return list(perm.split(self.batch_size))

@@ -42,12 +42,21 @@ def _check_teacher(teacher) -> None:
 def student_config(teacher_config, n_layers: int) -> DistilBertConfig:
     """DistilBertConfig with the teacher's width, vocabulary and dropout, and `n_layers` layers."""
     c = teacher_config
+
+    def get(*names, default=None):  # BERT-style names first, then DistilBERT-style ones
+        return next((getattr(c, n) for n in names if getattr(c, n, None) is not None), default)
+
+    activation = get("hidden_act", "activation", default="gelu")
+    if not isinstance(activation, str):
+        raise ValueError("the teacher's activation is not a named function; DistilBERT needs e.g. 'gelu'")
     return DistilBertConfig(
         vocab_size=c.vocab_size, max_position_embeddings=c.max_position_embeddings, sinusoidal_pos_embds=False,
-        n_layers=n_layers, n_heads=c.num_attention_heads, dim=c.hidden_size, hidden_dim=c.intermediate_size,
-        dropout=c.hidden_dropout_prob, attention_dropout=c.attention_probs_dropout_prob,
-        activation=c.hidden_act, initializer_range=c.initializer_range, pad_token_id=c.pad_token_id,
-        tie_word_embeddings=getattr(c, "tie_word_embeddings", True),
+        n_layers=n_layers, n_heads=c.num_attention_heads, dim=c.hidden_size,
+        hidden_dim=get("intermediate_size", "hidden_dim", default=4 * c.hidden_size),
+        dropout=get("hidden_dropout_prob", "dropout", default=0.1),
+        attention_dropout=get("attention_probs_dropout_prob", "attention_dropout", default=0.1),
+        activation=activation, initializer_range=get("initializer_range", default=0.02),
+        pad_token_id=get("pad_token_id", default=0), tie_word_embeddings=get("tie_word_embeddings", default=True),
     )
 
 
@@ -67,11 +76,11 @@ def init_student(teacher: BertForMaskedLM, layers: list[int] | None = None, init
     layers = list(layers)
     if not layers or any(not 0 <= i < n_t for i in layers):
         raise ValueError(f"student layers {layers} must be non-empty indices in [0, {n_t - 1}]")
-    _check_teacher(teacher)
     torch.manual_seed(seed)
     student = DistilBertForMaskedLM(student_config(teacher.config, len(layers)))
     if init == "random":
         return student
+    _check_teacher(teacher)
 
     bert, s = teacher.bert, student.distilbert
     emb = bert.embeddings

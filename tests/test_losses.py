@@ -1,0 +1,290 @@
+"""The triple loss: each term against an independent straightforward computation, the empty-selection
+guards, and the chunked fused KL + CE against the plain full-logits computation (value and gradients)."""
+import math
+
+import pytest
+import torch
+
+from tinydistil.losses import chunked_kl_ce, hidden_cosine_loss, mlm_cross_entropy, soft_target_kl
+
+
+# ------------------------------------------------------------------ independent references (float64)
+def _softmax_rows(z):
+    z = z - z.max(dim=-1, keepdim=True).values
+    e = z.exp()
+    return e / e.sum(dim=-1, keepdim=True)
+
+
+def ref_kl(student, teacher, T):
+    """T^2 * mean over rows of sum_v p_t (log p_t - log p_s), written out explicitly."""
+    s, t = student.double(), teacher.double()
+    total = 0.0
+    for i in range(s.shape[0]):
+        ps = _softmax_rows(s[i] / T)
+        pt = _softmax_rows(t[i] / T)
+        total += float((pt * (pt.log() - ps.log())).sum())
+    return T * T * total / s.shape[0]
+
+
+def ref_ce(logits, labels):
+    z = logits.double()
+    vals = []
+    for i in range(z.shape[0]):
+        if int(labels[i]) == -100:
+            continue
+        m = float(z[i].max())
+        lse = m + math.log(float((z[i] - m).exp().sum()))
+        vals.append(lse - float(z[i, labels[i]]))
+    return sum(vals) / len(vals)
+
+
+def ref_cos(hs, ht, mask):
+    vals = []
+    for i in range(hs.shape[0]):
+        if not bool(mask[i]):
+            continue
+        a, b = hs[i].double(), ht[i].double()
+        vals.append(1.0 - float(a @ b) / (float(a.norm()) * float(b.norm())))
+    return sum(vals) / len(vals)
+
+
+# ------------------------------------------------------------------ soft_target_kl
+def test_kl_hand_worked_two_classes():
+    # p_t = (3/4, 1/4) (logits ln3, 0 at T=1), p_s = (1/2, 1/2)
+    # KL = 3/4 ln(3/2) + 1/4 ln(1/2)
+    expected = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    s = torch.tensor([[0.0, 0.0]])
+    got1 = soft_target_kl(s, torch.tensor([[math.log(3.0), 0.0]]), 1.0)
+    assert float(got1) == pytest.approx(expected, rel=1e-6)
+    # at T=2 the teacher logits (2 ln3, 0) give the same p_t; the value is multiplied by T^2 = 4
+    got2 = soft_target_kl(s, torch.tensor([[2 * math.log(3.0), 0.0]]), 2.0)
+    assert float(got2) == pytest.approx(4 * expected, rel=1e-6)
+    # and KL(p || p) = 0
+    assert float(soft_target_kl(s, s, 2.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 3.5])
+def test_kl_matches_explicit_sum(T):
+    g = torch.Generator().manual_seed(1)
+    s = torch.randn(7, 11, generator=g) * 3
+    t = torch.randn(7, 11, generator=g) * 3
+    assert float(soft_target_kl(s, t, T)) == pytest.approx(ref_kl(s, t, T), rel=1e-5, abs=1e-7)
+
+
+def test_kl_is_mean_over_rows_not_sum():
+    g = torch.Generator().manual_seed(2)
+    s, t = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g)
+    per_row = [float(soft_target_kl(s[i:i + 1], t[i:i + 1], 2.0)) for i in range(4)]
+    assert float(soft_target_kl(s, t, 2.0)) == pytest.approx(sum(per_row) / 4, rel=1e-5)
+
+
+@pytest.mark.parametrize("T", [1.0, 2.0, 4.0])
+def test_kl_gradient_is_T_times_prob_difference(T):
+    # d/dz_s [T^2 KL(p_t || p_s)] / n = T (p_s - p_t) / n : the T^2 factor keeps gradients O(T)
+    g = torch.Generator().manual_seed(3)
+    s = (torch.randn(5, 9, generator=g) * 2).requires_grad_()
+    t = torch.randn(5, 9, generator=g) * 2
+    soft_target_kl(s, t, T).backward()
+    expected = T * (_softmax_rows(s.detach().double() / T) - _softmax_rows(t.double() / T)) / 5
+    torch.testing.assert_close(s.grad.double(), expected, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ mlm_cross_entropy
+def test_ce_matches_manual_mean_and_ignores_minus_100():
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(9, 13, generator=g) * 2
+    labels = torch.tensor([3, -100, 0, 12, -100, -100, 7, 7, -100])
+    assert float(mlm_cross_entropy(z, labels)) == pytest.approx(ref_ce(z, labels), rel=1e-5)
+    # changing logits of ignored rows changes nothing
+    z2 = z.clone()
+    z2[labels == -100] = torch.randn(4, 13, generator=g) * 10
+    assert float(mlm_cross_entropy(z2, labels)) == pytest.approx(float(mlm_cross_entropy(z, labels)), rel=1e-6)
+
+
+def test_ce_hand_worked():
+    # two equal logits: CE = ln 2 on one row; a row with logit ln3 vs 0 on the label: ln(4/3)
+    z = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    assert float(mlm_cross_entropy(z, torch.tensor([1, 0]))) == pytest.approx(
+        (math.log(2) + math.log(4 / 3)) / 2, rel=1e-6)
+
+
+# ------------------------------------------------------------------ hidden_cosine_loss
+def test_cosine_matches_manual_over_masked_rows():
+    g = torch.Generator().manual_seed(5)
+    hs, ht = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
+    mask = torch.tensor([1, 0, 1, 1, 0, 0, 1, 1], dtype=torch.bool)
+    assert float(hidden_cosine_loss(hs, ht, mask)) == pytest.approx(ref_cos(hs, ht, mask), rel=1e-5)
+
+
+def test_cosine_hand_worked():
+    hs = torch.tensor([[1.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
+    ht = torch.tensor([[0.0, 2.0], [2.0, 2.0], [-1.0, 7.0]])
+    # rows 0 (orthogonal: 1) and 1 (parallel: 0); row 2 masked out
+    assert float(hidden_cosine_loss(hs, ht, torch.tensor([True, True, False]))) == pytest.approx(0.5, abs=1e-6)
+
+
+# ------------------------------------------------------------------ empty-selection guards
+def _assert_zero_with_zero_grad(loss, leaf):
+    assert float(loss.detach()) == 0.0
+    loss.backward()
+    assert leaf.grad is not None
+    assert torch.isfinite(leaf.grad).all()
+    assert torch.count_nonzero(leaf.grad) == 0
+
+
+def test_guard_ce_all_ignored():
+    z = torch.randn(4, 7, requires_grad=True)
+    _assert_zero_with_zero_grad(mlm_cross_entropy(z, torch.full((4,), -100)), z)
+
+
+def test_guard_cosine_all_masked():
+    hs = torch.randn(4, 7, requires_grad=True)
+    _assert_zero_with_zero_grad(hidden_cosine_loss(hs, torch.randn(4, 7), torch.zeros(4, dtype=torch.bool)), hs)
+
+
+def test_guard_kl_no_rows():
+    z = torch.randn(4, 7, requires_grad=True)
+    sel = torch.zeros(4, dtype=torch.bool)
+    _assert_zero_with_zero_grad(soft_target_kl(z[sel], torch.randn(4, 7)[sel], 2.0), z)
+
+
+def test_guard_chunked_nothing_selected():
+    feats = torch.randn(5, 4, requires_grad=True)
+    w = torch.randn(6, 4, requires_grad=True)
+    b = torch.randn(6, requires_grad=True)
+    loss, kl, ce = chunked_kl_ce(feats, w, b, torch.randn(5, 3), torch.randn(6, 3), torch.randn(6),
+                                 torch.zeros(5, dtype=torch.bool), torch.full((5,), -100), 2.0, 5.0, 2.0, 2)
+    assert float(kl) == 0.0 and float(ce) == 0.0
+    _assert_zero_with_zero_grad(loss, feats)
+    for p in (w, b):
+        assert torch.isfinite(p.grad).all() and torch.count_nonzero(p.grad) == 0
+
+
+# ------------------------------------------------------------------ chunked_kl_ce vs the plain computation
+N, D, DT, V = 13, 8, 6, 20
+
+
+def _problem(seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(N, D, generator=g, dtype=dtype)
+    w = torch.randn(V, D, generator=g, dtype=dtype) * 0.5
+    b = torch.randn(V, generator=g, dtype=dtype) * 0.5
+    tf = torch.randn(N, DT, generator=g, dtype=dtype)
+    tw = torch.randn(V, DT, generator=g, dtype=dtype) * 0.5
+    tb = torch.randn(V, generator=g, dtype=dtype) * 0.5
+    # rows 0,1 pad (neither), rows with KL only, rows with KL and CE, one CE row outside kl_rows
+    kl_rows = torch.tensor([0, 0, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1], dtype=torch.bool)
+    labels = torch.tensor([-100, -100, 4, -100, -100, 19, -100, 0, -100, 7, -100, -100, 3])
+    return feats, w, b, tf, tw, tb, kl_rows, labels
+
+
+def _plain(feats, w, b, tf, tw, tb, kl_rows, labels, T, a_kl, a_ce):
+    z = feats @ w.T + b
+    ce = mlm_cross_entropy(z, labels)
+    if tf is None:
+        kl = torch.zeros((), dtype=ce.dtype)
+    else:
+        zt = tf @ tw.T + tb
+        kl = soft_target_kl(z[kl_rows], zt[kl_rows], T)
+    return a_kl * kl + a_ce * ce, kl, ce
+
+
+def _grads(fn, feats, w, b, upstream=1.0):
+    leaves = [x.clone().requires_grad_() for x in (feats, w, b)]
+    total, kl, ce = fn(*leaves)
+    (upstream * total).backward()
+    return total.detach(), kl.detach(), ce.detach(), [x.grad for x in leaves]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, N, N + 5])
+@pytest.mark.parametrize("case", ["full", "no_teacher", "alpha_ce_zero", "alpha_kl_zero", "no_ce_rows",
+                                  "no_kl_rows"])
+def test_chunked_equals_plain(chunk, case):
+    feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=11)
+    T, a_kl, a_ce = 2.0, 5.0, 2.0
+    if case == "no_teacher":
+        tf = tw = tb = None
+    elif case == "alpha_ce_zero":
+        a_ce = 0.0
+    elif case == "alpha_kl_zero":
+        a_kl = 0.0
+    elif case == "no_ce_rows":
+        labels = torch.full_like(labels, -100)
+    elif case == "no_kl_rows":
+        kl_rows = torch.zeros_like(kl_rows)
+
+    def chunked(f, w_, b_):
+        return chunked_kl_ce(f, w_, b_, tf, tw, tb, kl_rows, labels, T, a_kl, a_ce, chunk)
+
+    def plain(f, w_, b_):
+        if case == "no_kl_rows":  # no KL row: the plain KL is the empty-selection 0
+            z = f @ w_.T + b_
+            ce = mlm_cross_entropy(z, labels)
+            return a_ce * ce, torch.zeros(()), ce
+        return _plain(f, w_, b_, tf, tw, tb, kl_rows, labels, T, a_kl, a_ce)
+
+    c_tot, c_kl, c_ce, c_g = _grads(chunked, feats, w, b, upstream=0.7)
+    p_tot, p_kl, p_ce, p_g = _grads(plain, feats, w, b, upstream=0.7)
+    assert float(c_tot) == pytest.approx(float(p_tot), rel=1e-5, abs=1e-6)
+    assert float(c_kl) == pytest.approx(float(p_kl), rel=1e-5, abs=1e-6)
+    assert float(c_ce) == pytest.approx(float(p_ce), rel=1e-5, abs=1e-6)
+    for name, cg, pg in zip(("feats", "weight", "bias"), c_g, p_g):
+        torch.testing.assert_close(cg, pg, rtol=1e-4, atol=1e-6, msg=f"gradient wrt {name}")
+
+
+def test_chunked_kl_and_ce_outputs_carry_no_gradient_and_total_is_weighted_sum():
+    feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=12)
+    feats.requires_grad_()
+    total, kl, ce = chunked_kl_ce(feats, w, b, tf, tw, tb, kl_rows, labels, 3.0, 1.5, 0.25, 4)
+    assert total.requires_grad and not kl.requires_grad and not ce.requires_grad
+    assert float(total.detach()) == pytest.approx(1.5 * float(kl) + 0.25 * float(ce), rel=1e-6)
+    # against the independent references too
+    z = (feats @ w.T + b).detach()
+    zt = tf @ tw.T + tb
+    assert float(kl) == pytest.approx(ref_kl(z[kl_rows], zt[kl_rows], 3.0), rel=1e-5)
+    assert float(ce) == pytest.approx(ref_ce(z, labels), rel=1e-5)
+
+
+def test_chunked_teacher_gets_no_gradient():
+    feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=13)
+    tf.requires_grad_()
+    tw.requires_grad_()
+    feats.requires_grad_()
+    total, _, _ = chunked_kl_ce(feats, w, b, tf, tw, tb, kl_rows, labels, 2.0, 1.0, 1.0, 5)
+    total.backward()
+    assert tf.grad is None and tw.grad is None
+    assert feats.grad is not None and torch.count_nonzero(feats.grad) > 0
+
+
+def test_chunked_float64_matches_float64_autograd():
+    feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=14, dtype=torch.float64)
+
+    def chunked(f, w_, b_):
+        return chunked_kl_ce(f, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 5.0, 2.0, 3)
+
+    def plain(f, w_, b_):
+        return _plain(f, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 5.0, 2.0)
+
+    c_tot, _, _, c_g = _grads(chunked, feats, w, b)
+    p_tot, _, _, p_g = _grads(plain, feats, w, b)
+    assert float(c_tot) == pytest.approx(float(p_tot), rel=1e-5)
+    for cg, pg in zip(c_g, p_g):
+        assert cg.dtype == torch.float64  # gradients come back in the parameter dtype
+        torch.testing.assert_close(cg, pg, rtol=1e-4, atol=1e-6)
+
+
+def test_chunked_gradcheck_loose():
+    """Finite differences (the function computes in float32 internally, hence the loose tolerances)."""
+    g = torch.Generator().manual_seed(15)
+    n, d, v = 4, 3, 5
+    feats = torch.randn(n, d, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(v, d, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(v, generator=g, dtype=torch.float64, requires_grad=True)
+    tf, tw, tb = torch.randn(n, 2, dtype=torch.float64), torch.randn(v, 2, dtype=torch.float64), torch.randn(v, dtype=torch.float64)
+    kl_rows = torch.tensor([1, 1, 0, 1], dtype=torch.bool)
+    labels = torch.tensor([2, -100, 4, 0])
+
+    def f(x, w_, b_):
+        return chunked_kl_ce(x, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 1.0, 1.0, 3)[0]
+
+    assert torch.autograd.gradcheck(f, (feats, w, b), eps=1e-3, atol=2e-3, rtol=2e-2)
