@@ -68,8 +68,39 @@ def reproduce(preset: str, extra: list[str]) -> dict:
     summary = {"preset": preset, "stage_wall_time_s": times,
                "teacher": str(Path(teacher_cfg.output_dir) / "model") if teacher_cfg else distill_cfg.teacher,
                "student": str(Path(distill_cfg.output_dir) / "model")}
+    results = get_preset(preset).results_dir
+    if results and root is None:
+        summary["results"] = results
+        collect_results(teacher_cfg, distill_cfg, Path(results), summary)
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def collect_results(teacher_cfg, distill_cfg, dest: Path, summary: dict) -> None:
+    """Copy each finished stage's run.json / log.jsonl / summary.json to `dest/<stage>/`, check that the
+    student loads with DistilBertForMaskedLM.from_pretrained, and write dest/reproduce.json."""
+    import shutil
+
+    from transformers import DistilBertForMaskedLM
+
+    from .provenance import run_info
+
+    for stage, cfg in (("teacher", teacher_cfg), ("student", distill_cfg)):
+        if cfg is None or not (Path(cfg.output_dir) / "summary.json").is_file():
+            continue
+        (dest / stage).mkdir(parents=True, exist_ok=True)
+        for name in ("run.json", "log.jsonl", "summary.json"):
+            shutil.copyfile(Path(cfg.output_dir) / name, dest / stage / name)
+    student_dir = Path(distill_cfg.output_dir) / "model"
+    if student_dir.is_dir():
+        student = DistilBertForMaskedLM.from_pretrained(student_dir)
+        summary["student_loads_with"] = "DistilBertForMaskedLM.from_pretrained"
+        summary["student_layers"] = student.config.n_layers
+        summary["student_parameters"] = sum(p.numel() for p in student.parameters())
+    dest.mkdir(parents=True, exist_ok=True)
+    info = run_info()
+    info["finished"] = info.pop("started")
+    (dest / "reproduce.json").write_text(json.dumps({**summary, **info}, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ SAMPLE_DATA = str(Path(__file__).resolve().parent / "sample_data")
 class Preset:
     teacher: TeacherConfig | None  # None: the distillation teacher comes from the hub
     distill: DistillConfig
+    results_dir: str | None = None  # where `reproduce` copies logs and summaries of finished stages
 
 
 def _smoke() -> Preset:
@@ -38,13 +39,15 @@ def _cpu() -> Preset:
         TeacherConfig(**common, output_dir="runs/cpu/teacher", vocab_size=8192, hidden_size=256, num_layers=6,
                       num_heads=4, intermediate_size=1024, epochs=2.0, lr=1e-3, warmup_frac=0.05),
         DistillConfig(**common, output_dir="runs/cpu/student", teacher="runs/cpu/teacher/model", epochs=1.0),
+        results_dir="results/cpu",
     )
 
 
 def _t4() -> Preset:
     return Preset(None, DistillConfig(
         teacher="bert-base-uncased", output_dir="runs/t4/student", block_size=256, batch_size=32,
-        tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10, loss_chunk_size=2048))
+        tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10, loss_chunk_size=2048),
+        results_dir="results/t4")
 
 
 PRESETS = {"smoke": _smoke, "cpu": _cpu, "t4": _t4}
