@@ -17,7 +17,7 @@ import torch
 from transformers import BertConfig, BertForMaskedLM
 
 from tinydistil.data import load_corpus
-from tinydistil.distill import Trainer
+from tinydistil.train import Trainer
 from tinydistil.presets import stage_config
 from tinydistil.provenance import git_sha, machine
 from tinydistil.student import default_student_layers

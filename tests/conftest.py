@@ -13,7 +13,7 @@ def _seed_and_threads():
 @pytest.fixture(scope="session")
 def smoke_teacher(tmp_path_factory):
     """A tiny teacher pretrained for a few steps on the bundled sample (shared by the tests)."""
-    from tinydistil.distill import pretrain_teacher
+    from tinydistil.train import pretrain_teacher
 
     out = tmp_path_factory.mktemp("teacher")
     cfg = stage_config("smoke", "teacher", output_dir=str(out / "run"))

@@ -207,7 +207,7 @@ class _FakeTrainer:
 def fake_trainer(monkeypatch):
     _FakeTrainer.calls = []
     # the package exports a function named distill, so fetch the module itself
-    monkeypatch.setattr(importlib.import_module("tinydistil.distill"), "Trainer", _FakeTrainer)
+    monkeypatch.setattr(importlib.import_module("tinydistil.train"), "Trainer", _FakeTrainer)
     return _FakeTrainer.calls
 
 

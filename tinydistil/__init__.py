@@ -1,6 +1,6 @@
 """tinydistil: DistilBERT (Sanh et al., 2019) re-implemented small and sharp."""
 from .config import DistillConfig, TeacherConfig, TrainConfig
-from .distill import Trainer, distill, pretrain_teacher
+from .train import Trainer, distill, pretrain_teacher
 from .losses import chunked_kl_ce, hidden_cosine_loss, mlm_cross_entropy, soft_target_kl
 from .presets import get_preset, stage_config
 from .student import default_student_layers, init_student

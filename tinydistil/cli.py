@@ -41,7 +41,7 @@ def _parse_overrides(preset: str, extra: list[str]) -> tuple[dict, dict]:
 
 
 def _run(cfg, stage: str, resume: bool):
-    from .distill import Trainer  # imported late: torch/transformers load only when a run starts
+    from .train import Trainer  # imported late: torch/transformers load only when a run starts
 
     print(f"[tinydistil] {stage} -> {cfg.output_dir}", file=sys.stderr)
     t0 = time.time()

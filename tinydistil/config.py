@@ -100,7 +100,7 @@ class DistillConfig(TrainConfig):
     alpha_mlm: float = 2.0  # masked-LM cross-entropy
     alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
     restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one
-    loss_chunk_size: int = 1024  # rows per chunk of the vocabulary projection + KL/CE
+    loss_chunk_size: int = 0  # rows per chunk of the vocabulary projection + KL/CE; 0 = auto (see losses.auto_chunk_rows)
 
     def validate(self) -> None:
         super().validate()
@@ -110,8 +110,8 @@ class DistillConfig(TrainConfig):
             raise ValueError("DistillConfig: alphas must be >= 0 and at least one > 0")
         if self.student_init not in ("teacher", "random"):
             raise ValueError("DistillConfig: student_init must be 'teacher' or 'random'")
-        if self.loss_chunk_size < 1:
-            raise ValueError("DistillConfig: loss_chunk_size must be >= 1")
+        if self.loss_chunk_size < 0:
+            raise ValueError("DistillConfig: loss_chunk_size must be >= 0 (0 = auto)")
 
 
 def to_dict(cfg: TrainConfig) -> dict:

@@ -44,6 +44,14 @@ def hidden_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tenso
     return (1.0 - cos).mean()
 
 
+def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
+    """Rows per chunk so that one (rows x V) float32 tensor is ~8 MiB on CPU (allocations that size stay
+    in malloc's heap instead of being mapped and page-faulted afresh every chunk: measured ~1.7x faster
+    than 32 MiB chunks here) and ~64 MiB on GPU (big enough matmuls to keep the device busy)."""
+    budget = (64 if torch.device(device).type == "cuda" else 8) * 2**20
+    return max(16, budget // (4 * vocab_size))
+
+
 class _ChunkedKLCE(torch.autograd.Function):
     """Forward returns (alpha_kl * KL + alpha_ce * CE, KL, CE); only the first carries a gradient."""
 
@@ -56,35 +64,49 @@ class _ChunkedKLCE(torch.autograd.Function):
         use_kl = t_feats is not None and n_kl > 0
         use_ce = n_ce > 0
         rows = torch.nonzero((kl_rows if use_kl else torch.zeros_like(kl_rows)) | ce_rows).flatten()
-        w32, b32 = weight.float(), bias.float()
+        w32 = weight.float()
         grad_feats = torch.zeros_like(feats, dtype=torch.float32)
         grad_w = torch.zeros_like(w32)
-        grad_b = torch.zeros_like(b32)
+        grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=feats.device)
         kl_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
         ce_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
+        # Each chunk keeps about three (chunk x V) float32 tensors alive; in-place ops avoid more.
         for idx in rows.split(chunk_size):
             f = feats[idx]
-            z = F.linear(f, weight.to(f.dtype), bias.to(f.dtype)).float()  # (c, V)
-            g = torch.zeros_like(z)
+            z = F.linear(f, weight.to(f.dtype), bias.to(f.dtype)).float()  # (c, V) student logits
+            g = None  # d(loss)/dz for this chunk
             if use_kl:
                 sel = kl_rows[idx]
-                zt = F.linear(t_feats[idx], t_weight.to(t_feats.dtype), t_bias.to(t_feats.dtype)).float()[sel]
-                ls = F.log_softmax(z[sel] / temperature, dim=-1)
-                lt = F.log_softmax(zt / temperature, dim=-1)
-                pt = lt.exp()
-                kl_sum += (pt * (lt - ls)).sum()
-                # d(T^2 KL / n)/dz = T (p_s - p_t) / n
-                g[sel] += (alpha_kl * temperature / n_kl) * (ls.exp() - pt)
+                every = bool(sel.all())
+                ft = t_feats[idx] if every else t_feats[idx[sel]]
+                lt = F.linear(ft, t_weight.to(ft.dtype), t_bias.to(ft.dtype)).float().div_(temperature)
+                lt = F.log_softmax(lt, dim=-1)
+                ls = F.log_softmax((z if every else z[sel]) / temperature, dim=-1)
+                kl_sum += F.kl_div(ls, lt, log_target=True, reduction="sum")
+                # d(T^2 KL / n)/dz = T (p_s - p_t) / n, computed in place over ls
+                gk = ls.exp_().sub_(lt.exp_()).mul_(alpha_kl * temperature / n_kl)
+                del lt
+                if every:
+                    g = gk
+                else:
+                    g = torch.zeros_like(z)
+                    g[sel] = gk
             if use_ce:
-                sel = ce_rows[idx]
-                lab = labels[idx][sel]
-                ls = F.log_softmax(z[sel], dim=-1)
-                ce_sum -= ls.gather(1, lab[:, None]).sum()
-                p = ls.exp()
-                p[torch.arange(len(lab), device=p.device), lab] -= 1.0
-                g[sel] += (alpha_ce / n_ce) * p
+                pos = torch.nonzero(ce_rows[idx]).flatten()
+                if len(pos):
+                    lab = labels[idx][pos]
+                    lc = F.log_softmax(z[pos], dim=-1)
+                    ce_sum -= lc.gather(1, lab[:, None]).sum()
+                    pc = lc.exp_()
+                    pc[torch.arange(len(lab), device=pc.device), lab] -= 1.0
+                    if g is None:
+                        g = torch.zeros_like(z)
+                    g.index_add_(0, pos, pc, alpha=alpha_ce / n_ce)
+            del z
+            if g is None:
+                continue
             grad_feats[idx] = g @ w32
-            grad_w += g.t() @ f.float()
+            grad_w.addmm_(g.t(), f.float())
             grad_b += g.sum(0)
         kl = kl_sum * temperature**2 / max(n_kl, 1) if use_kl else kl_sum
         ce = ce_sum / max(n_ce, 1)
@@ -101,14 +123,17 @@ class _ChunkedKLCE(torch.autograd.Function):
 def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                   teacher_feats: torch.Tensor | None, teacher_weight: torch.Tensor | None,
                   teacher_bias: torch.Tensor | None, kl_rows: torch.Tensor, labels: torch.Tensor,
-                  temperature: float, alpha_kl: float, alpha_ce: float, chunk_size: int = 1024):
+                  temperature: float, alpha_kl: float, alpha_ce: float, chunk_size: int = 0):
     """(alpha_kl * KL + alpha_ce * CE, KL, CE) without materialising all logits at once.
 
     feats: (N, D) student features entering the vocabulary projection (weight (V, D), bias (V,)).
     teacher_feats: (N, D_t) teacher features (no gradient) with teacher_weight/bias; None skips KL.
     kl_rows: (N,) bool rows that enter the KL. labels: (N,) MLM labels, -100 = not masked.
+    chunk_size: rows per chunk; 0 picks `auto_chunk_rows`.
     Equal to `soft_target_kl` and `mlm_cross_entropy` on the full logits, in value and gradient.
     """
+    if chunk_size <= 0:
+        chunk_size = auto_chunk_rows(weight.shape[0], weight.device)
     if teacher_feats is not None:
         teacher_feats = teacher_feats.detach()
         teacher_weight, teacher_bias = teacher_weight.detach(), teacher_bias.detach()

@@ -28,8 +28,7 @@ def _smoke() -> Preset:
     return Preset(
         TeacherConfig(**common, output_dir="runs/smoke/teacher", vocab_size=600, hidden_size=32, num_layers=2,
                       num_heads=2, intermediate_size=64, max_position_embeddings=512, lr=1e-3),
-        DistillConfig(**common, output_dir="runs/smoke/student", teacher="runs/smoke/teacher/model",
-                      loss_chunk_size=64),
+        DistillConfig(**common, output_dir="runs/smoke/student", teacher="runs/smoke/teacher/model"),
     )
 
 
@@ -46,7 +45,7 @@ def _cpu() -> Preset:
 def _t4() -> Preset:
     return Preset(None, DistillConfig(
         teacher="bert-base-uncased", output_dir="runs/t4/student", block_size=256, batch_size=32,
-        tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10, loss_chunk_size=2048),
+        tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10),
         results_dir="results/t4")
 
 

@@ -209,7 +209,7 @@ class Trainer:
         zero = torch.zeros((), device=self.device)
         if self.teacher is None:
             loss, kl, mlm = chunked_kl_ce(s.feats.flatten(0, 1), s.weight, s.bias, None, None, None, nonpad,
-                                          labels, 1.0, 0.0, 1.0, getattr(cfg, "loss_chunk_size", 1024))
+                                          labels, 1.0, 0.0, 1.0, getattr(cfg, "loss_chunk_size", 0))
             return {"loss": loss, "loss_ce": kl, "loss_mlm": mlm, "loss_cos": zero}
         with torch.inference_mode():
             t = mlm_parts(self.teacher, ids, am)

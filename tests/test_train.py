@@ -5,7 +5,7 @@ import pytest
 import torch
 from transformers import DistilBertForMaskedLM
 
-from tinydistil.distill import Trainer, distill
+from tinydistil.train import Trainer, distill
 from tinydistil.presets import stage_config
 
 
