@@ -2,7 +2,7 @@
 
 smoke  tiny random-size teacher on the bundled 500-line sample: seconds; used by tests and CI notebooks.
 cpu    offline small teacher (WordPiece 8K, 6 x 256) pretrained on WikiText-2, then a 3-layer student.
-       Budget on a 2-core CPU: teacher pretraining 2 epochs ~20 min + distillation 1 epoch ~20 min.
+       Budget on a 2-core CPU: teacher pretraining 2 epochs (~20 min) + distillation 1.5 epochs (~20 min).
 t4     bert-base-uncased -> 6-layer DistilBERT on WikiText-2, fp16 on a 16 GB Colab T4 (~3 epochs).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _cpu() -> Preset:
     return Preset(
         TeacherConfig(**common, output_dir="runs/cpu/teacher", vocab_size=8192, hidden_size=256, num_layers=6,
                       num_heads=4, intermediate_size=1024, epochs=2.0, lr=1e-3, warmup_frac=0.05),
-        DistillConfig(**common, output_dir="runs/cpu/student", teacher="runs/cpu/teacher/model", epochs=1.0),
+        DistillConfig(**common, output_dir="runs/cpu/student", teacher="runs/cpu/teacher/model", epochs=1.5),
         results_dir="results/cpu",
     )
 
