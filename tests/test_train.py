@@ -73,3 +73,25 @@ def test_corrupt_checkpoint_gives_clear_error(tmp_path, smoke_teacher):
     (tmp_path / "c" / "checkpoint" / "state.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot resume from .*state.pt"):
         Trainer(_cfg(tmp_path, smoke_teacher, "c", max_steps=2), resume=True).setup()
+
+
+def test_mlm_eval_scores_identical_models_identically(tmp_path, smoke_teacher):
+    """A student keeping every teacher layer computes the teacher's function, so on the same masked
+    blocks it must get the teacher's loss and accuracy; perplexity is exp(loss)."""
+    import math
+
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    from tinydistil.mlm_eval import evaluate_mlm
+    from tinydistil.presets import SAMPLE_DATA
+    from tinydistil.student import init_student
+
+    teacher = BertForMaskedLM.from_pretrained(smoke_teacher)
+    init_student(teacher, layers=list(range(teacher.config.num_hidden_layers))).save_pretrained(tmp_path / "s")
+    AutoTokenizer.from_pretrained(smoke_teacher).save_pretrained(tmp_path / "s")
+    scores = evaluate_mlm({"t": str(smoke_teacher), "s": str(tmp_path / "s")}, SAMPLE_DATA, "train",
+                          block_size=32, max_blocks=40)
+    assert scores["t"]["masked_tokens"] == scores["s"]["masked_tokens"] > 100
+    assert scores["s"]["mlm_loss"] == pytest.approx(scores["t"]["mlm_loss"], abs=1e-3)
+    assert scores["s"]["mlm_accuracy"] == pytest.approx(scores["t"]["mlm_accuracy"], abs=1e-3)
+    assert scores["t"]["mlm_perplexity"] == pytest.approx(math.exp(scores["t"]["mlm_loss"]), rel=1e-3)

@@ -68,12 +68,26 @@ def reproduce(preset: str, extra: list[str]) -> dict:
     summary = {"preset": preset, "stage_wall_time_s": times,
                "teacher": str(Path(teacher_cfg.output_dir) / "model") if teacher_cfg else distill_cfg.teacher,
                "student": str(Path(distill_cfg.output_dir) / "model")}
+    summary["mlm_eval"] = _mlm_eval(summary["teacher"], summary["student"], distill_cfg)
     results = get_preset(preset).results_dir
     if results and root is None:
         summary["results"] = results
         collect_results(teacher_cfg, distill_cfg, Path(results), summary)
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def _mlm_eval(teacher: str, student: str, cfg) -> dict:
+    """Teacher vs student on the same masked WikiText-2 validation blocks (see mlm_eval.py)."""
+    from .mlm_eval import evaluate_mlm
+
+    try:
+        scores = evaluate_mlm({"teacher": teacher, "student": student}, cfg.data_dir, "valid", cfg.block_size)
+    except ValueError as e:  # e.g. the smoke sample has no validation split
+        return {"not run": str(e)}
+    t, s = scores["teacher"]["mlm_accuracy"], scores["student"]["mlm_accuracy"]
+    scores["student_accuracy_retention_pct"] = round(100 * s / t, 1) if t else None
+    return {"split": "valid", **scores}
 
 
 def collect_results(teacher_cfg, distill_cfg, dest: Path, summary: dict) -> None:

@@ -38,7 +38,8 @@ def find_local_corpus(data_dir: Path, split: str = "train") -> Path:
 
 
 def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: int | None = None):
-    """Non-empty lines of WikiText-2 as a `datasets.Dataset` with one column `text`."""
+    """Non-empty lines of WikiText-2 split `split` (train | valid | test) as a `datasets.Dataset` with one
+    column `text`."""
     import datasets
 
     local = resolve_data_dir(data_dir)
@@ -49,7 +50,7 @@ def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: in
         ds = datasets.load_dataset("text", data_files={split: str(path)}, split=split)
     else:
         try:
-            ds = datasets.load_dataset(*HUB_DATASET, split=split)
+            ds = datasets.load_dataset(*HUB_DATASET, split={"valid": "validation"}.get(split, split))
         except Exception as e:  # no network, hub down, ...
             raise ValueError(f"could not load {HUB_DATASET[0]} from the hub ({type(e).__name__}); "
                              f"to work offline, {DATA_DIR_HELP}") from None
