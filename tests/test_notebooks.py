@@ -24,3 +24,52 @@ def test_notebook_01_smoke(tmp_path):
     nb = nbformat.read(str(out), as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "student: 1 layers" in text and "teacher: 2 layers" in text
+
+
+def _run_downstream_notebook(name, tmp_path, monkeypatch, **parameters):
+    """Execute a downstream notebook on tiny models and fixture data; returns the printed text."""
+    papermill = pytest.importorskip("papermill")
+    import nbformat
+    from tiny_downstream import save_tiny_model, write_glue_fixture, write_imdb_fixture
+
+    # the kernel inherits this: tiny models crawl with 2 threads when another job holds the cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    data = write_imdb_fixture(write_glue_fixture(tmp_path / "data"))
+    params = {"preset": "cpu", "teacher_model": str(save_tiny_model(tmp_path / "teacher")),
+              "student_model": str(save_tiny_model(tmp_path / "student", "distilbert")),
+              "runs_root": str(tmp_path / "runs"), "data_dir": str(data), "seeds": 1,
+              "max_train_examples": 32, "finetune_overrides": {"epochs": 1, "batch_size": 16, "lr": 1e-3},
+              "results_dir": str(tmp_path / "results"), **parameters}
+    out = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out), parameters=params,
+                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    nb = nbformat.read(str(out), as_version=4)
+    return "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_notebook_02_glue_tiny(tmp_path, monkeypatch):
+    import csv
+
+    text = _run_downstream_notebook("02_glue", tmp_path, monkeypatch, tasks=["sst2", "rte", "stsb", "cola"])
+    with open(tmp_path / "results" / "table1_glue.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["Model"] for r in rows[:3]] == ["ELMo", "BERT-base", "DistilBERT"]
+    teacher, student = rows[3], rows[4]
+    assert teacher["Model"].startswith("teacher: ") and student["Model"].startswith("student: ")
+    assert teacher["CoLA"] == "not run: no data" and student["MNLI"] == "not run: no data"
+    assert 0 <= float(student["SST-2"]) <= 100 and student["retention"] != ""
+    assert (tmp_path / "runs" / "eval" / "glue_teacher_vs_student.png").stat().st_size > 1000
+    assert "wrote" in text and "not run: no data" in text
+
+
+def test_notebook_03_imdb_tiny(tmp_path, monkeypatch):
+    import csv
+
+    _run_downstream_notebook("03_imdb", tmp_path, monkeypatch)
+    with open(tmp_path / "results" / "table2_downstream.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["Model"], r["IMDb"]) for r in rows[:3]] == [("BERT-base", "93.46"), ("DistilBERT", "92.82"),
+                                                          ("DistilBERT (D)", "—")]
+    assert all(0 <= float(r["IMDb"]) <= 100 and r["SQuAD F1"] == "not run" for r in rows[3:5])
+    assert (tmp_path / "runs" / "eval" / "imdb_teacher_vs_student.png").stat().st_size > 1000

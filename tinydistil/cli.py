@@ -5,6 +5,14 @@
     reproduce          every stage of the preset in order; finished stages are skipped, interrupted ones resumed
 
 Any config field can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,3], --teacher bert-base-uncased.
+
+Downstream evaluation (finished (task, seed) runs are skipped when run again):
+
+    glue     --model PATH_OR_HUB_ID [--tasks cola,rte] [--data-dir DIR] [--output-dir DIR] [--seeds 3]
+             [--max-train-examples N] [any FinetuneConfig field, e.g. --epochs 2 --lr 1e-4]
+    imdb     --model PATH_OR_HUB_ID [--data-dir DIR] [--output-dir DIR] [FinetuneConfig fields]
+    tables   --teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--results-dir results]
+             -> table1_glue.csv, table2_downstream.csv
 """
 from __future__ import annotations
 
@@ -117,15 +125,94 @@ def collect_results(teacher_cfg, distill_cfg, dest: Path, summary: dict) -> None
     (dest / "reproduce.json").write_text(json.dumps({**summary, **info}, indent=2))
 
 
+FINETUNE_OPTIONS = {"glue": ("model", "tasks", "data_dir", "output_dir"),
+                    "imdb": ("model", "data_dir", "output_dir"),
+                    "tables": ("teacher", "student", "results_dir")}
+
+
+def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
+    """`--name value` pairs -> (command options, FinetuneConfig overrides)."""
+    from .finetune import FinetuneConfig
+
+    opts, over, i = {}, {}, 0
+    while i < len(extra):
+        key = extra[i]
+        if not key.startswith("--") or i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+            raise ValueError(f"cannot read {key!r}: options are written --name value (e.g. --model runs/cpu/student/model)")
+        name = key[2:].replace("-", "_")
+        if name in FINETUNE_OPTIONS[command]:
+            opts[name] = extra[i + 1]
+        elif command == "tables":
+            raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --results-dir")
+        else:
+            try:
+                over[name] = parse_value(FinetuneConfig(), name, extra[i + 1])
+            except ValueError as e:
+                if not str(e).startswith("unknown"):
+                    raise
+                fields = ", ".join("--" + f.name.replace("_", "-") for f in dataclasses.fields(FinetuneConfig))
+                raise ValueError(f"unknown option {key} for {command}; use "
+                                 f"{', '.join('--' + o.replace('_', '-') for o in FINETUNE_OPTIONS[command])} "
+                                 f"or a FinetuneConfig field ({fields})") from None
+        i += 2
+    return opts, over
+
+
+def finetune_command(command: str, extra: list[str]):
+    """`glue` / `imdb`: fine-tune and evaluate one model; prints the per-task summary."""
+    from .config import replace
+    from .finetune import FinetuneConfig
+
+    opts, over = _options(command, extra)
+    if "model" not in opts:
+        raise ValueError(f"{command} needs --model PATH_OR_HUB_ID (e.g. runs/cpu/student/model or distilbert-base-uncased)")
+    cfg = replace(FinetuneConfig(), **over)
+    t0 = time.time()
+    if command == "glue":
+        from .glue import parse_tasks, run_glue
+
+        tasks = parse_tasks(opts.get("tasks"))  # unknown names fail before anything loads
+        df = run_glue(opts["model"], tasks, cfg, opts.get("output_dir"), opts.get("data_dir"))
+    else:
+        from .imdb import run_imdb
+
+        df = run_imdb(opts["model"], cfg, opts.get("output_dir"), opts.get("data_dir"))
+    cols = [c for c in df.columns if c not in ("reason", "data")]
+    print(df[cols].to_string(index=False))
+    print(f"[tinydistil] {command} done in {time.time() - t0:.0f}s", file=sys.stderr)
+    return df
+
+
+def tables_command(extra: list[str]):
+    from .tables import write_tables
+
+    opts, _ = _options("tables", extra)
+    evals = [(role, opts[role]) for role in ("teacher", "student") if role in opts]
+    if not evals:
+        raise ValueError("tables needs --teacher and/or --student: evaluation folders such as runs/eval/cpu_teacher")
+    for role, folder in evals:
+        if not Path(folder).is_dir():
+            raise ValueError(f"--{role} {folder} does not exist; run `python -m tinydistil glue --model ...` first")
+    t1, t2 = write_tables(evals, opts.get("results_dir", "results"))
+    print(t1.to_string(index=False))
+    print(t2.to_string(index=False))
+    return t1, t2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinydistil", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config"])
+    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config", "glue", "imdb",
+                                            "tables"])
     parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command == "reproduce":
+        if args.command in ("glue", "imdb"):
+            finetune_command(args.command, extra)
+        elif args.command == "tables":
+            tables_command(extra)
+        elif args.command == "reproduce":
             reproduce(args.preset, extra)
         elif args.command == "show-config":
             for stage in ("teacher", "distill"):

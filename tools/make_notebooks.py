@@ -87,6 +87,142 @@ for guess in fill(f"The capital of France is {fill.tokenizer.mask_token}.")[:3]:
 ]
 
 
+MODELS_PARAMS = '''preset = "t4"              # cpu | t4: which teacher / student pair to evaluate (the models below override)
+teacher_model = None       # None -> the preset's teacher (t4: bert-base-uncased; cpu: runs/cpu/teacher/model)
+student_model = None       # None -> the preset's student (runs/<preset>/student/model)
+runs_root = None           # notebook 01's output_root (None -> runs/); evaluations go to <runs_root>/eval/
+use_drive = False          # Colab: mount Google Drive and keep runs there (finished seeds are skipped on rerun)
+data_dir = None            # local data (GLUE TSVs / IMDb TSVs); None -> $TINYDISTIL_DATA_DIR, then the hub'''
+
+MODELS_SETUP = '''if use_drive and IN_COLAB:
+    from google.colab import drive
+    drive.mount("/content/drive")
+    runs_root = runs_root or "/content/drive/MyDrive/tinydistil"
+
+from pathlib import Path
+from tinydistil.config import replace
+from tinydistil.finetune import FinetuneConfig
+from tinydistil.glue import model_slug
+from tinydistil.presets import preset_configs
+
+_, distill_cfg = preset_configs(preset, root=runs_root)
+teacher_model = teacher_model or distill_cfg.teacher
+student_model = student_model or str(Path(distill_cfg.output_dir) / "model")
+cfg = replace(FinetuneConfig(), seeds=seeds, max_train_examples=max_train_examples, **finetune_overrides)
+eval_root = Path(runs_root or "runs") / "eval"
+models = {"teacher": teacher_model, "student": student_model}
+eval_dirs = {role: eval_root / model_slug(m) for role, m in models.items()}
+print("teacher:", teacher_model, "\\nstudent:", student_model, "\\nresults in:", eval_root)
+print(cfg)'''
+
+NB02 = [
+    ("md", """# 02 · GLUE (paper Table 1)
+
+Fine-tune the teacher and the distilled student on each GLUE task and evaluate on the dev sets, as the paper
+does: a fixed number of epochs (3), no model selection, the **median over 5 seeds** of each task's score
+(CoLA Matthews, MRPC/QQP mean of F1 and accuracy, STS-B mean of Pearson and Spearman, MNLI matched accuracy,
+others accuracy). The GLUE score is the macro average over tasks.
+
+* Data: the hub's `nyu-mll/glue`, or GLUE TSVs under `data_dir/glue/<TASK>/` (offline). A task without a
+  train and a dev split is reported as *not run: no data* and left out of our score.
+* Every finished (task, seed) is saved as JSON: rerunning the notebook (or a new Colab session with
+  `use_drive = True`) skips it.
+* Cost: with bert-base on a T4, MNLI and QQP take hours per seed; start with `seeds = 1` or a task subset.
+  On a CPU, cap the training sets with `max_train_examples`."""),
+    ("code", COLAB_SETUP),
+    ("params", MODELS_PARAMS + '''
+tasks = None               # None -> all nine; e.g. ["cola", "rte", "mrpc"]
+seeds = 5                  # the paper reports the median of 5 runs
+max_train_examples = None  # e.g. 2000 on a CPU (the same random subset for every seed and model)
+finetune_overrides = {}    # other FinetuneConfig fields, e.g. {"epochs": 2, "lr": 1e-4}
+results_dir = "results"    # where table1_glue.csv is written'''),
+    ("code", MODELS_SETUP),
+    ("md", "## 1 · Fine-tune and evaluate\nOne progress bar per task; the table shows the median over seeds."),
+    ("code", '''from tinydistil.glue import run_glue
+glue = {}
+for role, model in models.items():
+    glue[role] = run_glue(model, tasks, cfg, output_dir=eval_dirs[role] / "glue", data_dir=data_dir)
+    print(role)
+    display(glue[role].drop(columns=[c for c in ("data", "reason") if c in glue[role]]))'''),
+    ("md", "## 2 · Table 1\nThe paper's rows verbatim, then ours; `retention` = student score as % of the teacher's."),
+    ("code", '''from tinydistil.tables import describe_eval, glue_row, write_table1
+names = {role: describe_eval(eval_dirs[role], role) for role in models}
+rows = [glue_row(names["teacher"], glue["teacher"], run_id=str(eval_dirs["teacher"] / "glue")),
+        glue_row(names["student"], glue["student"], run_id=str(eval_dirs["student"] / "glue"), teacher=names["teacher"])]
+table1 = write_table1(rows, Path(results_dir) / "table1_glue.csv")
+print("wrote", Path(results_dir) / "table1_glue.csv")
+table1'''),
+    ("md", "## 3 · Teacher vs student per task"),
+    ("code", '''import matplotlib.pyplot as plt
+import numpy as np
+from tinydistil.glue import NOT_RUN
+run = [t for t in glue["teacher"]["display"]
+       if all(g.set_index("display").loc[t, "score"] != NOT_RUN for g in glue.values())]
+fig, ax = plt.subplots(figsize=(1.2 * max(len(run), 3) + 2, 4))
+x = np.arange(len(run))
+for i, role in enumerate(models):
+    scores = [float(glue[role].set_index("display").loc[t, "score"]) for t in run]
+    ax.bar(x + (i - 0.5) * 0.4, scores, 0.4, label=names[role])
+ax.set_xticks(x, run)
+ax.set(ylabel="dev score (median over seeds)", title="GLUE dev: teacher vs student")
+ax.axhline(0, color="black", linewidth=0.5)
+ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1))
+plt.tight_layout()
+fig.savefig(eval_root / "glue_teacher_vs_student.png", dpi=120, bbox_inches="tight")
+plt.show()'''),
+]
+
+NB03 = [
+    ("md", """# 03 · IMDb sentiment (paper Table 2)
+
+Fine-tune the teacher and the student on IMDb reviews and report test accuracy (median over seeds).
+The epoch is selected on a dev split (accuracy after each epoch, best kept); test is used once, for the score.
+
+* Hub: `stanfordnlp/imdb` (25k / 25k); dev = 10% of train (stratified, seed 0).
+* Offline: `data_dir/imdb-kaushik2020-orig/{train,dev,test}.tsv` (1707 / 245 / 488 reviews chosen by
+  Kaushik et al., 2020 — a small subset, so not comparable to the paper's 25k-review test set).
+* SQuAD (the rest of Table 2) is notebook 04; its cells read "not run" here."""),
+    ("code", COLAB_SETUP),
+    ("params", MODELS_PARAMS + '''
+seeds = 5                  # median over seeds
+max_train_examples = None  # e.g. 2000 on a CPU
+finetune_overrides = {}    # e.g. {"max_seq_len": 256, "epochs": 2}
+results_dir = "results"    # where table2_downstream.csv is written'''),
+    ("code", MODELS_SETUP),
+    ("md", "## 1 · Fine-tune, select the epoch on dev, score on test"),
+    ("code", '''from tinydistil.imdb import run_imdb
+imdb = {}
+for role, model in models.items():
+    imdb[role] = run_imdb(model, cfg, output_dir=eval_dirs[role] / "imdb", data_dir=data_dir)
+    print(role)
+    display(imdb[role].drop(columns=[c for c in ("data", "reason") if c in imdb[role]]))'''),
+    ("md", "## 2 · Table 2"),
+    ("code", '''from tinydistil.tables import describe_eval, imdb_row, write_table2
+names = {role: describe_eval(eval_dirs[role], role) for role in models}
+rows = [imdb_row(names[role], imdb[role], run_id=str(eval_dirs[role] / "imdb")) for role in models]
+table2 = write_table2(rows, Path(results_dir) / "table2_downstream.csv")
+print("wrote", Path(results_dir) / "table2_downstream.csv")
+table2'''),
+    ("md", "## 3 · Teacher vs student (paper values for reference)"),
+    ("code", '''import matplotlib.pyplot as plt
+from tinydistil.glue import NOT_RUN
+from tinydistil.tables import PAPER_TABLE2
+bars = {r: float(imdb[r]["score"].iloc[0]) for r in models if imdb[r]["score"].iloc[0] != NOT_RUN}
+paper = {f"paper {m}": float(v[0]) for m, v in PAPER_TABLE2.items() if v[0] != "—"}
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.barh(list(bars) + list(paper), list(bars.values()) + list(paper.values()),
+        color=["C0", "C1"][:len(bars)] + ["0.7"] * len(paper))
+for y, v in enumerate(list(bars.values()) + list(paper.values())):
+    ax.text(v + 1, y, f"{v:.2f}", va="center", fontsize=8)
+ax.set(xlabel="IMDb test accuracy (%)", xlim=(0, 105), title="IMDb: teacher vs student")
+plt.tight_layout()
+fig.savefig(eval_root / "imdb_teacher_vs_student.png", dpi=120, bbox_inches="tight")
+plt.show()
+for r in bars:
+    print(names[r])'''),
+]
+
+
 def build(cells):
     nb = nbf.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -107,5 +243,6 @@ def build(cells):
 if __name__ == "__main__":
     out = Path(__file__).resolve().parent.parent / "notebooks"
     out.mkdir(exist_ok=True)
-    nbf.write(build(NB01), out / "01_distill_pretraining.ipynb")
-    print("wrote", out / "01_distill_pretraining.ipynb")
+    for name, cells in (("01_distill_pretraining", NB01), ("02_glue", NB02), ("03_imdb", NB03)):
+        nbf.write(build(cells), out / f"{name}.ipynb")
+        print("wrote", out / f"{name}.ipynb")

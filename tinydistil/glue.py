@@ -1,0 +1,430 @@
+"""GLUE (paper Table 1): task registry, loaders (GLUE TSVs or the hub) and `run_glue`.
+
+    df = run_glue("runs/cpu/student/model", ["cola", "rte"], FinetuneConfig(seeds=3),
+                  output_dir="runs/eval/cpu_student/glue", data_dir="../shared/data")
+
+Data: local files when a data directory is given (argument or $TINYDISTIL_DATA_DIR), laid out as GLUE's
+download script leaves them: `<data_dir>/glue/<CoLA|SST-2|MRPC|QQP|STS-B|MNLI|QNLI|RTE|WNLI>/train.tsv`
+and `dev.tsv` (MNLI: `dev_matched.tsv`, `dev_mismatched.tsv`); otherwise the hub (`nyu-mll/glue`).
+Labels become the hub's integer ids (e.g. RTE entailment=0, not_entailment=1). A task without a train
+and a dev split is reported as "not run: no data", never as a number.
+
+Protocol (paper): fine-tune each task for a fixed number of epochs, evaluate on dev, no model
+selection; report the median over seeds of the task score (MRPC/QQP mean of F1 and accuracy, STS-B
+mean of Pearson and Spearman, CoLA Matthews, MNLI matched accuracy, others accuracy).
+Each finished (task, seed) is written to `<output_dir>/<task>/seed<k>.json`; a rerun skips it.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .finetune import FinetuneConfig
+from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
+
+NOT_RUN = "not run: no data"
+HUB_DATASET = "nyu-mll/glue"
+DATA_DIR_HELP = ("set --data-dir (or TINYDISTIL_DATA_DIR) to a folder holding glue/<TASK>/{train,dev}.tsv, "
+                 "e.g. ../shared/data")
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    name: str  # registry key = hub config name (cola, sst2, ...)
+    display: str  # Table 1 column and GLUE folder name (CoLA, SST-2, ...)
+    text_columns: tuple[str, ...]  # hub column names of the one or two input texts
+    labels: tuple[str, ...] | None  # hub label names in id order; None = regression (STS-B)
+    tsv_text: tuple[str | int, ...]  # TSV header names of the texts (column indices when header=False)
+    tsv_label: str | int
+    header: bool = True
+    n_fields: int = 0  # field count of a header-less TSV
+    # (split name, local file, hub split); the first one gives the Table 1 score
+    evals: tuple[tuple[str, str, str], ...] = (("dev", "dev.tsv", "validation"),)
+
+    @property
+    def regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Keys of a run's "metrics": glue_metrics' names on the first eval split, then `<name>_<split>`
+        for further splits (MNLI: accuracy, accuracy_mismatched)."""
+        names = GLUE_TASK_METRICS[self.metric_task(self.evals[0][0])]
+        return names + tuple(f"{n}_{split}" for split, _, _ in self.evals[1:]
+                             for n in GLUE_TASK_METRICS[self.metric_task(split)])
+
+    def metric_task(self, split: str) -> str:
+        """Task name for metrics.glue_metrics on eval split `split`."""
+        return f"mnli_{split}" if self.name == "mnli" else self.name
+
+
+_NLI2 = ("entailment", "not_entailment")
+TASKS: dict[str, GlueTask] = {t.name: t for t in [  # Table 1 column order
+    GlueTask("cola", "CoLA", ("sentence",), ("unacceptable", "acceptable"), (3,), 1, header=False, n_fields=4),
+    GlueTask("mnli", "MNLI", ("premise", "hypothesis"), ("entailment", "neutral", "contradiction"),
+             ("sentence1", "sentence2"), "gold_label",
+             evals=(("matched", "dev_matched.tsv", "validation_matched"),
+                    ("mismatched", "dev_mismatched.tsv", "validation_mismatched"))),
+    GlueTask("mrpc", "MRPC", ("sentence1", "sentence2"), ("not_equivalent", "equivalent"),
+             ("#1 String", "#2 String"), "Quality"),
+    GlueTask("qnli", "QNLI", ("question", "sentence"), _NLI2, ("question", "sentence"), "label"),
+    GlueTask("qqp", "QQP", ("question1", "question2"), ("not_duplicate", "duplicate"),
+             ("question1", "question2"), "is_duplicate"),
+    GlueTask("rte", "RTE", ("sentence1", "sentence2"), _NLI2, ("sentence1", "sentence2"), "label"),
+    GlueTask("sst2", "SST-2", ("sentence",), ("negative", "positive"), ("sentence",), "label"),
+    GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), None, ("sentence1", "sentence2"), "score"),
+    GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"),
+             ("sentence1", "sentence2"), "label"),
+]}
+
+
+class NoData(Exception):
+    """A task's train or dev split is not available (reported as NOT_RUN, not an error)."""
+
+
+@dataclass
+class TaskData:
+    train: object  # datasets.Dataset: the task's text columns + label
+    evals: dict  # split name -> datasets.Dataset
+    source: str  # folder or "hub:nyu-mll/glue/<config>"
+
+
+# ------------------------------------------------------------------ names
+def parse_tasks(tasks) -> list[str]:
+    """'cola,rte' / ['CoLA', 'sst-2'] / None (all nine) -> registry names; unknown -> ValueError listing them."""
+    if tasks is None:
+        return list(TASKS)
+    if isinstance(tasks, str):
+        tasks = [t for t in tasks.split(",") if t.strip()]
+    out = []
+    for t in tasks:
+        key = t.strip().lower().replace("-", "")
+        if key not in TASKS:
+            raise ValueError(f"unknown GLUE task {t!r}; valid tasks: {', '.join(TASKS)}")
+        if key not in out:
+            out.append(key)
+    if not out:
+        raise ValueError(f"no GLUE task given; valid tasks: {', '.join(TASKS)}")
+    return out
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """The data directory (argument, else $TINYDISTIL_DATA_DIR), or None for the hub."""
+    data_dir = data_dir or os.environ.get("TINYDISTIL_DATA_DIR")
+    if not data_dir:
+        return None
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"data directory {path} does not exist; {DATA_DIR_HELP}")
+    return path
+
+
+def task_folder(data_dir: Path, task: GlueTask) -> Path:
+    """`<data_dir>/glue/<Task>`; `<data_dir>/<Task>` also works when data_dir is the glue folder itself."""
+    for folder in (data_dir / "glue" / task.display, data_dir / task.display):
+        if folder.is_dir():
+            return folder
+    return data_dir / "glue" / task.display
+
+
+# ------------------------------------------------------------------ TSV parsing
+def parse_label(task: GlueTask, text: str):
+    """A TSV label -> the hub's id (int) or score (float, STS-B); ValueError (message without location)."""
+    text = text.strip()
+    if task.regression:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"score {text!r} is not a number") from None
+        if not 0.0 <= value <= 5.0:
+            raise ValueError(f"score {value} is outside STS-B's 0-5 range")
+        return value
+    if text in task.labels:
+        return task.labels.index(text)
+    if text.isdigit() and int(text) < len(task.labels):
+        return int(text)
+    raise ValueError(f"label {text!r} is not one of {', '.join(task.labels)} "
+                     f"(or 0..{len(task.labels) - 1}) for {task.display}")
+
+
+def read_glue_tsv(path: str | os.PathLike, task: GlueTask | str) -> dict[str, list]:
+    """Rows of a GLUE TSV as {hub text column: [...], "label": [...]}.
+
+    Read with quoting off (GLUE text contains unbalanced quotes, kept verbatim) and a UTF-8 BOM
+    dropped (MRPC). Header files are matched by column name, CoLA (no header) by position. Rows with
+    another field count, labels outside the task's set and files without data rows raise ValueError
+    naming the file (and line).
+    """
+    task = TASKS[task] if isinstance(task, str) else task
+    path = Path(path)
+    where = f"is this the GLUE {task.display} file?"
+    columns = {c: [] for c in task.text_columns}
+    columns["label"] = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if task.header:
+            header = next(reader, None)
+            if header is None:
+                raise ValueError(f"{path} is empty; {where}")
+            missing = [c for c in (*task.tsv_text, task.tsv_label) if c not in header]
+            if missing:
+                raise ValueError(f"{path}: header lacks column(s) {missing} (has {header}); {where}")
+            width = len(header)
+            text_idx = [header.index(c) for c in task.tsv_text]
+            label_idx = header.index(task.tsv_label)
+        else:
+            width, text_idx, label_idx = task.n_fields, list(task.tsv_text), task.tsv_label
+        for row in reader:
+            if not row:  # blank line
+                continue
+            if len(row) != width:
+                raise ValueError(f"{path}, line {reader.line_num}: {len(row)} tab-separated fields, expected "
+                                 f"{width}; {where}")
+            try:
+                label = parse_label(task, row[label_idx])
+            except ValueError as e:
+                raise ValueError(f"{path}, line {reader.line_num}: {e}; {where}") from None
+            for col, i in zip(task.text_columns, text_idx):
+                columns[col].append(row[i])
+            columns["label"].append(label)
+    if not columns["label"]:
+        raise ValueError(f"{path} has no data rows; {where}")
+    return columns
+
+
+def _as_dataset(columns: dict[str, list], task: GlueTask):
+    import datasets
+
+    features = datasets.Features({**{c: datasets.Value("string") for c in task.text_columns},
+                                  "label": datasets.Value("float32" if task.regression else "int64")})
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+# ------------------------------------------------------------------ loading
+def load_local(task: GlueTask | str, data_dir: Path) -> TaskData:
+    """Train and eval splits from GLUE TSVs; NoData when a file is missing."""
+    task = TASKS[task] if isinstance(task, str) else task
+    folder = task_folder(Path(data_dir), task)
+    files = {"train": folder / "train.tsv", **{name: folder / file for name, file, _ in task.evals}}
+    absent = [p.name for p in files.values() if not p.is_file()]
+    if absent:
+        raise NoData(f"no {', '.join(absent)} in {folder}")
+    splits = {name: _as_dataset(read_glue_tsv(path, task), task) for name, path in files.items()}
+    train = splits.pop("train")
+    return TaskData(train, splits, str(folder))
+
+
+def load_hub(task: GlueTask | str) -> TaskData:
+    """Train and eval splits of `nyu-mll/glue` (the registry's text columns are the hub's names);
+    NoData when the hub cannot be reached."""
+    import datasets
+
+    task = TASKS[task] if isinstance(task, str) else task
+    try:
+        dd = datasets.load_dataset(HUB_DATASET, task.name)
+    except Exception as e:  # no network, hub down, ...
+        raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__}); {DATA_DIR_HELP}") from None
+    keep = [*task.text_columns, "label"]
+    pick = lambda split: dd[split].select_columns(keep)  # noqa: E731
+    return TaskData(pick("train"), {name: pick(hub) for name, _, hub in task.evals},
+                    f"hub:{HUB_DATASET}/{task.name}")
+
+
+def load_task(task: GlueTask | str, data_dir=None) -> TaskData:
+    """Local files when a data directory is given (argument or $TINYDISTIL_DATA_DIR), else the hub.
+    Raises NoData when the train or an eval split is unavailable, ValueError for malformed files."""
+    local = resolve_data_dir(data_dir)
+    return load_local(task, local) if local is not None else load_hub(task)
+
+
+# ------------------------------------------------------------------ results
+def _write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)  # a crash mid-write never leaves a half result that would be skipped
+
+
+def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: str) -> dict:
+    """Claim `output_dir` for (model, cfg) or check that it holds results of the same settings.
+    The number of seeds and the device may differ (more seeds add runs)."""
+    mine = {"kind": kind, "model": model, "config": dataclasses.asdict(cfg)}
+    path = output_dir / "finetune.json"
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            raise ValueError(f"{path} is unreadable; choose another --output-dir") from None
+        ignore = {"seeds", "device", "eval_batch_size"}
+        diff = sorted(k for k in set(saved["config"]) | set(mine["config"])
+                      if k not in ignore and saved["config"].get(k) != mine["config"].get(k))
+        diff += [k for k in ("kind", "model") if saved.get(k) != mine[k]]
+        if diff:
+            raise ValueError(f"{output_dir} holds {saved.get('kind')} results with other settings ({', '.join(diff)}); "
+                             "use the same settings or another --output-dir")
+        return saved
+    if output_dir.exists() and any(p.name != "finetune.json" for p in output_dir.iterdir()):
+        raise ValueError(f"{output_dir} is not empty and holds no tinydistil fine-tuning results; "
+                         "choose another --output-dir")
+    from .provenance import run_info
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(path, {**mine, **run_info()})
+    return mine
+
+
+def median_over_seeds(results: list[dict]) -> dict:
+    """Median over seeds of the score and of each metric separately (numpy median: the mean of the two
+    middle values for an even count)."""
+    out = {"score": float(np.median([r["score"] for r in results])), "seeds_run": len(results),
+           "seed_scores": [round(r["score"], 4) for r in sorted(results, key=lambda r: r["seed"])]}
+    for name in results[0]["metrics"]:
+        out[name] = float(np.median([r["metrics"][name] for r in results]))
+    return out
+
+
+def model_description(model) -> dict:
+    return {"model_type": model.config.model_type,
+            "layers": getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def normalize_model(model: str) -> str:
+    """A local folder as a normalised path (./runs/x/ == runs/x), a hub id unchanged."""
+    from .finetune import is_local_path
+
+    return os.path.normpath(str(Path(model).expanduser())) if is_local_path(str(model)) else str(model)
+
+
+def model_slug(model: str) -> str:
+    """runs/cpu/teacher/model -> cpu_teacher; bert-base-uncased -> bert-base-uncased (output folder names)."""
+    parts = [p for p in Path(model).parts if p not in ("", ".", "..", "/", "~")]
+    if parts and parts[0] == "runs":
+        parts = parts[1:]
+    if len(parts) > 1 and parts[-1] == "model":
+        parts = parts[:-1]
+    return "_".join(parts) or "model"
+
+
+def default_output_dir(model: str, kind: str) -> str:
+    return str(Path("runs") / "eval" / model_slug(model) / kind)
+
+
+def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None,
+             progress: bool = True):
+    """Fine-tune `model` (folder or hub id) on each GLUE task for cfg.seeds seeds; evaluate on dev.
+
+    Returns a DataFrame, one row per task (registry order): task, display, score (median over seeds of
+    the Table-1 score, 0-100) and each metric's median; tasks without data have score NOT_RUN.
+    Finished (task, seed) runs in `output_dir` are read back instead of run again.
+    """
+    from .finetune import finetune, load_classifier, load_tokenizer, num_updates, predict, tokenize
+
+    cfg = cfg or FinetuneConfig()
+    cfg.validate()
+    names = parse_tasks(tasks)
+    model = normalize_model(model)
+    out = Path(output_dir or default_output_dir(model, "glue"))
+    local = resolve_data_dir(data_dir)
+    check_output_dir(out, model, cfg, "glue")
+    todos = {name: [s for s in cfg.seed_list if not (out / name / f"seed{s}.json").is_file()] for name in names}
+    # the model and its tokenizer are checked before any data is read (only when something is left to run)
+    tokenizer = load_tokenizer(model) if any(todos.values()) else None
+    hub_error = None
+    for name in names:
+        task, folder, todo = TASKS[name], out / name, todos[name]
+        if not todo:
+            continue
+        try:
+            if local is None and hub_error:
+                raise NoData(hub_error)  # do not wait for the hub again for every task
+            data = load_local(task, local) if local is not None else load_hub(task)
+        except NoData as e:
+            if local is None:
+                hub_error = str(e)
+            folder.mkdir(exist_ok=True)
+            _write_json(folder / "status.json", {"task": name, "status": NOT_RUN, "reason": str(e)})
+            continue
+        train = data.train
+        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
+            # the same subset for every seed and every model: seed 0, independent of cfg.seed
+            train = train.shuffle(seed=0).select(range(cfg.max_train_examples))
+        tok = lambda ds, split: tokenize(ds, tokenizer, task.text_columns, cfg.max_seq_len,  # noqa: E731
+                                         desc=f"tokenising {task.display} {split}")
+        train_t = tok(train, "train")
+        evals_t = {split: tok(ds, split) for split, ds in data.evals.items()}
+        folder.mkdir(exist_ok=True)
+        (folder / "status.json").unlink(missing_ok=True)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(todo) * num_updates(len(train_t), cfg), disable=not progress,
+                  desc=f"GLUE {task.display}", unit="upd") as bar:
+            for seed in todo:
+                bar.set_description(f"GLUE {task.display} seed {seed}")
+                t0 = time.time()
+                clf = load_classifier(model, task.num_labels, tokenizer, seed=seed, regression=task.regression)
+                res = finetune(clf, tokenizer, train_t, cfg, seed, bar=bar)
+                metrics, first = {}, None
+                for split, ds in evals_t.items():
+                    logits = predict(res.model, tokenizer, ds, cfg)["logits"]
+                    preds = logits[:, 0] if task.regression else logits.argmax(-1)
+                    m = glue_metrics(task.metric_task(split), preds, np.asarray(ds["labels"]))
+                    if first is None:
+                        first = m
+                        metrics.update(m)
+                    else:  # MNLI mismatched: reported next to the matched score, not part of it
+                        metrics.update({f"{k}_{split}": v for k, v in m.items()})
+                score = task_score(task.name, first)
+                _write_json(folder / f"seed{seed}.json", {
+                    "task": name, "seed": seed, "score": score, "metrics": metrics, "model": model,
+                    "model_info": model_description(res.model), "hyperparameters": dataclasses.asdict(cfg),
+                    "train_examples": len(train_t), "eval_examples": {s: len(d) for s, d in evals_t.items()},
+                    "updates": res.steps, "train_time_s": round(res.train_time_s, 1),
+                    "wall_time_s": round(time.time() - t0, 1), "data": data.source})
+                bar.set_postfix(score=round(score, 2), refresh=False)
+    df = summarize_glue(out, names)
+    df.to_csv(out / "summary.csv", index=False)
+    return df
+
+
+def summarize_glue(output_dir, tasks=None):
+    """DataFrame of the finished runs in `output_dir` (see run_glue); tasks without results -> NOT_RUN."""
+    import pandas as pd
+
+    rows = []
+    for name in parse_tasks(tasks):
+        task, folder = TASKS[name], Path(output_dir) / name
+        results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+        row = {"task": name, "display": task.display}
+        if results:
+            row.update(median_over_seeds(results))
+            row["data"] = results[0]["data"]
+        else:
+            status = folder / "status.json"
+            reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
+            row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
+            row.update(dict.fromkeys(task.metric_names, NOT_RUN))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    metric_cols = [c for c in df.columns if c not in ("task", "display", "score", "seeds_run", "seed_scores",
+                                                      "data", "reason")]
+    return _fill(df, metric_cols)
+
+
+def _fill(df, metric_cols):
+    """A task not run shows NOT_RUN in every measured column (never a number or NaN); other gaps -> ""."""
+    df = df.astype(object)
+    not_run = df["score"].map(lambda v: v == NOT_RUN)
+    for c in metric_cols:
+        df.loc[not_run, c] = NOT_RUN
+    return df.where(df.notna(), "")

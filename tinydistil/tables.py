@@ -1,0 +1,201 @@
+"""The paper's Tables 1 (GLUE dev) and 2 (IMDb, SQuAD) as CSV: the paper's rows verbatim, then ours.
+
+    rows = [glue_row("teacher", run_glue(teacher, ...), run_id="runs/eval/cpu_teacher/glue"),
+            glue_row("student", run_glue(student, ...), run_id=..., teacher="teacher")]
+    write_table1(rows, "results/table1_glue.csv")
+
+A measured cell of a task that was not run holds the string "not run: no data", never a number. Our
+Score is the mean over the tasks actually run (the `note` column says which); the paper's averages all
+nine. `retention` = a student's Score as % of its teacher's (over the tasks both ran).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .glue import NOT_RUN, TASKS
+from .metrics import glue_macro_score
+
+TABLE1_TASKS = tuple(t.display for t in TASKS.values())  # CoLA MNLI MRPC QNLI QQP RTE SST-2 STS-B WNLI
+TABLE1_COLUMNS = ("Model", "Score", *TABLE1_TASKS, "retention", "source", "run_id", "note")
+# Sanh et al. (2019), Table 1: GLUE dev; Score, then TABLE1_TASKS in order. BERT/DistilBERT: median of 5 runs.
+PAPER_TABLE1 = {
+    "ELMo": (68.7, 44.1, 68.6, 76.6, 71.1, 86.2, 53.4, 91.5, 70.4, 56.3),
+    "BERT-base": (79.5, 56.3, 86.7, 88.6, 91.8, 89.6, 69.3, 92.7, 89.0, 53.5),
+    "DistilBERT": (77.0, 51.3, 82.2, 87.5, 89.2, 88.5, 59.9, 91.3, 86.9, 56.3),
+}
+PAPER_TEACHERS = {"DistilBERT": "BERT-base"}
+PAPER_NOTE1 = "paper Table 1 (GLUE dev); Score = mean of all nine tasks"
+
+TABLE2_COLUMNS = ("Model", "IMDb", "SQuAD EM", "SQuAD F1", "source", "run_id", "note")
+# Sanh et al. (2019), Table 2: IMDb test accuracy, SQuAD v1.1 dev EM/F1; (D) = with a second distillation step.
+PAPER_TABLE2 = {
+    "BERT-base": ("93.46", "81.2", "88.5"),
+    "DistilBERT": ("92.82", "77.7", "85.8"),
+    "DistilBERT (D)": ("—", "79.1", "86.9"),
+}
+SQUAD_NOT_RUN = "not run"
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN is not a result
+
+
+# ------------------------------------------------------------------ rows from results
+def glue_row(model: str, results, run_id: str = "", teacher: str | None = None, note: str = "") -> dict:
+    """A Table 1 row from run_glue / summarize_glue output (score per task, 0-100)."""
+    row = {"Model": model, "run_id": run_id, "teacher": teacher, "note": note}
+    seeds = set()
+    for rec in results.to_dict("records"):
+        row[rec["display"]] = rec["score"] if _number(rec["score"]) else NOT_RUN
+        if _number(rec["score"]):
+            seeds.add(int(rec["seeds_run"]))
+    if seeds and not note:
+        row["note"] = f"median of {'/'.join(map(str, sorted(seeds)))} seeds"
+    return row
+
+
+def imdb_row(model: str, results, run_id: str = "", note: str = "") -> dict:
+    """A Table 2 row from run_imdb / summarize_imdb output (test accuracy, 0-100)."""
+    rec = results.to_dict("records")[0]
+    if _number(rec["score"]) and not note:
+        note = f"IMDb test accuracy, epoch selected on dev; median of {int(rec['seeds_run'])} seeds"
+    return {"Model": model, "IMDb": rec["score"] if _number(rec["score"]) else NOT_RUN, "run_id": run_id,
+            "note": note}
+
+
+# ------------------------------------------------------------------ Table 1
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
+
+
+def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
+    """Write Table 1 to `path` (CSV, columns TABLE1_COLUMNS): the paper's three rows, then `rows`.
+
+    Each row: {"Model", one key per task display name (number 0-100 or NOT_RUN; missing = NOT_RUN),
+    optional "teacher" (Model name of another row, e.g. "BERT-base"), "run_id", "note", "source"
+    (default "measured")}. Returns the table.
+    """
+    import pandas as pd
+
+    table: list[dict] = []
+    for name, values in PAPER_TABLE1.items():
+        table.append({"Model": name, "Score": values[0], **dict(zip(TABLE1_TASKS, values[1:])),
+                      "source": "paper", "run_id": "", "note": PAPER_NOTE1, "teacher": PAPER_TEACHERS.get(name)})
+    unknown = sorted({k for r in rows for k in r} - set(TABLE1_COLUMNS) - {"teacher"})
+    if unknown:
+        raise ValueError(f"unknown Table 1 column(s) {unknown}; task columns are {', '.join(TABLE1_TASKS)}")
+    for r in rows:
+        if "Model" not in r:
+            raise ValueError("every Table 1 row needs a 'Model' name")
+        row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
+               "teacher": r.get("teacher")}
+        run = {}
+        for t in TABLE1_TASKS:
+            v = r.get(t, NOT_RUN)
+            row[t] = round(float(v), 1) if _number(v) else NOT_RUN
+            if _number(v):
+                run[t] = float(v)
+        row["_score"] = glue_macro_score(run) if run else None  # unrounded, for retention
+        row["Score"] = round(row["_score"], 1) if run else NOT_RUN
+        if len(run) == len(TABLE1_TASKS):
+            scope = "Score = mean of all nine tasks, as in the paper"
+        elif run:
+            scope = (f"Score = mean of the {len(run)} tasks run ({', '.join(run)}), not comparable to the "
+                     "paper's, which averages all nine")
+        else:
+            scope = "no task run"
+        row["note"] = _join(scope, r.get("note", ""))
+        row["_run"] = run
+        table.append(row)
+    by_name = {r["Model"]: r for r in table}
+    for row in table:
+        row["retention"] = ""
+        if not row.get("teacher"):
+            continue
+        teacher = by_name.get(row["teacher"])
+        if teacher is None:
+            raise ValueError(f"teacher {row['teacher']!r} of row {row['Model']!r} is not a row of the table; "
+                             f"use one of the Model names: {', '.join(by_name)}")
+        if row["source"] == "paper":  # DistilBERT vs BERT-base: the paper's Scores
+            row["retention"] = round(100.0 * row["Score"] / teacher["Score"], 1)
+            continue
+        t_run = teacher.get("_run") or {t: v for t, v in teacher.items() if t in TABLE1_TASKS and _number(v)}
+        common = [t for t in row["_run"] if t in t_run]
+        if not common:
+            continue
+        if len(common) == len(row["_run"]) == len(t_run):  # same tasks: the Scores (the paper's own for its rows)
+            row["retention"] = round(100.0 * row["_score"] / float(teacher.get("_score") or teacher["Score"]), 1)
+            row["note"] = _join(row["note"], f"retention = Score as % of {row['teacher']}'s (same tasks)")
+        else:
+            s = glue_macro_score({t: row["_run"][t] for t in common})
+            tt = glue_macro_score({t: t_run[t] for t in common})
+            row["retention"] = round(100.0 * s / tt, 1)
+            row["note"] = _join(row["note"], f"retention = mean over {', '.join(common)} as % of "
+                                             f"{row['teacher']}'s mean over the same tasks")
+    df = pd.DataFrame([{c: r.get(c, "") for c in TABLE1_COLUMNS} for r in table], columns=list(TABLE1_COLUMNS))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+
+# ------------------------------------------------------------------ Table 2
+def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
+    """Write Table 2 to `path` (CSV, columns TABLE2_COLUMNS): the paper's rows, then `rows`.
+
+    Each row: {"Model", "IMDb" (test accuracy 0-100 or NOT_RUN; missing = NOT_RUN), "SQuAD EM",
+    "SQuAD F1" (missing = "not run"), "run_id", "note", "source"}. Returns the table.
+    """
+    import pandas as pd
+
+    table = [{"Model": name, "IMDb": imdb, "SQuAD EM": em, "SQuAD F1": f1, "source": "paper", "run_id": "",
+              "note": "paper Table 2 (IMDb test accuracy; SQuAD v1.1 dev EM/F1)"}
+             for name, (imdb, em, f1) in PAPER_TABLE2.items()]
+    unknown = sorted({k for r in rows for k in r} - set(TABLE2_COLUMNS))
+    if unknown:
+        raise ValueError(f"unknown Table 2 column(s) {unknown}; use {', '.join(TABLE2_COLUMNS)}")
+    for r in rows:
+        if "Model" not in r:
+            raise ValueError("every Table 2 row needs a 'Model' name")
+        row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
+               "note": r.get("note", "")}
+        v = r.get("IMDb", NOT_RUN)
+        row["IMDb"] = f"{float(v):.2f}" if _number(v) else NOT_RUN
+        for c in ("SQuAD EM", "SQuAD F1"):
+            v = r.get(c, SQUAD_NOT_RUN)
+            row[c] = f"{float(v):.1f}" if _number(v) else v
+        table.append(row)
+    # every cell a string: "93.46" stays "93.46" and "—" sits in a column of numbers
+    df = pd.DataFrame([{c: str(r.get(c, "")) for c in TABLE2_COLUMNS} for r in table], columns=list(TABLE2_COLUMNS))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+
+# ------------------------------------------------------------------ from evaluation folders
+def describe_eval(eval_dir, role: str) -> str:
+    """'teacher: cpu_teacher (bert, 6 layers, 10.1 M params)' from the runs in `eval_dir`/{glue,imdb}."""
+    for p in sorted(Path(eval_dir).glob("**/seed*.json")):
+        rec = json.loads(p.read_text())
+        info = rec.get("model_info", {})
+        return (f"{role}: {rec['model']} ({info.get('model_type')}, {info.get('layers')} layers, "
+                f"{info.get('parameters', 0) / 1e6:.1f} M params)")
+    return f"{role}: {Path(eval_dir).name}"
+
+
+def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher"):
+    """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding glue/ and imdb/
+    (the CLI's default layout). A role other than `teacher_role` gets retention vs the teacher row."""
+    from .glue import summarize_glue
+    from .imdb import summarize_imdb
+
+    names = {role: describe_eval(folder, role) for role, folder in evals}
+    t1, t2 = [], []
+    for role, folder in evals:
+        teacher = names.get(teacher_role) if role != teacher_role else None
+        t1.append(glue_row(names[role], summarize_glue(Path(folder) / "glue"), str(Path(folder) / "glue"), teacher))
+        t2.append(imdb_row(names[role], summarize_imdb(Path(folder) / "imdb"), str(Path(folder) / "imdb")))
+    out = Path(results_dir)
+    return write_table1(t1, out / "table1_glue.csv"), write_table2(t2, out / "table2_downstream.csv")
