@@ -19,13 +19,15 @@ DATA_DIR_HELP = ("set --data-dir (or the environment variable TINYDISTIL_DATA_DI
                  "wikitext-2/wiki.train.tokens or wikitext-2-raw/wiki.train.raw")
 
 
-def resolve_data_dir(data_dir: str | None) -> Path | None:
+def resolve_data_dir(data_dir: str | os.PathLike | None, fix: str = DATA_DIR_HELP) -> Path | None:
+    """The data directory (argument, else $TINYDISTIL_DATA_DIR), or None for the hub; `fix` is the hint
+    given when the folder does not exist."""
     data_dir = data_dir or os.environ.get("TINYDISTIL_DATA_DIR")
     if not data_dir:
         return None
     path = Path(data_dir).expanduser()
     if not path.is_dir():
-        raise ValueError(f"data directory {path} does not exist; {DATA_DIR_HELP}")
+        raise ValueError(f"data directory {path} does not exist; {fix}")
     return path
 
 

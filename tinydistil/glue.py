@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import data
 from .finetune import FinetuneConfig
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
 
@@ -121,13 +122,7 @@ def parse_tasks(tasks) -> list[str]:
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     """The data directory (argument, else $TINYDISTIL_DATA_DIR), or None for the hub."""
-    data_dir = data_dir or os.environ.get("TINYDISTIL_DATA_DIR")
-    if not data_dir:
-        return None
-    path = Path(data_dir).expanduser()
-    if not path.is_dir():
-        raise ValueError(f"data directory {path} does not exist; {DATA_DIR_HELP}")
-    return path
+    return data.resolve_data_dir(data_dir, DATA_DIR_HELP)
 
 
 def task_folder(data_dir: Path, task: GlueTask) -> Path:
