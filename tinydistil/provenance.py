@@ -50,5 +50,7 @@ def machine() -> dict:
 
 
 def run_info() -> dict:
-    return {"command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]), "git_sha": git_sha(),
+    prog = os.path.basename(sys.argv[0])
+    prog = "python -m tinydistil" if prog == "__main__.py" else prog
+    return {"command": " ".join([prog, *sys.argv[1:]]), "git_sha": git_sha(),
             "machine": machine(), "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
