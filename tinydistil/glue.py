@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import data
+from .data import resolve_data_dir as _resolve_dir
 from .finetune import FinetuneConfig
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
 
@@ -122,7 +122,7 @@ def parse_tasks(tasks) -> list[str]:
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     """The data directory (argument, else $TINYDISTIL_DATA_DIR), or None for the hub."""
-    return data.resolve_data_dir(data_dir, DATA_DIR_HELP)
+    return _resolve_dir(data_dir, DATA_DIR_HELP)
 
 
 def task_folder(data_dir: Path, task: GlueTask) -> Path:
