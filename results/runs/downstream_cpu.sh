@@ -3,7 +3,7 @@
 # Run from the repository root after `reproduce --preset cpu`; writes runs/eval/*, results/table{1,2}_*.csv.
 set -euo pipefail
 D=${TINYDISTIL_DATA_DIR:-../shared/data}
-FT="--seeds 3 --epochs 3 --max-train-examples 1000"
+FT="--seeds 2 --epochs 3 --max-train-examples 1000"
 for who in teacher student; do
   /usr/bin/time -f "glue $who wall %e s" python -m tinydistil glue --model runs/cpu/$who/model --data-dir "$D" $FT
   /usr/bin/time -f "imdb $who wall %e s" python -m tinydistil imdb --model runs/cpu/$who/model --data-dir "$D" $FT
