@@ -97,6 +97,23 @@ def tokenize_corpus(ds, tokenizer, block_size: int, packing: bool = True):
     return out
 
 
+def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator | None,
+                           mega: int = 50) -> list[list[int]]:
+    """Indices in batches of similar length, as transformers' LengthGroupedSampler: shuffle, cut into
+    mega-batches of `mega * batch_size`, sort each by length (longest first), cut into batches, then
+    shuffle the batch order. generator=None: no shuffling (evaluation)."""
+    n = len(lengths)
+    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
+    size = mega * batch_size if generator is not None else n  # evaluation: one global sort
+    batches = []
+    for start in range(0, n, size):
+        chunk = sorted(order[start:start + size], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
 @dataclass
 class Batches:
     """Deterministic batches for epoch `epoch`: the order depends only on (seed, epoch), so a run can
@@ -113,17 +130,10 @@ class Batches:
 
     def order(self, epoch: int) -> list[torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(len(self.sequences), generator=g)
         if isinstance(self.sequences, torch.Tensor):
-            return list(perm.split(self.batch_size))
-        window = self.batch_size * 50
-        lengths = torch.tensor([len(s) for s in self.sequences])
-        chunks = []
-        for w in perm.split(window):
-            w = w[torch.argsort(lengths[w], descending=True, stable=True)]
-            chunks.extend(w.split(self.batch_size))
-        shuffle = torch.randperm(len(chunks), generator=g)
-        return [chunks[i] for i in shuffle]
+            return list(torch.randperm(len(self.sequences), generator=g).split(self.batch_size))
+        lengths = [len(s) for s in self.sequences]
+        return [torch.tensor(b) for b in length_grouped_batches(lengths, self.batch_size, g)]
 
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(self.sequences, torch.Tensor):

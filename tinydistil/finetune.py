@@ -13,7 +13,6 @@ the paper: fixed epochs, no selection).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import math
@@ -24,6 +23,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+from .data import length_grouped_batches
+from .runtime import autocast
+from .runtime import resolve_runtime as _resolve
 
 # Files of which at least one must sit in a model folder for AutoTokenizer to load a tokenizer from it.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
@@ -169,23 +172,6 @@ def tokenize(ds, tokenizer, text_columns: tuple[str, ...], max_seq_len: int, lab
     return ds.map(fn, batched=True, remove_columns=ds.column_names, desc=desc)
 
 
-def length_grouped_batches(lengths, batch_size: int, generator: torch.Generator | None,
-                           mega: int = 50) -> list[list[int]]:
-    """Indices in batches of similar length, as transformers' LengthGroupedSampler: shuffle, cut into
-    mega-batches of `mega * batch_size`, sort each by length (longest first), cut into batches, then
-    shuffle the batch order. generator=None: no shuffling (evaluation)."""
-    n = len(lengths)
-    order = torch.randperm(n, generator=generator).tolist() if generator is not None else list(range(n))
-    size = mega * batch_size if generator is not None else n  # evaluation: one global sort
-    batches = []
-    for start in range(0, n, size):
-        chunk = sorted(order[start:start + size], key=lambda i: -lengths[i])
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    if generator is not None:
-        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-    return batches
-
-
 def _batches(n: int, lengths, batch_size: int, generator, group_by_length: bool) -> list[list[int]]:
     if group_by_length:
         return length_grouped_batches(lengths, batch_size, generator)
@@ -211,24 +197,8 @@ def _collate_fn(model, tokenizer, device: torch.device):
 
 # ------------------------------------------------------------------ device / precision
 def resolve_runtime(cfg: FinetuneConfig) -> tuple[torch.device, str]:
-    """(device, precision) as TrainConfig resolves them: auto -> CUDA if present; fp16 on pre-Ampere CUDA,
-    bf16 on newer, fp32 on CPU."""
-    name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    prec = cfg.precision
-    if prec == "auto":
-        prec = "fp32"
-        if device.type == "cuda":
-            prec = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    if prec in ("fp16", "bf16") and device.type != "cuda":
-        raise ValueError(f"precision {prec} needs a CUDA device; use --precision fp32 on {name}")
-    return device, prec
-
-
-def _autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+    """(device, precision) of `cfg`, resolved as for pretraining (see runtime.py)."""
+    return _resolve(cfg.device, cfg.precision)
 
 
 # ------------------------------------------------------------------ loop
@@ -277,7 +247,7 @@ def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
         model.train()
         for idx in _batches(len(train_ds), lengths, cfg.batch_size, gen, cfg.group_by_length):
             batch = collate(train_ds, idx)
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 loss = model(**batch).loss
             if precision != "fp16" and not math.isfinite(loss.item()):  # fp16: GradScaler skips such steps
                 raise FloatingPointError(f"the fine-tuning loss became {loss.item()} at update {step + 1}; "
@@ -325,7 +295,7 @@ def predict(model, tokenizer, ds, cfg: FinetuneConfig) -> dict[str, np.ndarray]:
         for idx in _batches(len(ds), lengths, cfg.eval_batch_size, None, True):
             batch = collate(ds, idx)
             batch.pop("labels", None)
-            with _autocast(device, precision):
+            with autocast(device, precision):
                 out = model(**batch)
             for name in ("logits", "start_logits", "end_logits"):
                 if getattr(out, name, None) is not None:

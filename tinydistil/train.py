@@ -11,7 +11,6 @@ weights + tokenizer), summary.json (wall time, final losses).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -28,6 +27,7 @@ from .losses import chunked_kl_ce, hidden_cosine_loss
 from .masking import mask_tokens, token_weights
 from .mlm import mlm_parts
 from .provenance import run_info
+from .runtime import autocast, resolve_runtime
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, new_teacher, train_tokenizer
 
@@ -80,23 +80,8 @@ class Trainer:
         run_file.write_text(json.dumps({"config": mine, **run_info()}, indent=2))
 
     def _setup_device(self) -> None:
-        cfg = self.cfg
-        name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(name)
-        prec = cfg.precision
-        if prec == "auto":
-            prec = "fp32"
-            if self.device.type == "cuda":
-                prec = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-        if prec in ("fp16", "bf16") and self.device.type != "cuda":
-            raise ValueError(f"precision {prec} needs a CUDA device; use --precision fp32 on {name}")
-        self.precision = prec
-        self.scaler = torch.amp.GradScaler("cuda", enabled=prec == "fp16")
-
-    def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.float16 if self.precision == "fp16" else torch.bfloat16)
+        self.device, self.precision = resolve_runtime(self.cfg.device, self.cfg.precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
 
     def _setup_models(self, corpus) -> None:
         cfg = self.cfg
@@ -151,17 +136,17 @@ class Trainer:
             self.model.train()
             for _ in range(cfg.grad_accum):
                 batch = self._next_batch()
-                with self._autocast():
+                with autocast(self.device, self.precision):
                     terms = self.loss_terms(batch)
                 self.scaler.scale(terms["loss"] / cfg.grad_accum).backward()
                 for k in TERMS:
-                    window[k] += terms[k].item()
+                    window[k] += terms[k].detach()  # stays on the device: no sync per micro-batch
                 window_micro += 1
                 n_tok = int(batch["attention_mask"].sum())
                 window_tokens += n_tok
                 self.tokens += n_tok
-            if not math.isfinite(window["loss"]) and self.precision != "fp16":
-                raise FloatingPointError(f"the loss became {window['loss']} at update {self.step + 1}: lower --lr "
+            if self.precision != "fp16" and not bool(torch.isfinite(window["loss"])):  # one sync per update
+                raise FloatingPointError(f"the loss became {float(window['loss'])} at update {self.step + 1}: lower --lr "
                                          f"or use --precision fp32; the last checkpoint in {self.out} is intact, "
                                          "continue from it with --resume")
             self.scaler.unscale_(self.optimizer)
@@ -177,7 +162,7 @@ class Trainer:
                 self.elapsed += dt
                 last = {"step": self.step, "epoch": round(self.epoch + self.batch_idx / len(self.batches), 4),
                         "lr": self.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 4),
-                        **{k: round(v / window_micro, 5) for k, v in window.items()},
+                        **{k: round(float(v) / window_micro, 5) for k, v in window.items()},
                         "tokens": self.tokens, "tokens_per_s": round(window_tokens / max(dt, 1e-9), 1),
                         "elapsed_s": round(self.elapsed, 1)}
                 with open(self.out / "log.jsonl", "a") as f:
