@@ -211,25 +211,42 @@ def fake_trainer(monkeypatch):
     return _FakeTrainer.calls
 
 
-def test_reproduce_runs_teacher_then_distill(fake_trainer, capsys):
-    assert cli.main(["reproduce", "--preset", "smoke", "--max-steps", "3"]) == 0
+def test_reproduce_runs_teacher_then_distill(fake_trainer, tmp_path):
+    root = tmp_path / "run"
+    assert cli.main(["reproduce", "--preset", "smoke", "--max-steps", "3", "--output-dir", str(root),
+                     "--skip", "downstream"]) == 0
     (t_cfg, t_resume), (d_cfg, d_resume) = fake_trainer
     assert isinstance(t_cfg, TeacherConfig) and isinstance(d_cfg, DistillConfig)
     assert t_resume and d_resume
     assert t_cfg.max_steps == 3 and d_cfg.max_steps == 3
     # the distillation stage uses the teacher the first stage produced
     assert Path(d_cfg.teacher) == Path(t_cfg.output_dir) / "model"
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["preset"] == "smoke" and set(summary["stage_wall_time_s"]) == {"teacher", "distill"}
+    summary = json.loads((root / "smoke" / "results" / "reproduce.json").read_text())
+    assert summary["preset"] == "smoke" and list(summary["stage_wall_time_s"]) == ["teacher", "distill"]
+    assert "mlm_eval" in summary["skipped"] and summary["git_sha"]
 
 
-def test_reproduce_distill_only_override(fake_trainer):
-    assert cli.main(["reproduce", "--preset", "smoke", "--temperature", "3"]) == 0
+def test_reproduce_distill_only_override(fake_trainer, tmp_path):
+    assert cli.main(["reproduce", "--preset", "smoke", "--temperature", "3", "--output-dir", str(tmp_path),
+                     "--skip", "downstream"]) == 0
     assert fake_trainer[-1][0].temperature == 3.0
 
 
 def test_reproduce_output_dir_override_keeps_stages_apart(fake_trainer, tmp_path):
-    assert cli.main(["reproduce", "--preset", "smoke", "--output-dir", str(tmp_path / "run")]) == 0
+    assert cli.main(["reproduce", "--preset", "smoke", "--output-dir", str(tmp_path / "run"), "--skip",
+                     "downstream"]) == 0
     (t_cfg, _), (d_cfg, _) = fake_trainer
     assert Path(t_cfg.output_dir) != Path(d_cfg.output_dir)
     assert Path(d_cfg.teacher) == Path(t_cfg.output_dir) / "model"
+
+
+def test_reproduce_cpu_grows_the_teacher_from_its_stem(fake_trainer, tmp_path):
+    assert cli.main(["reproduce", "--preset", "cpu", "--output-dir", str(tmp_path), "--skip", "downstream"]) == 0
+    (s_cfg, _), (t_cfg, _), (d_cfg, _) = fake_trainer
+    assert s_cfg.num_layers == 2 and t_cfg.num_layers == 4 and t_cfg.grow_from == str(Path(s_cfg.output_dir) / "model")
+    assert Path(d_cfg.teacher) == Path(t_cfg.output_dir) / "model"
+
+
+def test_reproduce_unknown_skip_stage_is_a_clear_error(capsys):
+    assert cli.main(["reproduce", "--preset", "smoke", "--skip", "glu"]) == 2
+    assert "unknown stage 'glu'" in capsys.readouterr().err

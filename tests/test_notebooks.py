@@ -73,3 +73,30 @@ def test_notebook_03_imdb_tiny(tmp_path, monkeypatch):
                                                           ("DistilBERT (D)", "—")]
     assert all(0 <= float(r["IMDb"]) <= 100 and r["SQuAD F1"] == "not run" for r in rows[3:5])
     assert (tmp_path / "runs" / "eval" / "imdb_teacher_vs_student.png").stat().st_size > 1000
+
+
+def test_notebook_05_speed_tiny(tmp_path, monkeypatch):
+    import csv
+
+    papermill = pytest.importorskip("papermill")
+    from tiny_downstream import save_tiny_model, write_glue_fixture
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    params = {"preset": "cpu", "teacher_model": str(save_tiny_model(tmp_path / "teacher")),
+              "student_model": str(save_tiny_model(tmp_path / "student", "distilbert")),
+              "runs_root": str(tmp_path / "runs"), "data_dir": str(write_glue_fixture(tmp_path / "data")),
+              "max_examples": 6, "repeats": 1, "include_reference_archs": False,
+              "results_dir": str(tmp_path / "results")}
+    papermill.execute_notebook(str(ROOT / "notebooks" / "05_speed.ipynb"), str(tmp_path / "05.ipynb"),
+                               parameters=params, cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    with open(tmp_path / "results" / "table3_speed.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["Model"], r["source"]) for r in rows[:3]] == [("ELMo", "paper"), ("BERT-base", "paper"),
+                                                            ("DistilBERT", "paper")]
+    assert [r["Model"] for r in rows[3:]] == ["teacher (PyTorch fp32)", "student (PyTorch fp32)",
+                                              "student (PyTorch int8 dynamic)", "student (ONNX Runtime fp32)",
+                                              "student (ONNX Runtime int8)"]
+    assert all(r["source"].startswith("measured") and "6 STS-B dev pairs" in r["note"] for r in rows[3:])
+    assert rows[4]["Speed-up vs teacher"] != "" and rows[7]["Output change vs fp32"].startswith("max |diff|")
+    assert (tmp_path / "results" / "table3_speed.json").is_file()
+    assert (tmp_path / "results" / "table3_speed.png").stat().st_size > 1000

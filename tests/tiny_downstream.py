@@ -123,3 +123,36 @@ def fixture_data(tmp_path_factory):
     write_glue_fixture(root)
     write_imdb_fixture(root)
     return root
+
+
+def squad_json(n_articles: int = 6, paragraphs: int = 3, seed: int = 3, context_words: int = 30) -> dict:
+    """A SQuAD v1.1-format dict: filler contexts holding "good" once; each question asks for it (gold answers
+    "good" and, for a second annotator, "good" plus the word after it when there is one)."""
+    rng = random.Random(seed)
+    data = []
+    for a in range(n_articles):
+        paras = []
+        for p in range(paragraphs):
+            words = [rng.choice(FILLER) for _ in range(context_words)]
+            pos = rng.randrange(context_words)
+            words.insert(pos, "good")
+            context = " ".join(words)
+            start = len(" ".join(words[:pos])) + (1 if pos else 0)
+            answers = [{"answer_start": start, "text": "good"}]
+            if pos + 1 < len(words):
+                answers.append({"answer_start": start, "text": f"good {words[pos + 1]}"})
+            paras.append({"context": context, "qas": [
+                {"id": f"a{a}p{p}q{q}", "question": f"the {'good' if q else 'movie'} ?", "answers": answers}
+                for q in range(2)]})
+        data.append({"title": f"article_{a}", "paragraphs": paras})
+    return {"version": "1.1", "data": data}
+
+
+def write_squad_fixture(root: Path, **kw) -> Path:
+    """<root>/squad-v1.1/dev-v1.1.json (dev only, as in ../shared/data)."""
+    import json
+
+    folder = Path(root) / "squad-v1.1"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "dev-v1.1.json").write_text(json.dumps(squad_json(**kw)))
+    return Path(root)

@@ -2,7 +2,9 @@
 
     pretrain-teacher   WordPiece tokenizer + small BERT teacher with MLM (offline path)
     distill            DistilBERT student from the preset's teacher (folder or hub id)
-    reproduce          every stage of the preset in order; finished stages are skipped, interrupted ones resumed
+    reproduce          every stage of the preset in order (pretraining, distillation, GLUE / IMDb / SQuAD of
+                       teacher and student, SQuAD (D), Table 3 timing, tables, report, poster); finished stages
+                       are skipped, interrupted ones resumed. [--skip speed,squad_d | --skip downstream]
 
 Any config field can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,3], --teacher bert-base-uncased.
 
@@ -11,8 +13,21 @@ Downstream evaluation (finished (task, seed) runs are skipped when run again):
     glue     --model PATH_OR_HUB_ID [--tasks cola,rte] [--data-dir DIR] [--output-dir DIR] [--seeds 3]
              [--max-train-examples N] [any FinetuneConfig field, e.g. --epochs 2 --lr 1e-4]
     imdb     --model PATH_OR_HUB_ID [--data-dir DIR] [--output-dir DIR] [FinetuneConfig fields]
+    squad    --model PATH_OR_HUB_ID [--teacher SQUAD_FINETUNED_DIR  -> DistilBERT (D)] [--data-dir DIR]
+             [--output-dir DIR] [FinetuneConfig / SquadConfig fields, e.g. --doc-stride 128 --max-eval-examples 500]
     tables   --teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--results-dir results]
              -> table1_glue.csv, table2_downstream.csv
+
+Size and speed (paper Table 3; see tinydistil/speed.py, tinydistil/export.py):
+
+    speed    --teacher DIR --student DIR [--data-dir DIR] [--max-examples N] [--repeats 3] [--stsb-model DIR]
+             [--out results/table3_speed.csv] [--no-reference-archs] [--no-deployed]
+    export   --model DIR --format onnx [--int8] [--output PATH] [--overwrite]
+
+Report and poster (read only the files under --results-dir):
+
+    report   [--results-dir results] [--report-dir report] [--poster-dir poster] [--preset cpu]
+             -> report/report.md, report/figures/*.png, poster/poster.pdf, poster/poster.png
 """
 from __future__ import annotations
 
@@ -24,7 +39,7 @@ import time
 from pathlib import Path
 
 from .config import parse_value
-from .presets import PRESETS, get_preset, preset_configs, stage_config
+from .presets import PRESETS, get_preset, stage_config
 
 
 def _parse_overrides(preset: str, extra: list[str]) -> tuple[dict, dict]:
@@ -59,74 +74,26 @@ def _run(cfg, stage: str, resume: bool):
 
 
 def reproduce(preset: str, extra: list[str]) -> dict:
-    """Teacher (if the preset has one) then distillation; each stage resumes or is skipped when finished.
-    `--output-dir ROOT` puts the stages in ROOT/<preset>/teacher and ROOT/<preset>/student."""
+    """Every stage of the preset (see pipeline.py); finished stages are skipped, interrupted ones resumed.
+    `--output-dir ROOT` puts everything under ROOT/<preset>/; `--skip speed,squad_d` (or `downstream`) leaves
+    stages out; any other `--field value` overrides the pretraining configs."""
+    from .pipeline import reproduce as run_all
+
+    skip = ()
+    if "--skip" in extra:
+        i = extra.index("--skip")
+        if i + 1 >= len(extra):
+            raise ValueError("--skip needs stage names, e.g. --skip speed,squad_d (or --skip downstream)")
+        skip, extra = extra[i + 1], extra[:i] + extra[i + 2:]
     t_over, d_over = _parse_overrides(preset, extra)
     root = d_over.pop("output_dir", None)
     t_over.pop("output_dir", None)
-    teacher_cfg, distill_cfg = preset_configs(preset, root=root, teacher_overrides=t_over,
-                                              distill_overrides=d_over)
-    times = {}
-    for stage, cfg in (("teacher", teacher_cfg), ("distill", distill_cfg)):
-        if cfg is None:
-            continue
-        t0 = time.time()
-        _run(cfg, stage, resume=True)
-        times[stage] = round(time.time() - t0, 1)
-    summary = {"preset": preset, "stage_wall_time_s": times,
-               "teacher": str(Path(teacher_cfg.output_dir) / "model") if teacher_cfg else distill_cfg.teacher,
-               "student": str(Path(distill_cfg.output_dir) / "model")}
-    summary["mlm_eval"] = _mlm_eval(summary["teacher"], summary["student"], distill_cfg)
-    results = get_preset(preset).results_dir
-    if results and root is None:
-        summary["results"] = results
-        collect_results(teacher_cfg, distill_cfg, Path(results), summary)
-    print(json.dumps(summary, indent=2))
-    return summary
-
-
-def _mlm_eval(teacher: str, student: str, cfg) -> dict:
-    """Teacher vs student on the same masked WikiText-2 validation blocks (see mlm_eval.py)."""
-    from .mlm_eval import evaluate_mlm
-
-    try:
-        scores = evaluate_mlm({"teacher": teacher, "student": student}, cfg.data_dir, "valid", cfg.block_size)
-    except ValueError as e:  # e.g. the smoke sample has no validation split
-        return {"not run": str(e)}
-    t, s = scores["teacher"]["mlm_accuracy"], scores["student"]["mlm_accuracy"]
-    scores["student_accuracy_retention_pct"] = round(100 * s / t, 1) if t else None
-    return {"split": "valid", **scores}
-
-
-def collect_results(teacher_cfg, distill_cfg, dest: Path, summary: dict) -> None:
-    """Copy each finished stage's run.json / log.jsonl / summary.json to `dest/<stage>/`, check that the
-    student loads with DistilBertForMaskedLM.from_pretrained, and write dest/reproduce.json."""
-    import shutil
-
-    from transformers import DistilBertForMaskedLM
-
-    from .provenance import run_info
-
-    for stage, cfg in (("teacher", teacher_cfg), ("student", distill_cfg)):
-        if cfg is None or not (Path(cfg.output_dir) / "summary.json").is_file():
-            continue
-        (dest / stage).mkdir(parents=True, exist_ok=True)
-        for name in ("run.json", "log.jsonl", "summary.json"):
-            shutil.copyfile(Path(cfg.output_dir) / name, dest / stage / name)
-    student_dir = Path(distill_cfg.output_dir) / "model"
-    if student_dir.is_dir():
-        student = DistilBertForMaskedLM.from_pretrained(student_dir)
-        summary["student_loads_with"] = "DistilBertForMaskedLM.from_pretrained"
-        summary["student_layers"] = student.config.n_layers
-        summary["student_parameters"] = sum(p.numel() for p in student.parameters())
-    dest.mkdir(parents=True, exist_ok=True)
-    info = run_info()
-    info["finished"] = info.pop("started")
-    (dest / "reproduce.json").write_text(json.dumps({**summary, **info}, indent=2))
+    return run_all(preset, root=root, teacher_overrides=t_over, distill_overrides=d_over, skip=skip)
 
 
 FINETUNE_OPTIONS = {"glue": ("model", "tasks", "data_dir", "output_dir"),
                     "imdb": ("model", "data_dir", "output_dir"),
+                    "squad": ("model", "teacher", "data_dir", "output_dir"),
                     "tables": ("teacher", "student", "results_dir")}
 
 
@@ -142,6 +109,8 @@ def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
         name = key[2:].replace("-", "_")
         if name in FINETUNE_OPTIONS[command]:
             opts[name] = extra[i + 1]
+        elif command == "squad" and name in {f.name for f in dataclasses.fields(_squad_config())}:
+            opts.setdefault("squad", {})[name] = parse_value(_squad_config(), name, extra[i + 1])
         elif command == "tables":
             raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --results-dir")
         else:
@@ -158,6 +127,12 @@ def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
     return opts, over
 
 
+def _squad_config():
+    from .squad import SquadConfig
+
+    return SquadConfig()
+
+
 def finetune_command(command: str, extra: list[str]):
     """`glue` / `imdb`: fine-tune and evaluate one model; prints the per-task summary."""
     from .config import replace
@@ -166,9 +141,18 @@ def finetune_command(command: str, extra: list[str]):
     opts, over = _options(command, extra)
     if "model" not in opts:
         raise ValueError(f"{command} needs --model PATH_OR_HUB_ID (e.g. runs/cpu/student/model or distilbert-base-uncased)")
-    cfg = replace(FinetuneConfig(), **over)
+    from .squad import SQUAD_FINETUNE
+
+    base = FinetuneConfig(**SQUAD_FINETUNE) if command == "squad" else FinetuneConfig()
+    cfg = replace(base, **over)
     t0 = time.time()
-    if command == "glue":
+    if command == "squad":
+        from .squad import run_squad
+
+        opts_squad = dataclasses.replace(_squad_config(), **opts.get("squad", {}))
+        df = run_squad(opts["model"], cfg, opts_squad, opts.get("teacher"), opts.get("output_dir"),
+                       opts.get("data_dir"))
+    elif command == "glue":
         from .glue import parse_tasks, run_glue
 
         tasks = parse_tasks(opts.get("tasks"))  # unknown names fail before anything loads
@@ -199,19 +183,98 @@ def tables_command(extra: list[str]):
     return t1, t2
 
 
+def speed_command(extra: list[str]):
+    """`speed`: Table 3 (params, disk, STS-B dev CPU time at batch size 1) -> CSV + JSON provenance."""
+    p = argparse.ArgumentParser(prog="python -m tinydistil speed")
+    p.add_argument("--teacher", required=True, help="teacher model folder, e.g. runs/cpu/teacher/model")
+    p.add_argument("--student", required=True, help="student model folder, e.g. runs/cpu/student/model")
+    p.add_argument("--data-dir", help="folder with glue/STS-B/dev.tsv (default $TINYDISTIL_DATA_DIR, then the hub)")
+    p.add_argument("--max-examples", type=int, help="time only the first N dev pairs (smoke runs)")
+    p.add_argument("--repeats", type=int, default=3, help="full passes; the median is reported")
+    p.add_argument("--stsb-model", help="the student fine-tuned on STS-B: deployed forms report Pearson change")
+    p.add_argument("--out", default="results/table3_speed.csv")
+    p.add_argument("--no-reference-archs", action="store_true", help="skip the BERT-base / DistilBERT architectures")
+    p.add_argument("--no-deployed", action="store_true", help="skip PyTorch int8 / ONNX Runtime forms")
+    a = p.parse_args(extra)
+    from .speed import run_speed
+
+    try:
+        df = run_speed(a.teacher, a.student, a.data_dir, a.out, a.max_examples, a.repeats,
+                       include_reference_archs=not a.no_reference_archs, deployed_forms=not a.no_deployed,
+                       stsb_model=a.stsb_model)
+    except (FileNotFoundError, FileExistsError) as e:
+        raise ValueError(str(e)) from None
+    print(df.drop(columns=["note", "run_id"]).to_string(index=False))
+    print(f"[tinydistil] wrote {a.out} and {Path(a.out).with_suffix('.json')}", file=sys.stderr)
+    return df
+
+
+def export_command(extra: list[str]):
+    """`export`: a model folder -> ONNX (+ tokenizer files), checked against PyTorch."""
+    p = argparse.ArgumentParser(prog="python -m tinydistil export")
+    p.add_argument("--model", required=True, help="model folder written by save_pretrained")
+    p.add_argument("--format", default="onnx", choices=["onnx"])
+    p.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 quantisation of the weights")
+    p.add_argument("--output", help="folder (default MODEL/onnx) or a path ending in .onnx")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
+    a = p.parse_args(extra)
+    from .export import FP32_ATOL, check_export, export_onnx
+
+    try:
+        path = export_onnx(a.model, a.output, int8=a.int8, overwrite=a.overwrite)
+    except (FileNotFoundError, FileExistsError) as e:
+        raise ValueError(str(e)) from None
+    diff = check_export(a.model, path)
+    tol = f" (tolerance {FP32_ATOL:g})" if not a.int8 else " (int8 weights: not exact)"
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); max |onnxruntime - pytorch| = {diff:.2e}{tol}")
+    if not a.int8 and diff > FP32_ATOL:
+        raise ValueError(f"ONNX outputs differ from PyTorch by {diff:.2e} > {FP32_ATOL:g}; do not use {path}")
+    return path
+
+
+def report_command(preset: str, extra: list[str]) -> tuple:
+    """`report`: report/report.md + figures and the poster, from the files in --results-dir."""
+    from .poster import write_poster
+    from .report import write_report
+
+    names = {"results_dir": "results", "report_dir": "report", "poster_dir": "poster"}
+    opts, i = dict(names), 0
+    while i < len(extra):
+        name = extra[i][2:].replace("-", "_") if extra[i].startswith("--") else ""
+        if name not in names or i + 1 >= len(extra):
+            raise ValueError(f"cannot read {extra[i]!r}: report takes --results-dir DIR, --report-dir DIR, "
+                             "--poster-dir DIR (and --preset NAME)")
+        opts[name] = extra[i + 1]
+        i += 2
+    try:
+        md = write_report(opts["results_dir"], opts["report_dir"], preset)
+        pdf, png = write_poster(opts["results_dir"], opts["poster_dir"], preset)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+    for path in (md, pdf, png):
+        print(path)
+    return md, pdf, png
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinydistil", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config", "glue", "imdb",
-                                            "tables"])
+    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config", "glue", "imdb", "squad",
+                                            "tables", "speed", "export", "report"])
     parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
     args, extra = parser.parse_known_args(argv)
     try:
-        if args.command in ("glue", "imdb"):
+        if args.command in ("glue", "imdb", "squad"):
             finetune_command(args.command, extra)
         elif args.command == "tables":
             tables_command(extra)
+        elif args.command == "report":
+            report_command(args.preset, extra)
+        elif args.command == "speed":
+            speed_command(extra)
+        elif args.command == "export":
+            export_command(extra)
         elif args.command == "reproduce":
             reproduce(args.preset, extra)
         elif args.command == "show-config":

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 class TrainConfig:
     # data
     data_dir: str | None = None  # local corpus folder; None -> $TINYDISTIL_DATA_DIR, then the hub
+    # wikitext2 (in RAM, from data_dir or the hub) | "wikipedia+books" (hub) | comma-separated local file globs
+    # ('corpus/*.txt', 'shards/*.parquet' with a text column): tokenised + packed once into an on-disk Arrow
+    # cache and read memory-mapped, for corpora larger than memory (data_dir is then unused)
+    corpus: str = "wikitext2"
     block_size: int = 128  # tokens per training sequence
     packing: bool = True  # pack the corpus into full blocks (no padding); False -> sentence batches grouped by length
     max_train_texts: int | None = None  # keep only the first N non-empty corpus lines (tiny runs)
@@ -52,6 +56,8 @@ class TrainConfig:
         """Raise ValueError naming the fix for values that cannot work."""
         checks = [
             (self.block_size >= 8, "block_size must be >= 8"),
+            (bool(str(self.corpus).strip()), 'corpus must be "wikitext2", "wikipedia+books" or local file globs'),
+            (self.corpus == "wikitext2" or self.packing, "a corpus other than wikitext2 needs packing=True"),
             (self.batch_size >= 1, "batch_size must be >= 1"),
             (0 < self.mlm_probability < 1, "mlm_probability must be in (0, 1)"),
             (abs(self.word_mask + self.word_keep + self.word_rand - 1) < 1e-6,
@@ -79,6 +85,10 @@ class TeacherConfig(TrainConfig):
     num_heads: int = 4
     intermediate_size: int = 1024
     max_position_embeddings: int = 512  # room for 384-token SQuAD windows when fine-tuning
+    # A shallower teacher folder to grow this one from by stacking its layers (Gong et al. 2019): a deep
+    # post-LN BERT trained from scratch sits on the unigram plateau (loss ~ unigram entropy) for thousands of
+    # updates, a 2-layer one leaves it within ~150; its stacked copy starts off the plateau. Tokenizer from it.
+    grow_from: str | None = None
 
     def validate(self) -> None:
         super().validate()
@@ -86,6 +96,8 @@ class TeacherConfig(TrainConfig):
             raise ValueError("TeacherConfig: hidden_size must be divisible by num_heads")
         if self.max_position_embeddings < self.block_size:
             raise ValueError("TeacherConfig: max_position_embeddings must be >= block_size")
+        if self.grow_from is not None and not str(self.grow_from).strip():
+            raise ValueError("TeacherConfig: grow_from must be a teacher folder (or unset)")
 
 
 @dataclass

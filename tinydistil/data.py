@@ -2,9 +2,14 @@
 
 Local files (a data directory given as argument or $TINYDISTIL_DATA_DIR) win over the hub, so this
 works offline; in Colab the hub copy of WikiText-2 (`Salesforce/wikitext`, `wikitext-2-raw-v1`) is used.
+
+Corpora larger than memory (`corpus` = local file globs, or "wikipedia+books" from the hub) go through
+`datasets`' on-disk Arrow files: tokenised and packed once by `datasets.map` into a cache file, then read
+memory-mapped a batch at a time (`Batches` over a `datasets.Dataset`), never held in RAM.
 """
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +20,11 @@ HUB_DATASET = ("Salesforce/wikitext", "wikitext-2-raw-v1")
 # Looked up in this order below the data directory (raw text first, then the tokenised release).
 LOCAL_LAYOUTS = [("wikitext-2-raw", "wiki.{split}.raw"), ("wikitext-2", "wiki.{split}.tokens"),
                  (".", "wiki.{split}.raw"), (".", "wiki.{split}.tokens")]
+# corpus="wikipedia+books": the paper's corpus (English Wikipedia + BookCorpus) from the hub. Not reachable
+# offline here, so not exercised by the tests; any local text/parquet files work the same way.
+HUB_PAPER_CORPUS = [("wikimedia/wikipedia", "20231101.en"), ("bookcorpus/bookcorpus", None)]
+CORPUS_HELP = ('corpus must be "wikitext2", "wikipedia+books" (hub) or comma-separated local file globs '
+               '(.txt / .raw / .tokens: one text per line; .parquet: a "text" column)')
 DATA_DIR_HELP = ("set --data-dir (or the environment variable TINYDISTIL_DATA_DIR) to a folder holding "
                  "wikitext-2/wiki.train.tokens or wikitext-2-raw/wiki.train.raw")
 
@@ -39,11 +49,61 @@ def find_local_corpus(data_dir: Path, split: str = "train") -> Path:
     raise ValueError(f"no WikiText-2 {split} file under {data_dir}; {DATA_DIR_HELP}")
 
 
-def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: int | None = None):
-    """Non-empty lines of WikiText-2 split `split` (train | valid | test) as a `datasets.Dataset` with one
-    column `text`."""
+def corpus_files(spec: str) -> list[str]:
+    """Expand comma-separated globs ('~/text/*.txt,books/*.parquet') into a sorted, duplicate-free file list."""
+    files = []
+    for pattern in (p.strip() for p in spec.split(",")):
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if pattern and not matches:
+            raise ValueError(f"corpus: no file matches {pattern!r}; {CORPUS_HELP}")
+        files += [m for m in matches if m not in files and os.path.isfile(m)]
+    if not files:
+        raise ValueError(f"corpus {spec!r} names no files; {CORPUS_HELP}")
+    kinds = {"parquet" if f.endswith(".parquet") else "text" for f in files}
+    if len(kinds) > 1:
+        raise ValueError("corpus: mix of parquet and text files; convert them to one kind or list one kind")
+    return files
+
+
+def load_large_corpus(corpus: str, max_texts: int | None = None):
+    """`corpus` (local file globs, or "wikipedia+books") as an on-disk, memory-mapped `datasets.Dataset`
+    with one column `text` of non-empty texts, in file order."""
     import datasets
 
+    if corpus == "wikipedia+books":
+        parts = []
+        for name, subset in HUB_PAPER_CORPUS:
+            try:
+                parts.append(datasets.load_dataset(name, subset, split="train").select_columns(["text"]))
+            except Exception as e:  # offline, hub down, dataset moved
+                raise ValueError(f"could not load {name} from the hub ({type(e).__name__}); offline, pass local "
+                                 "files instead: --corpus 'path/*.txt'") from None
+        ds = datasets.concatenate_datasets(parts)
+    else:
+        files = corpus_files(corpus)
+        kind = "parquet" if files[0].endswith(".parquet") else "text"
+        ds = datasets.load_dataset(kind, data_files={"train": files}, split="train")
+        if "text" not in ds.column_names:
+            raise ValueError(f"corpus: the parquet files have no 'text' column (columns: {ds.column_names})")
+        ds = ds.select_columns(["text"])
+    ds = ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True)
+    if max_texts is not None:
+        ds = ds.select(range(min(max_texts, len(ds))))
+    if len(ds) == 0:
+        raise ValueError(f"corpus {corpus!r} holds no non-empty text")
+    return ds
+
+
+def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: int | None = None,
+                corpus: str = "wikitext2"):
+    """Non-empty lines of WikiText-2 split `split` (train | valid | test) as a `datasets.Dataset` with one
+    column `text`; another `corpus` (training only) goes through `load_large_corpus`."""
+    import datasets
+
+    if corpus != "wikitext2":
+        if split != "train":
+            raise ValueError(f"corpus {corpus!r} has a training split only")
+        return load_large_corpus(corpus, max_texts)
     local = resolve_data_dir(data_dir)
     if local is not None:
         path = find_local_corpus(local, split)
@@ -120,7 +180,7 @@ class Batches:
     resume at any batch index. Packed data gives (B, block_size) tensors; sentence data is grouped by
     length (sorted within windows of 50 batches) and padded to the longest sequence of each batch."""
 
-    sequences: list[list[int]] | torch.Tensor
+    sequences: list[list[int]] | torch.Tensor | "datasets.Dataset"  # Dataset: packed rows, memory-mapped
     batch_size: int
     pad_id: int
     seed: int
@@ -130,7 +190,7 @@ class Batches:
 
     def order(self, epoch: int) -> list[torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        if isinstance(self.sequences, torch.Tensor):
+        if not isinstance(self.sequences, list):  # packed: a permutation of the blocks
             return list(torch.randperm(len(self.sequences), generator=g).split(self.batch_size))
         lengths = [len(s) for s in self.sequences]
         return [torch.tensor(b) for b in length_grouped_batches(lengths, self.batch_size, g)]
@@ -138,6 +198,9 @@ class Batches:
     def get(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         if isinstance(self.sequences, torch.Tensor):
             ids = self.sequences[idx]
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if not isinstance(self.sequences, list):  # on-disk Arrow rows, read for this batch only
+            ids = torch.as_tensor(self.sequences[idx.tolist()]["input_ids"], dtype=torch.long)
             return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         seqs = [self.sequences[i] for i in idx.tolist()]
         width = max(len(s) for s in seqs)
@@ -149,7 +212,13 @@ class Batches:
         return {"input_ids": ids, "attention_mask": mask}
 
 
-def make_batches(tokenized, batch_size: int, pad_id: int, seed: int, packing: bool) -> Batches:
+def make_batches(tokenized, batch_size: int, pad_id: int, seed: int, packing: bool,
+                 on_disk: bool = False) -> Batches:
+    """on_disk (packed only): keep the blocks in the memory-mapped Arrow file instead of one tensor in RAM."""
+    if on_disk:
+        if not packing:
+            raise ValueError("a corpus other than wikitext2 needs packing=True")
+        return Batches(tokenized.with_format("numpy"), batch_size, pad_id, seed)
     ids = tokenized["input_ids"]
     seqs = torch.tensor(ids, dtype=torch.long) if packing else [list(s) for s in ids]
     return Batches(seqs, batch_size, pad_id, seed)
@@ -158,5 +227,10 @@ def make_batches(tokenized, batch_size: int, pad_id: int, seed: int, packing: bo
 def token_counts(batches: Batches, vocab_size: int) -> torch.Tensor:
     """(vocab_size,) occurrence counts over the training sequences (for `mlm_smoothing`)."""
     seqs = batches.sequences
+    if not isinstance(seqs, (list, torch.Tensor)):  # on disk: count a chunk of rows at a time
+        counts = torch.zeros(vocab_size, dtype=torch.long)
+        for chunk in seqs.iter(batch_size=4096):
+            counts += torch.bincount(torch.as_tensor(chunk["input_ids"]).flatten(), minlength=vocab_size)[:vocab_size]
+        return counts
     flat = seqs.flatten() if isinstance(seqs, torch.Tensor) else torch.tensor([t for s in seqs for t in s])
     return torch.bincount(flat, minlength=vocab_size)[:vocab_size]

@@ -208,7 +208,7 @@ def num_updates(n_train: int, cfg: FinetuneConfig) -> int:
 
 def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
              select: Callable[[torch.nn.Module], float] | None = None, bar=None,
-             progress: bool = True) -> FinetuneResult:
+             progress: bool = True, loss_fn: Callable | None = None) -> FinetuneResult:
     """Fine-tune `model` on the tokenised `train_ds` (columns of `tokenize`) for cfg.epochs epochs.
 
     AdamW (weight decay except on biases / LayerNorm), linear warm-up over `warmup_frac` of the updates
@@ -216,6 +216,8 @@ def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
     select(model) -> score (higher is better), called after every epoch on held-out data: the best
     epoch's weights are restored at the end (IMDb selects on dev). bar: a tqdm to advance per update
     (one bar per task); otherwise a bar of its own is shown when `progress`.
+    loss_fn(model, batch, idx) -> loss replaces the head's own `model(**batch).loss` (idx: the batch's
+    row numbers in `train_ds`; SQuAD (D) uses it to add a distillation term from precomputed teacher logits).
     """
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
@@ -248,7 +250,7 @@ def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
         for idx in _batches(len(train_ds), lengths, cfg.batch_size, gen, cfg.group_by_length):
             batch = collate(train_ds, idx)
             with autocast(device, precision):
-                loss = model(**batch).loss
+                loss = model(**batch).loss if loss_fn is None else loss_fn(model, batch, idx)
             if precision != "fp16" and not math.isfinite(loss.item()):  # fp16: GradScaler skips such steps
                 raise FloatingPointError(f"the fine-tuning loss became {loss.item()} at update {step + 1}; "
                                          "lower --lr or use --precision fp32")

@@ -316,12 +316,14 @@ def default_output_dir(model: str, kind: str) -> str:
 
 
 def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None,
-             progress: bool = True):
+             progress: bool = True, save_models: tuple[str, ...] = ()):
     """Fine-tune `model` (folder or hub id) on each GLUE task for cfg.seeds seeds; evaluate on dev.
 
     Returns a DataFrame, one row per task (registry order): task, display, score (median over seeds of
     the Table-1 score, 0-100) and each metric's median; tasks without data have score NOT_RUN.
     Finished (task, seed) runs in `output_dir` are read back instead of run again.
+    save_models: tasks whose first seed's fine-tuned model is saved to `output_dir/<task>/model`
+    (e.g. ("stsb",): Table 3 measures how much int8 / ONNX forms of it change the STS-B score).
     """
     from .finetune import finetune, load_classifier, load_tokenizer, num_updates, predict, tokenize
 
@@ -380,6 +382,9 @@ def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_d
                     else:  # MNLI mismatched: reported next to the matched score, not part of it
                         metrics.update({f"{k}_{split}": v for k, v in m.items()})
                 score = task_score(task.name, first)
+                if name in save_models and seed == cfg.seed_list[0]:
+                    res.model.save_pretrained(folder / "model")
+                    tokenizer.save_pretrained(folder / "model")
                 _write_json(folder / f"seed{seed}.json", {
                     "task": name, "seed": seed, "score": score, "metrics": metrics, "model": model,
                     "model_info": model_description(res.model), "hyperparameters": dataclasses.asdict(cfg),

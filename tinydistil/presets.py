@@ -4,10 +4,13 @@ smoke  tiny random-size teacher on the bundled 500-line sample: seconds; used by
 cpu    offline small teacher (WordPiece 8K, 6 x 256) pretrained on WikiText-2, then a 3-layer student.
        Budget on a 2-core CPU: teacher pretraining 2 epochs (~20 min) + distillation 1.5 epochs (~20 min).
 t4     bert-base-uncased -> 6-layer DistilBERT on WikiText-2, fp16 on a 16 GB Colab T4 (~3 epochs).
+paper  the paper's set-up: bert-base-uncased -> 6-layer DistilBERT on English Wikipedia + BookCorpus,
+       4096 sequences of 512 tokens per update (gradient accumulation), 3 epochs; meant for 8 GPUs under
+       torchrun (README "Scaling out"). Per process: batch 8 x 512, 512 batches per update shared by the ranks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .config import DistillConfig, TeacherConfig, replace
@@ -20,26 +23,43 @@ class Preset:
     teacher: TeacherConfig | None  # None: the distillation teacher comes from the hub
     distill: DistillConfig
     results_dir: str | None = None  # where `reproduce` copies logs and summaries of finished stages
+    stem: TeacherConfig | None = None  # a shallower teacher trained first; `teacher` grows from it
+    tables_dir: str | None = None  # where `reproduce` writes Tables 1-3 (None: <runs root>/<preset>/results)
+    # `reproduce` downstream settings: FinetuneConfig overrides per task ("glue", "imdb", "squad"),
+    # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks").
+    downstream: dict = field(default_factory=dict)
 
 
 def _smoke() -> Preset:
     common = dict(data_dir=SAMPLE_DATA, block_size=32, batch_size=8, tokens_per_update=512, max_steps=4,
                   save_every=2, log_every=1, mlm_smoothing=0.7)
+    tiny = dict(seeds=1, epochs=1, batch_size=8, lr=1e-3, max_train_examples=16)
     return Preset(
         TeacherConfig(**common, output_dir="runs/smoke/teacher", vocab_size=600, hidden_size=32, num_layers=2,
                       num_heads=2, intermediate_size=64, max_position_embeddings=512, lr=1e-3),
         DistillConfig(**common, output_dir="runs/smoke/student", teacher="runs/smoke/teacher/model"),
+        downstream={"glue": {**tiny, "max_seq_len": 64}, "imdb": {**tiny, "max_seq_len": 64},
+                    "squad": {**tiny, "max_seq_len": 64}, "squad_opts": {"doc_stride": 16, "max_eval_examples": 8},
+                    "speed": {"max_examples": 4, "repeats": 1, "include_reference_archs": False}},
     )
 
 
 def _cpu() -> Preset:
-    common = dict(block_size=128, batch_size=32, tokens_per_update=8192, save_every=50, log_every=5)
+    common = dict(block_size=128, batch_size=32, save_every=100, log_every=10)
+    size = dict(vocab_size=8192, hidden_size=256, num_heads=4, intermediate_size=1024, lr=1e-3, warmup_frac=0.05,
+                mlm_smoothing=0.0, tokens_per_update=4096)  # BERT masks uniformly; 0.7 (rare tokens) stalled at ~8.2
+    glue = dict(seeds=3, epochs=3, max_train_examples=2000)
     return Preset(
-        TeacherConfig(**common, output_dir="runs/cpu/teacher", vocab_size=8192, hidden_size=256, num_layers=6,
-                      num_heads=4, intermediate_size=1024, epochs=2.0, lr=1e-3, warmup_frac=0.05,
-                      mlm_smoothing=0.0),  # BERT pretraining masks uniformly; 0.7 (rare tokens) stalled at loss ~8.2
-        DistillConfig(**common, output_dir="runs/cpu/student", teacher="runs/cpu/teacher/model", epochs=1.5),
+        TeacherConfig(**common, **size, output_dir="runs/cpu/teacher", num_layers=4, max_steps=1500,
+                      grow_from="runs/cpu/stem/model"),
+        DistillConfig(**common, tokens_per_update=4096, output_dir="runs/cpu/student", teacher="runs/cpu/teacher/model",
+                      epochs=1.5),
         results_dir="results/cpu",
+        stem=TeacherConfig(**common, **size, output_dir="runs/cpu/stem", num_layers=2, max_steps=1000),
+        tables_dir="results",
+        downstream={"glue": glue, "imdb": dict(seeds=3, epochs=3, max_train_examples=1000, max_seq_len=256),
+                    "squad": dict(seeds=1, epochs=2, batch_size=16, max_seq_len=384, max_train_examples=3000),
+                    "squad_opts": {"max_eval_examples": 2000}, "speed": {"repeats": 3}},
     )
 
 
@@ -47,10 +67,19 @@ def _t4() -> Preset:
     return Preset(None, DistillConfig(
         teacher="bert-base-uncased", output_dir="runs/t4/student", block_size=256, batch_size=32,
         tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10),
-        results_dir="results/t4")
+        results_dir="results/t4", tables_dir="results/t4",
+        downstream={"glue": dict(seeds=5), "imdb": dict(seeds=3, max_seq_len=512, batch_size=16),
+                    "squad": dict(seeds=1, epochs=2, batch_size=32, max_seq_len=384), "speed": {"repeats": 3}})
 
 
-PRESETS = {"smoke": _smoke, "cpu": _cpu, "t4": _t4}
+def _paper() -> Preset:
+    return Preset(None, DistillConfig(
+        teacher="bert-base-uncased", corpus="wikipedia+books", output_dir="runs/paper/student", block_size=512,
+        batch_size=8, tokens_per_update=4096 * 512, epochs=3.0, save_every=100, log_every=10),
+        results_dir="results/paper")
+
+
+PRESETS = {"smoke": _smoke, "cpu": _cpu, "t4": _t4, "paper": _paper}
 
 
 def get_preset(name: str) -> Preset:
@@ -59,30 +88,49 @@ def get_preset(name: str) -> Preset:
     return PRESETS[name]()
 
 
-def preset_configs(preset: str, root: str | None = None, data_dir: str | None = None, teacher_overrides=None,
-                   distill_overrides=None) -> tuple[TeacherConfig | None, DistillConfig]:
-    """Both stages of `preset`, optionally moved under `root` (e.g. a Google Drive folder) with the
-    distillation teacher pointing at the pretrained teacher's model folder."""
+def preset_stages(preset: str, root: str | None = None, data_dir: str | None = None, teacher_overrides=None,
+                  distill_overrides=None) -> list[tuple[str, TeacherConfig | DistillConfig]]:
+    """[(stage, config)] of `preset` in run order: "stem" (if any), "teacher" (if not from the hub), "distill";
+    optionally moved under `root` (e.g. a Google Drive folder) with each stage pointing at the previous
+    stage's model folder. teacher_overrides apply to the stem too, except num_layers / max_steps / epochs."""
     p = get_preset(preset)
     common = {"data_dir": data_dir} if data_dir else {}
     t_over, d_over = dict(teacher_overrides or {}), dict(distill_overrides or {})
-    teacher = None
+    stages: list = []
+    if p.stem is not None and p.teacher is not None:
+        s_over = {k: v for k, v in t_over.items() if k not in ("num_layers", "max_steps", "epochs", "output_dir")}
+        if root:
+            s_over["output_dir"] = str(Path(root) / preset / "stem")
+        stem = replace(p.stem, **common, **s_over)
+        stages.append(("stem", stem))
+        t_over.setdefault("grow_from", str(Path(stem.output_dir) / "model"))
     if p.teacher is not None:
         if root:
             t_over.setdefault("output_dir", str(Path(root) / preset / "teacher"))
         teacher = replace(p.teacher, **common, **t_over)
+        stages.append(("teacher", teacher))
         d_over.setdefault("teacher", str(Path(teacher.output_dir) / "model"))
     if root:
         d_over.setdefault("output_dir", str(Path(root) / preset / "student"))
-    return teacher, replace(p.distill, **common, **d_over)
+    stages.append(("distill", replace(p.distill, **common, **d_over)))
+    return stages
+
+
+def preset_configs(preset: str, root: str | None = None, data_dir: str | None = None, teacher_overrides=None,
+                   distill_overrides=None) -> tuple[TeacherConfig | None, DistillConfig]:
+    """(teacher, distill) configs of `preset` (see preset_stages; a stem stage, if any, is left out)."""
+    stages = dict(preset_stages(preset, root, data_dir, teacher_overrides, distill_overrides))
+    return stages.get("teacher"), stages["distill"]
 
 
 def stage_config(preset: str, stage: str, **overrides):
     """The config of `stage` ('teacher' or 'distill') in `preset`, with fields overridden."""
     p = get_preset(preset)
-    if stage not in ("teacher", "distill"):
-        raise ValueError(f"unknown stage {stage!r}; use 'teacher' or 'distill'")
-    cfg = p.teacher if stage == "teacher" else p.distill
+    if stage not in ("stem", "teacher", "distill"):
+        raise ValueError(f"unknown stage {stage!r}; use 'stem', 'teacher' or 'distill'")
+    cfg = {"stem": p.stem, "teacher": p.teacher, "distill": p.distill}[stage]
+    if stage == "stem" and cfg is None:
+        raise ValueError(f"preset {preset!r} has no stem stage; its teacher is trained (or loaded) directly")
     if cfg is None:
         raise ValueError(f"preset {preset!r} uses the hub teacher {p.distill.teacher}; there is no teacher to "
                          "pretrain (use --preset cpu for the offline teacher)")

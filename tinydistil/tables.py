@@ -64,6 +64,20 @@ def imdb_row(model: str, results, run_id: str = "", note: str = "") -> dict:
             "note": note}
 
 
+def squad_cells(results) -> dict:
+    """SQuAD EM / F1 cells (0-100) and a note from run_squad / summarize_squad output; "not run: <reason>"
+    when nothing finished. Scores from a split of dev are marked as not comparable with the paper's."""
+    rec = results.to_dict("records")[0]
+    if not _number(rec["score"]):
+        reason = rec.get("reason") or "no data"
+        cell = f"{SQUAD_NOT_RUN}: {reason}" if reason != "not attempted" else SQUAD_NOT_RUN
+        return {"SQuAD EM": cell, "SQuAD F1": cell, "note": ""}
+    note = f"SQuAD EM/F1 median of {int(rec['seeds_run'])} seed(s)"
+    if not rec.get("comparable", True):
+        note += f" ({rec['data']}; not comparable with the paper)"
+    return {"SQuAD EM": rec["exact_match"], "SQuAD F1": rec["f1"], "note": note}
+
+
 # ------------------------------------------------------------------ Table 1
 def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
@@ -161,7 +175,7 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
         row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
                "note": r.get("note", "")}
         v = r.get("IMDb", NOT_RUN)
-        row["IMDb"] = f"{float(v):.2f}" if _number(v) else NOT_RUN
+        row["IMDb"] = f"{float(v):.2f}" if _number(v) else (v if v == "—" else NOT_RUN)  # "—": not a task of (D)
         for c in ("SQuAD EM", "SQuAD F1"):
             v = r.get(c, SQUAD_NOT_RUN)
             row[c] = f"{float(v):.1f}" if _number(v) else v
@@ -186,16 +200,27 @@ def describe_eval(eval_dir, role: str) -> str:
 
 
 def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher"):
-    """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding glue/ and imdb/
-    (the CLI's default layout). A role other than `teacher_role` gets retention vs the teacher row."""
+    """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding glue/, imdb/, squad/
+    and squad_d/ (the CLI's default layout; squad_d = DistilBERT (D), a Table 2 row of its own).
+    A role other than `teacher_role` gets retention vs the teacher row."""
     from .glue import summarize_glue
     from .imdb import summarize_imdb
+    from .squad import summarize_squad
 
     names = {role: describe_eval(folder, role) for role, folder in evals}
     t1, t2 = [], []
     for role, folder in evals:
         teacher = names.get(teacher_role) if role != teacher_role else None
         t1.append(glue_row(names[role], summarize_glue(Path(folder) / "glue"), str(Path(folder) / "glue"), teacher))
-        t2.append(imdb_row(names[role], summarize_imdb(Path(folder) / "imdb"), str(Path(folder) / "imdb")))
+        row = imdb_row(names[role], summarize_imdb(Path(folder) / "imdb"), str(Path(folder) / "imdb"))
+        squad = squad_cells(summarize_squad(Path(folder) / "squad"))
+        row.update({**squad, "note": _join(row["note"], squad["note"]),
+                    "run_id": _join(row["run_id"], str(Path(folder) / "squad"))})
+        t2.append(row)
+        if (Path(folder) / "squad_d").is_dir():
+            d = squad_cells(summarize_squad(Path(folder) / "squad_d"))
+            t2.append({"Model": names[role].replace(":", " (D):", 1), "IMDb": "—", **d,
+                       "note": _join("second-step distillation from the SQuAD-fine-tuned teacher", d["note"]),
+                       "run_id": str(Path(folder) / "squad_d")})
     out = Path(results_dir)
     return write_table1(t1, out / "table1_glue.csv"), write_table2(t2, out / "table2_downstream.csv")

@@ -58,6 +58,43 @@ def train_tokenizer(texts, vocab_size: int, out_dir: str | Path) -> BertTokenize
     return tok
 
 
+def grow_teacher(cfg: TeacherConfig, tokenizer) -> BertForMaskedLM:
+    """The model of `cfg.grow_from` with its encoder layers stacked to cfg.num_layers (progressive stacking,
+    Gong et al. 2019: layers 0..n-1 are copied on top of themselves, [0, 1] -> [0, 1, 0, 1]). Every other
+    weight (embeddings, MLM head) is copied unchanged. ValueError when the sizes do not allow it."""
+    import copy
+
+    small, _ = load_teacher(cfg.grow_from)
+    sc = small.config
+    n = sc.num_hidden_layers
+    if sc.model_type != "bert":
+        raise ValueError(f"grow_from {cfg.grow_from!r} is a {sc.model_type} model; grow from a BERT teacher folder")
+    if cfg.num_layers % n or cfg.num_layers <= n:
+        raise ValueError(f"cannot stack the {n} layers of {cfg.grow_from!r} into {cfg.num_layers}; num_layers must "
+                         f"be a multiple of {n} larger than it")
+    mismatched = [f"{k} {getattr(sc, k)} != {v}" for k, v in (
+        ("hidden_size", cfg.hidden_size), ("num_attention_heads", cfg.num_heads),
+        ("intermediate_size", cfg.intermediate_size), ("max_position_embeddings", cfg.max_position_embeddings),
+        ("vocab_size", len(tokenizer))) if getattr(sc, k) != v]
+    if mismatched:
+        raise ValueError(f"grow_from {cfg.grow_from!r} differs from the teacher config ({', '.join(mismatched)}); "
+                         "use the same sizes (only num_layers may grow)")
+    config = copy.deepcopy(sc)
+    config.num_hidden_layers = cfg.num_layers
+    big = BertForMaskedLM(config)
+    state = small.state_dict()
+    prefix = "bert.encoder.layer."
+    for k, v in state.items():
+        if k.startswith(prefix):
+            i, rest = k[len(prefix):].split(".", 1)
+            for copy_i in range(int(i), cfg.num_layers, n):
+                state_key = f"{prefix}{copy_i}.{rest}"
+                big.state_dict()[state_key].copy_(v)
+        elif k in big.state_dict():
+            big.state_dict()[k].copy_(v)
+    return big
+
+
 def new_teacher(cfg: TeacherConfig, tokenizer) -> BertForMaskedLM:
     """A randomly initialised BertForMaskedLM of the configured size for `tokenizer`."""
     config = BertConfig(

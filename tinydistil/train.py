@@ -8,9 +8,18 @@ One loop serves both: a `TeacherConfig` trains a fresh BERT with the MLM loss al
 Output folder: run.json (resolved config, git commit, machine), log.jsonl (one line per log step,
 every loss term), checkpoint/state.pt (everything needed to continue exactly), model/ (final
 weights + tokenizer), summary.json (wall time, final losses).
+
+Under `torchrun` / `accelerate launch` (WORLD_SIZE > 1) the same loop runs one process per device with
+DistributedDataParallel. The batch order of an epoch is global: each micro-step consumes the next
+`world` batches of it and rank r trains on the r-th, so an update always sees `cfg.grad_accum` batches
+of `batch_size` whatever the world size (each rank accumulates `grad_accum / world` of them, gradients are
+all-reduced only on the last). The data position (epoch, batches consumed of its order, global batch
+count) is therefore world-independent, and a checkpoint resumes with any number of processes. Rank 0
+alone writes files, logs and shows the progress bar.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -22,14 +31,15 @@ from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from . import config as C
+from . import distributed as D
 from .data import load_corpus, make_batches, token_counts, tokenize_corpus
 from .losses import chunked_kl_ce, hidden_cosine_loss
 from .masking import mask_tokens, token_weights
-from .mlm import mlm_parts
+from .mlm import MLMParts, mlm_parts
 from .provenance import run_info
 from .runtime import autocast, resolve_runtime
 from .student import init_student
-from .teacher import check_tokenizer, load_teacher, new_teacher, train_tokenizer
+from .teacher import check_tokenizer, grow_teacher, load_teacher, new_teacher, train_tokenizer
 
 TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
 
@@ -44,17 +54,28 @@ class Trainer:
         self.step = self.epoch = self.batch_idx = self.micro = self.tokens = 0
         self.elapsed = 0.0
         self._order_epoch, self._order = -1, []
+        self.rank, self.world = 0, 1  # set by setup() under torchrun
+        self.accum = cfg.grad_accum  # micro-batches per update on this rank
+        self._unsynced_tokens = 0  # this rank's tokens not yet summed into self.tokens
+        self._ddp = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Trainer":
-        self._setup_output()
         self._setup_device()
-        corpus = load_corpus(self.cfg.data_dir, "train", self.cfg.max_train_texts)
-        self._setup_models(corpus)
-        self._setup_data(corpus)
+        with D.main_first():  # rank 0 writes run.json, the tokenizer and the datasets caches first
+            if self.rank == 0:
+                self._setup_output()
+            corpus = load_corpus(self.cfg.data_dir, "train", self.cfg.max_train_texts, self.cfg.corpus)
+            self._setup_models(corpus)
+            self._setup_data(corpus)
         self._setup_optimizer()
         if self.resume and (self.out / "checkpoint" / "state.pt").is_file():
             self._load_checkpoint()
+        if self.world > 1:
+            self._ddp = torch.nn.parallel.DistributedDataParallel(
+                _PartsModule(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                # the vocabulary head gets no gradient when only the cosine term is on
+                find_unused_parameters=self.is_distill and self.cfg.alpha_ce == self.cfg.alpha_mlm == 0)
         return self
 
     def _setup_output(self) -> None:
@@ -69,7 +90,9 @@ class Trainer:
             except (ValueError, KeyError):
                 raise ValueError(f"{run_file} is unreadable; choose another --output-dir") from None
             ignore = {"save_every", "log_every", "device", "output_dir", "data_dir"}
-            diff = sorted(k for k in set(saved) | set(mine) if k not in ignore and saved.get(k) != mine.get(k))
+            default = json.loads(json.dumps(C.to_dict(type(self.cfg)())))  # fields added since the run began
+            diff = sorted(k for k in set(saved) | set(mine)
+                          if k not in ignore and saved.get(k, default.get(k)) != mine.get(k))
             if diff:
                 raise ValueError(f"--resume: {self.out} holds a run with other settings ({', '.join(diff)}); "
                                  "use the same settings or another --output-dir")
@@ -81,6 +104,20 @@ class Trainer:
 
     def _setup_device(self) -> None:
         self.device, self.precision = resolve_runtime(self.cfg.device, self.cfg.precision)
+        if D.env_world_size() > 1:
+            world = D.env_world_size()
+            if self.cfg.grad_accum % world:
+                raise ValueError(
+                    f"tokens_per_update {self.cfg.tokens_per_update} = {self.cfg.grad_accum} batches of "
+                    f"{self.cfg.batch_size} x {self.cfg.block_size} tokens per update, which {world} processes "
+                    f"cannot share equally; make tokens_per_update / (batch_size * block_size) a multiple of "
+                    f"{world} (e.g. --tokens-per-update "
+                    f"{-(-self.cfg.grad_accum // world) * world * self.cfg.batch_size * self.cfg.block_size})")
+            D.init(self.device.type)
+            self.rank, self.world = D.rank(), D.world_size()
+            self.accum = self.cfg.grad_accum // self.world
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", D.local_rank())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
 
     def _setup_models(self, corpus) -> None:
@@ -96,17 +133,21 @@ class Trainer:
                 from transformers import AutoTokenizer
 
                 self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+            elif cfg.grow_from:  # the grown teacher keeps its stem's vocabulary
+                self.tokenizer = load_teacher(cfg.grow_from)[1]
+                self.tokenizer.save_pretrained(str(tok_dir))
             else:
                 self.tokenizer = train_tokenizer(iter(corpus["text"]), cfg.vocab_size, tok_dir)
             torch.manual_seed(cfg.seed)
-            self.model = new_teacher(cfg, self.tokenizer)
+            self.model = grow_teacher(cfg, self.tokenizer) if cfg.grow_from else new_teacher(cfg, self.tokenizer)
         check_tokenizer(self.model, self.tokenizer)
         self.model.to(self.device)
 
     def _setup_data(self, corpus) -> None:
         cfg, tok = self.cfg, self.tokenizer
         tokenized = tokenize_corpus(corpus, tok, cfg.block_size, cfg.packing)
-        self.batches = make_batches(tokenized, cfg.batch_size, tok.pad_token_id, cfg.seed, cfg.packing)
+        self.batches = make_batches(tokenized, cfg.batch_size, tok.pad_token_id, cfg.seed, cfg.packing,
+                                    on_disk=cfg.corpus != "wikitext2")
         vocab = self.model.config.vocab_size
         self.mask_weights = token_weights(token_counts(self.batches, vocab), cfg.mlm_smoothing,
                                           sorted(set(tok.all_special_ids) | set(range(len(tok), vocab))))
@@ -127,24 +168,29 @@ class Trainer:
         cfg, final = self.cfg, self.out / "model"
         if (self.out / "summary.json").is_file() and final.is_dir():
             return final  # finished earlier
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
         window = dict.fromkeys(TERMS, 0.0)
         window_micro, window_tokens, t_start = 0, 0, time.time()
         last = {}
         while self.step < self.total_steps:
             self.model.train()
-            for _ in range(cfg.grad_accum):
+            if self.world > 1:  # dropout: a stream per (rank, update), so a resumed run repeats it exactly
+                torch.manual_seed((cfg.seed * 1_000_003 + self.step) * 1009 + self.rank)
+            for i in range(self.accum):
                 batch = self._next_batch()
-                with autocast(self.device, self.precision):
-                    terms = self.loss_terms(batch)
-                self.scaler.scale(terms["loss"] / cfg.grad_accum).backward()
+                # gradients are all-reduced on the last micro-batch of the update only
+                sync = self._ddp is None or i == self.accum - 1
+                with contextlib.nullcontext() if sync else self._ddp.no_sync():
+                    with autocast(self.device, self.precision):
+                        terms = self.loss_terms(batch)
+                    self.scaler.scale(terms["loss"] / self.accum).backward()
                 for k in TERMS:
                     window[k] += terms[k].detach()  # stays on the device: no sync per micro-batch
                 window_micro += 1
                 n_tok = int(batch["attention_mask"].sum())
                 window_tokens += n_tok
-                self.tokens += n_tok
+                self._unsynced_tokens += n_tok
             if self.precision != "fp16" and not bool(torch.isfinite(window["loss"])):  # one sync per update
                 raise FloatingPointError(f"the loss became {float(window['loss'])} at update {self.step + 1}: lower --lr "
                                          f"or use --precision fp32; the last checkpoint in {self.out} is intact, "
@@ -160,20 +206,28 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == self.total_steps:
                 dt = time.time() - t_start
                 self.elapsed += dt
+                # sums over all ranks (identity on one process): the log describes the global update
+                tot = D.all_reduce_sum({**window, "micro": window_micro, "tokens": window_tokens,
+                                        "new_tokens": self._unsynced_tokens}, self.device)
+                self.tokens += int(tot["new_tokens"])
+                self._unsynced_tokens = 0
                 last = {"step": self.step, "epoch": round(self.epoch + self.batch_idx / len(self.batches), 4),
                         "lr": self.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 4),
-                        **{k: round(float(v) / window_micro, 5) for k, v in window.items()},
-                        "tokens": self.tokens, "tokens_per_s": round(window_tokens / max(dt, 1e-9), 1),
+                        **{k: round(tot[k] / tot["micro"], 5) for k in TERMS},
+                        "tokens": self.tokens, "tokens_per_s": round(tot["tokens"] / max(dt, 1e-9), 1),
                         "elapsed_s": round(self.elapsed, 1)}
-                with open(self.out / "log.jsonl", "a") as f:
-                    f.write(json.dumps(last) + "\n")
+                if self.rank == 0:
+                    with open(self.out / "log.jsonl", "a") as f:
+                        f.write(json.dumps(last) + "\n")
                 bar.set_postfix({k.replace("loss_", ""): last[k] for k in TERMS} | {"tok/s": last["tokens_per_s"]})
                 window = dict.fromkeys(TERMS, 0.0)
                 window_micro, window_tokens, t_start = 0, 0, time.time()
             if self.step % cfg.save_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
         bar.close()
-        self._save_final(final, last)
+        if self.rank == 0:
+            self._save_final(final, last)
+        D.barrier()  # no rank returns before the model folder exists
         return final
 
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -183,14 +237,15 @@ class Trainer:
         weighted total. Without a teacher only the MLM term is active.
         """
         cfg = self.cfg
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.micro)
+        # self.micro counts global batches; this rank's batch is number micro - (world - 1 - rank)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.micro - (self.world - 1 - self.rank))
         ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self.mask_weights,
                                   self.tokenizer.mask_token_id, gen, cfg.mlm_probability,
                                   cfg.word_mask, cfg.word_keep, cfg.word_rand)
         ids, labels = ids.to(self.device), labels.to(self.device).flatten()
         am = batch["attention_mask"].to(self.device)
         nonpad = am.flatten().bool()
-        s = mlm_parts(self.model, ids, am)
+        s = mlm_parts(self.model, ids, am) if self._ddp is None else MLMParts(*self._ddp(ids, am))
         zero = torch.zeros((), device=self.device)
         if self.teacher is None:
             loss, kl, mlm = chunked_kl_ce(s.feats.flatten(0, 1), s.weight, s.bias, None, None, None, nonpad,
@@ -211,27 +266,43 @@ class Trainer:
         return {"loss": loss, "loss_ce": kl, "loss_mlm": mlm, "loss_cos": cos}
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
+        """This rank's batch of the next micro-step: the global order advances by `world` batches and
+        rank r reads the r-th of them (only that one is materialised)."""
+        mine = [self._next_index() for _ in range(self.world)][self.rank]
+        return self.batches.get(mine)
+
+    def _next_index(self) -> torch.Tensor:
         if self._order_epoch != self.epoch:
             self._order, self._order_epoch = self.batches.order(self.epoch), self.epoch
         if self.batch_idx >= len(self._order):
             self.epoch, self.batch_idx = self.epoch + 1, 0
-            return self._next_batch()
+            return self._next_index()
         idx = self._order[self.batch_idx]
         self.batch_idx += 1
         self.micro += 1
-        return self.batches.get(idx)
+        return idx
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        """Write checkpoint/state.pt atomically (a crash mid-write leaves the previous one intact)."""
+        """Write checkpoint/state.pt atomically (a crash mid-write leaves the previous one intact).
+
+        Every rank takes part (token counts are summed), rank 0 alone writes. The position is global:
+        `batch_idx` batches of size `batch_size` consumed from epoch `epoch`'s order, `micro` in total,
+        so a run resumes with any number of processes."""
+        if self._unsynced_tokens or self.world > 1:
+            self.tokens += int(D.all_reduce_sum({"t": self._unsynced_tokens}, self.device)["t"])
+            self._unsynced_tokens = 0
         folder = self.out / "checkpoint"
+        if self.rank != 0:
+            return folder / "state.pt"
         folder.mkdir(exist_ok=True)
         state = {
             "config": json.loads(json.dumps(C.to_dict(self.cfg))),
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "position": {"step": self.step, "epoch": self.epoch, "batch_idx": self.batch_idx,
-                         "micro": self.micro, "tokens": self.tokens, "elapsed": self.elapsed},
+                         "micro": self.micro, "tokens": self.tokens, "elapsed": self.elapsed,
+                         "world_size": self.world},  # world_size: information only
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
@@ -258,7 +329,7 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         log = self.out / "log.jsonl"
-        if log.is_file():  # drop lines written after the checkpoint: they will be written again
+        if log.is_file() and self.rank == 0:  # drop lines written after the checkpoint: they will be written again
             keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
             log.write_text("".join(ln + "\n" for ln in keep))
 
@@ -269,6 +340,17 @@ class Trainer:
                    "final_log": last, "model_dir": str(folder),
                    "parameters": sum(p.numel() for p in self.model.parameters())}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+class _PartsModule(torch.nn.Module):
+    """`mlm_parts` as a module forward, so DistributedDataParallel sees (and syncs) the student's call."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(mlm_parts(self.model, input_ids, attention_mask))
 
 
 def pretrain_teacher(cfg: C.TeacherConfig, resume: bool = False, progress: bool = True) -> Path:

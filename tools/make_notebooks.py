@@ -223,6 +223,71 @@ for r in bars:
 ]
 
 
+NB05 = [
+    ("md", """# 05 · Size and speed (paper Table 3)
+
+Parameters, size on disk and CPU inference time with the paper's protocol: one full pass over the STS-B dev
+set (1,500 sentence pairs) at **batch size 1 on CPU**, after a warm-up; median of `repeats` passes.
+
+Rows: the paper's (ELMo, BERT-base, DistilBERT); the BERT-base and DistilBERT *architectures* with random
+weights (speed does not depend on weight values); our teacher and student; and the student deployed as
+PyTorch int8 (dynamic quantisation), ONNX Runtime fp32 and ONNX Runtime int8, each with its output change
+vs the fp32 student on the same pairs (the STS-B Pearson change if `stsb_model`, a student fine-tuned on
+STS-B, is given; otherwise max / mean |difference| of the last hidden states).
+
+Timings depend on the machine and on its load: the CSV records the CPU model and the thread count.
+The BERT-base architecture takes a few minutes per pass on 2 CPU cores; cut with `max_examples`."""),
+    ("code", COLAB_SETUP),
+    ("params", MODELS_PARAMS + """
+stsb_model = None          # optional: the student fine-tuned on STS-B (a folder with a 1-output regression head)
+max_examples = None        # None -> all 1,500 dev pairs (the paper's protocol); e.g. 200 for a quick look
+repeats = 3                # full passes per model; the median is reported
+include_reference_archs = True  # BERT-base / DistilBERT architectures (random weights)
+deployed_forms = True      # PyTorch int8, ONNX Runtime fp32 / int8 forms of the student
+results_dir = "results"    # where table3_speed.csv (+ .json provenance) is written"""),
+    ("code", """if use_drive and IN_COLAB:
+    from google.colab import drive
+    drive.mount("/content/drive")
+    runs_root = runs_root or "/content/drive/MyDrive/tinydistil"
+
+from pathlib import Path
+import torch
+from tinydistil.presets import preset_configs
+from tinydistil.provenance import machine
+
+_, distill_cfg = preset_configs(preset, root=runs_root)
+teacher_model = teacher_model or distill_cfg.teacher
+student_model = student_model or str(Path(distill_cfg.output_dir) / "model")
+print("teacher:", teacher_model, "\\nstudent:", student_model)
+print("CPU:", machine()["cpu"], "| torch threads:", torch.get_num_threads())"""),
+    ("md", "## 1 · Measure\nOne line per model as it is timed; the table keeps each pass's time in `note`."),
+    ("code", """from tinydistil.speed import run_speed
+out_csv = Path(results_dir) / "table3_speed.csv"
+table3 = run_speed(teacher_model, student_model, data_dir=data_dir, out_csv=out_csv, max_examples=max_examples,
+                   repeats=repeats, include_reference_archs=include_reference_archs,
+                   deployed_forms=deployed_forms, stsb_model=stsb_model)
+print("wrote", out_csv, "and", out_csv.with_suffix(".json"))
+table3.drop(columns=["note", "run_id"])"""),
+    ("md", "## 2 · Speed vs size\nSpeed-up against each row's teacher (paper rows: against BERT-base) versus "
+           "parameters. The paper's times are for 1,500 pairs on their CPU; speed-ups compare across machines, "
+           "seconds do not."),
+    ("code", """import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(8, 4.5))
+for _, r in table3.iterrows():
+    paper = r["source"] == "paper"
+    ax.scatter(r["Params (M)"], r["Speed-up vs teacher"], color="0.6" if paper else "C0",
+               marker="s" if paper else "o")
+    ax.annotate(("paper " if paper else "") + r["Model"], (r["Params (M)"], r["Speed-up vs teacher"]),
+                fontsize=7, xytext=(4, 3), textcoords="offset points")
+ax.set(xscale="log", xlabel="parameters (M, log scale)", ylabel="speed-up vs teacher (batch size 1, CPU)",
+       title="Table 3: size vs CPU inference speed on STS-B dev")
+ax.axhline(1, color="black", linewidth=0.5)
+plt.tight_layout()
+fig.savefig(Path(results_dir) / "table3_speed.png", dpi=120, bbox_inches="tight")
+plt.show()"""),
+]
+
+
 def build(cells):
     nb = nbf.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -243,6 +308,7 @@ def build(cells):
 if __name__ == "__main__":
     out = Path(__file__).resolve().parent.parent / "notebooks"
     out.mkdir(exist_ok=True)
-    for name, cells in (("01_distill_pretraining", NB01), ("02_glue", NB02), ("03_imdb", NB03)):
+    for name, cells in (("01_distill_pretraining", NB01), ("02_glue", NB02), ("03_imdb", NB03),
+                        ("05_speed", NB05)):
         nbf.write(build(cells), out / f"{name}.ipynb")
         print("wrote", out / f"{name}.ipynb")

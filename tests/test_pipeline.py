@@ -1,0 +1,62 @@
+"""`reproduce` end to end on the smoke preset: every stage on the bundled samples, tables and report written
+from the runs, and a second call redoes nothing."""
+import csv
+import json
+
+import pytest
+
+from tinydistil.pipeline import STAGES, parse_skip, reproduce
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    root = tmp_path_factory.mktemp("repro")
+    summary = reproduce("smoke", root=str(root), progress=False)
+    return root, summary
+
+
+def test_every_stage_runs_and_writes_its_outputs(smoke_run):
+    root, summary = smoke_run
+    res = root / "smoke" / "results"
+    assert list(summary["stage_wall_time_s"]) == [s for s in STAGES if s != "stem"]  # smoke has no stem
+    saved = json.loads((res / "reproduce.json").read_text())
+    assert saved["total_wall_time_s"] == summary["total_wall_time_s"] and saved["git_sha"]
+    t1 = {r["Model"].split(":")[0]: r for r in _rows(res / "table1_glue.csv")}
+    # the bundled samples hold SST-2, STS-B and RTE only: the others say why they were not run
+    assert t1["student"]["CoLA"] == "not run: no data" and t1["student"]["SST-2"] != "not run: no data"
+    per_seed = json.loads((root / "smoke" / "eval" / "student" / "glue" / "sst2" / "seed0.json").read_text())
+    assert float(t1["student"]["SST-2"]) == pytest.approx(per_seed["score"], abs=0.06)
+    t2 = {r["Model"].split(":")[0]: r for r in _rows(res / "table2_downstream.csv")}
+    assert {"teacher", "student", "student (D)", "DistilBERT (D)"} <= set(t2)
+    squad = json.loads((root / "smoke" / "eval" / "student" / "squad_d" / "seed0.json").read_text())
+    assert float(t2["student (D)"]["SQuAD F1"]) == pytest.approx(squad["metrics"]["f1"], abs=0.06)
+    assert squad["teacher"].endswith("eval/teacher/squad/model") and "not comparable" in t2["student (D)"]["note"]
+    t3 = _rows(res / "table3_speed.csv")
+    assert any(r["Model"].startswith("student (ONNX Runtime int8)") for r in t3)
+    report = (res / "report" / "report.md").read_text()
+    assert t1["student"]["Score"] in report and (res / "poster" / "poster.png").stat().st_size > 10_000
+
+
+def test_second_call_redoes_nothing(smoke_run):
+    root, _ = smoke_run
+    seed_file = root / "smoke" / "eval" / "teacher" / "squad" / "seed0.json"
+    before = seed_file.stat().st_mtime
+    again = reproduce("smoke", root=str(root), progress=False, skip="report")
+    assert seed_file.stat().st_mtime == before
+    assert again["stage_status"]["teacher"] == "already finished"
+    assert again["stage_status"]["speed"] == "already finished"
+
+
+def test_parse_skip():
+    assert parse_skip("downstream") >= {"glue", "speed", "report"}
+    assert parse_skip(["speed", "squad_d"]) == {"speed", "squad_d"}
+    with pytest.raises(ValueError, match="unknown stage 'glu'"):
+        parse_skip("glu")

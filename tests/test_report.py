@@ -1,0 +1,228 @@
+"""Report and poster: generated only from the files in results/ (fixture files here), the paper's numbers
+labelled as the paper's, missing files shown as "not run", figures non-trivial, poster one small page."""
+import csv
+import json
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.image as mpimg  # noqa: E402
+import pytest  # noqa: E402
+
+from tinydistil.cli import main  # noqa: E402
+from tinydistil.poster import poster_figure, write_poster  # noqa: E402
+from tinydistil.report import (PAPER_TABLE3, PAPER_TABLE4, load_results, loss_terms, per_task_retention,  # noqa: E402
+                               write_report)
+from tinydistil.tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS  # noqa: E402
+
+NR = "not run: no data"
+# measured fixture numbers (none of them equal to a paper number)
+TEACHER = {"CoLA": "41.3", "MNLI": NR, "MRPC": "83.2", "QNLI": NR, "QQP": NR, "RTE": "61.7", "SST-2": "88.4",
+           "STS-B": "80.6", "WNLI": "52.1"}
+STUDENT = {"CoLA": "33.8", "MNLI": NR, "MRPC": "79.9", "QNLI": NR, "QQP": NR, "RTE": "55.2", "SST-2": "85.7",
+           "STS-B": "74.3", "WNLI": "49.3"}
+
+
+def _write_csv(path, cols, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+
+
+def _log(terms, n=12):
+    return "\n".join(json.dumps({"step": 5 * (i + 1), **{k: round(v * (1 + 1 / (i + 1)), 5) for k, v in terms.items()}})
+                     for i in range(n)) + "\n"
+
+
+def make_results(root, *, table3=True, table4=True, ablation_order=("random init", "- L_ce", "- L_cos", "- L_mlm"),
+                 student=STUDENT):
+    """A results/ folder with the same layout as the real one, every measured number chosen here."""
+    root.mkdir(parents=True)
+    paper1 = [{"Model": n, "Score": v[0], **dict(zip(TABLE1_TASKS, v[1:])), "source": "paper",
+               "retention": "96.9" if n == "DistilBERT" else "", "note": "paper Table 1"}
+              for n, v in PAPER_TABLE1.items()]
+    t1 = [{"Model": "teacher: t (bert, 6 layers, 7.3 M params)", "Score": "67.9", **TEACHER, "retention": "",
+           "source": "measured", "run_id": "runs/eval/cpu_teacher/glue", "note": "median of 2 seeds"},
+          {"Model": "student: s (distilbert, 3 layers, 4.9 M params)", "Score": "63.2", **student,
+           "retention": "93.1", "source": "measured", "run_id": "runs/eval/cpu_student/glue", "note": "median"}]
+    _write_csv(root / "table1_glue.csv", TABLE1_COLUMNS, paper1 + t1)
+    paper2 = [{"Model": n, "IMDb": a, "SQuAD EM": b, "SQuAD F1": c, "source": "paper"}
+              for n, (a, b, c) in PAPER_TABLE2.items()]
+    t2 = [{"Model": "teacher: t", "IMDb": "84.40", "SQuAD EM": "not run", "SQuAD F1": "not run", "source": "measured"},
+          {"Model": "student: s", "IMDb": "82.10", "SQuAD EM": "not run", "SQuAD F1": "not run", "source": "measured"},
+          {"Model": "student (D): s2", "IMDb": "not run", "SQuAD EM": "21.4", "SQuAD F1": "30.9",
+           "source": "measured", "note": "fine-tuned on one half of SQuAD dev, scored on the other"}]
+    _write_csv(root / "table2_downstream.csv", TABLE2_COLUMNS, paper2 + t2)
+    if table3:
+        cols = ["Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)", "Speed-up vs teacher",
+                "source", "note", "run_id", "extra column"]
+        rows = [{"Model": n, "Params (M)": p, "Inference time (s)": t, "Device": "CPU", "source": "paper",
+                 "Speed-up vs teacher": round(668 / t, 2)} for n, (p, t) in PAPER_TABLE3.items()]
+        rows += [{"Model": "teacher (PyTorch fp32)", "Params (M)": "7.04", "Disk (MB)": "28.3", "Device": "CPU",
+                  "Threads": "1", "Inference time (s)": "12.5", "Speed-up vs teacher": "1.0", "source": "measured: x"},
+                 {"Model": "student (PyTorch fp32)", "Params (M)": "4.67", "Disk (MB)": "18.8", "Device": "CPU",
+                  "Threads": "1", "Inference time (s)": "7.35", "Speed-up vs teacher": "1.7", "source": "measured: x"}]
+        _write_csv(root / "table3_speed.csv", cols, rows)
+    if table4:
+        deltas = dict(zip(ablation_order, ("-2.51", "-1.22", "-0.47", "-0.13")))
+        rows = [{"Variant": "full triple loss", "Score": "61.4", "Delta": "", "Spread": "0.6", "Seeds": "3",
+                 "source": "measured"}]
+        rows += [{"Variant": v, "Score": f"{61.4 + float(deltas[v]):.2f}", "Delta": deltas[v], "Spread": "0.8",
+                  "Seeds": "3", "Paper delta": PAPER_TABLE4[v], "source": "measured"} for v in PAPER_TABLE4]
+        _write_csv(root / "table4_ablation.csv", ["Variant", "Score", "Delta", "Spread", "Seeds", "Paper delta",
+                                                  "source", "run_id", "note"], rows)
+    machine = {"platform": "Linux-x", "python": "3.11.7", "cpu": "Fixture CPU", "cpu_count": 2, "torch_threads": 2,
+               "torch": "2.13.0+cpu", "transformers": "5.23.0"}
+    cpu = root / "cpu"
+    (cpu / "teacher").mkdir(parents=True)
+    (cpu / "student").mkdir(parents=True)
+    (cpu / "reproduce.json").write_text(json.dumps({
+        "preset": "cpu", "stage_wall_time_s": {"teacher": 1311.7, "distill": 977.3},
+        "mlm_eval": {"split": "valid", "teacher": {"mlm_loss": 5.4321, "mlm_accuracy": 0.1234, "masked_tokens": 999},
+                     "student": {"mlm_loss": 5.8765, "mlm_accuracy": 0.1111, "masked_tokens": 999}},
+        "command": "reproduce --preset cpu", "git_sha": "abc123fixture", "machine": machine,
+        "finished": "2026-01-01T00:00:00+00:00"}))
+    (cpu / "teacher" / "run.json").write_text(json.dumps({"config": {
+        "num_layers": 6, "hidden_size": 256, "vocab_size": 8192, "seed": 42, "epochs": 2.0, "lr": 0.001,
+        "tokens_per_update": 8192}, "git_sha": "abc123fixture", "machine": machine}))
+    (cpu / "student" / "run.json").write_text(json.dumps({"config": {
+        "teacher": "runs/cpu/teacher/model", "student_init": "teacher", "student_layers": None, "temperature": 2.0,
+        "alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "seed": 42, "epochs": 1.5, "lr": 0.0005,
+        "tokens_per_update": 8192}, "git_sha": "abc123fixture", "machine": machine}))
+    for stage, wall, params in (("teacher", 1300.4, 7042304), ("student", 970.6, 4672512)):
+        (cpu / stage / "summary.json").write_text(json.dumps({"steps": 60, "tokens": 491520,
+                                                              "train_wall_time_s": wall, "parameters": params}))
+    (cpu / "teacher" / "log.jsonl").write_text(_log({"loss": 6.9, "loss_ce": 0.0, "loss_mlm": 6.9, "loss_cos": 0.0}))
+    (cpu / "student" / "log.jsonl").write_text(_log({"loss": 14.3, "loss_ce": 0.31, "loss_mlm": 6.3, "loss_cos": 0.05}))
+    ev = root / "runs" / "eval" / "cpu_student" / "glue" / "rte"
+    ev.mkdir(parents=True)
+    for seed, wall in ((0, 21.5), (1, 22.5)):
+        (ev / f"seed{seed}.json").write_text(json.dumps({
+            "task": "rte", "seed": seed, "score": 55.2, "wall_time_s": wall, "train_examples": 1000,
+            "hyperparameters": {"max_train_examples": 1000, "epochs": 3, "lr": 5e-05, "batch_size": 32},
+            "data": "data/glue/RTE"}))
+    return root
+
+
+@pytest.fixture
+def results(tmp_path):
+    return make_results(tmp_path / "results")
+
+
+def _decimals(text):
+    return re.findall(r"(?<![\w.])-?\d+\.\d+(?![\w])", text)
+
+
+def test_report_holds_the_fixture_numbers_and_figures(results, tmp_path):
+    md = write_report(results, tmp_path / "report", "cpu")
+    text = md.read_text()
+    assert "**93.1 %**" in text                       # measured GLUE retention, as in the file
+    assert "**1.7x** for student (PyTorch fp32)" in text  # measured speed-up (teacher row's 1.0 is not a headline)
+    assert "same order" in text and "different order" not in text
+    assert "| student (D): s2 | not run | 21.4 | 30.9 | measured |" in text
+    assert "IMDb retention, student: 97.3 %" in text  # 82.10 / 84.40 computed independently: 97.27
+    assert "teacher 1312 s, distill 977 s" in text    # wall time per stage from reproduce.json
+    assert "accuracy 12.34 %" in text and "accuracy 11.11 %" in text
+    assert "summed wall time 44 s" in text            # 21.5 + 22.5 from the per-seed JSONs
+    assert "`abc123fixture`" in text and "Fixture CPU" in text
+    assert "MNLI, QNLI, QQP" in text                  # tasks not run, from the "not run: no data" cells
+    for name in ("loss_curves", "task_bars", "retention", "speed_size"):
+        png = tmp_path / "report" / "figures" / f"{name}.png"
+        assert f"(figures/{name}.png)" in text
+        img = mpimg.imread(png)
+        assert img.shape[0] > 200 and img.shape[1] > 400 and img[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_report_numbers_all_come_from_files_or_the_paper(results, tmp_path):
+    text = write_report(results, tmp_path / "report", "cpu").read_text()
+    files = "".join(p.read_text() for p in results.rglob("*") if p.is_file())
+    allowed = {float(x) for x in _decimals(files)}
+    allowed |= {float(v) for row in PAPER_TABLE1.values() for v in row}
+    allowed |= {float(v) for row in PAPER_TABLE2.values() for v in row if v != "—"}
+    allowed |= set(PAPER_TABLE4.values())
+    allowed |= {100 * 77.0 / 79.5, 100 * 92.82 / 93.46, 668 / 410, 100 * 82.10 / 84.40,  # derived ratios
+                12.34, 11.11, 7.04304, 4.672512}  # accuracy in %, parameters in M
+    for x in _decimals(text):
+        tol = 0.5 * 10 ** -len(x.split(".")[1]) + 1e-9
+        assert any(abs(float(x) - a) <= tol for a in allowed), f"{x} in the report comes from no file"
+    for line in text.splitlines():  # every paper number is labelled as the paper's
+        if "97 %" in line or "1.63x" in line or "96.9 %" in line:
+            assert "paper" in line, line
+
+
+def test_missing_tables_read_not_run(tmp_path):
+    root = make_results(tmp_path / "results", table3=False, table4=False)
+    (root / "table2_downstream.csv").unlink()
+    text = write_report(root, tmp_path / "report", "cpu").read_text()
+    assert "Inference speed-up: not run (" in text and "table3_speed.csv not found" in text
+    assert "Ablation ordering: not run (" in text and "table4_ablation.csv not found" in text
+    assert "Measured rows: not run (" in text and "table2_downstream.csv not found" in text
+    assert "| random init | -3.69 |" in text          # the paper's Table 4 still shown beside "not run"
+    assert "| 67.9 | 41.3 | not run: no data | 83.2 |" in text  # a "not run" cell kept as the file says
+    figs = tmp_path / "report" / "figures"
+    assert mpimg.imread(figs / "speed_size.png")[..., :3].std() > 0.05
+
+
+def test_identical_scores_flagged(tmp_path):
+    assert "Caution" not in write_report(make_results(tmp_path / "a"), tmp_path / "ra", "cpu").read_text()
+    same = {**STUDENT, "MRPC": TEACHER["MRPC"], "SST-2": TEACHER["SST-2"]}
+    text = write_report(make_results(tmp_path / "b", student=same), tmp_path / "rb", "cpu").read_text()
+    assert "Caution: on 2 of 7 tasks run by both" in text and "(MRPC, SST-2)" in text
+
+
+def test_ablation_order_disagreement_is_reported(tmp_path):
+    root = make_results(tmp_path / "results", ablation_order=("- L_mlm", "- L_ce", "- L_cos", "random init"))
+    text = write_report(root, tmp_path / "report", "cpu").read_text()
+    assert "different order" in text
+    assert "ours: - L_mlm (-2.51), then - L_ce (-1.22)" in text
+
+
+def test_helpers():
+    log = [{"step": 1, "loss": 2.0, "loss_ce": 0.0, "loss_mlm": 2.0}, {"step": 2, "loss": 1.0, "loss_ce": 0.0,
+                                                                       "loss_mlm": 1.0}]
+    assert loss_terms(log) == ["loss", "loss_mlm"]  # an identically-zero term is not plotted
+    assert per_task_retention({"A": 50.0, "B": 0.0, "C": 10.0}, {"A": 45.0, "B": 3.0}) == {"A": 90.0}
+
+
+def _poster_text(root):
+    """Every string drawn on the poster: text artists and table cells."""
+    import matplotlib.pyplot as plt
+    import matplotlib.table
+
+    fig = poster_figure(load_results(root, "cpu"))
+    out = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+    out += [c.get_text().get_text() for t in fig.findobj(matplotlib.table.Table) for c in t.get_celld().values()]
+    plt.close(fig)
+    return " ".join(out)
+
+
+def test_poster_one_small_page_with_fixture_numbers(results, tmp_path):
+    pdf, png = write_poster(results, tmp_path / "poster", "cpu")
+    raw = pdf.read_bytes()
+    assert raw[:5] == b"%PDF-" and raw.count(b"/Type /Page") - raw.count(b"/Type /Pages") == 1  # one page
+    assert pdf.stat().st_size < 1.5e6 and png.stat().st_size < 1.5e6
+    img = mpimg.imread(png)
+    assert img.shape[1] > img.shape[0] > 800 and img[..., :3].std() > 0.05
+    texts = _poster_text(results)
+    for needle in ("93.1 %", "1.7x", "63.2", "21.4", "-2.51", "paper: 97 %", "1.63x", "Fixture CPU"):
+        assert needle in texts, needle
+
+
+def test_poster_missing_tables_say_not_run(tmp_path):
+    root = make_results(tmp_path / "results", table3=False, table4=False)
+    texts = _poster_text(root)
+    assert "ours: not run (no table3_speed.csv)" in texts and "ours: not run (no table4_ablation.csv)" in texts
+    assert "-2.51" not in texts
+
+
+def test_cli_report(results, tmp_path, capsys):
+    rc = main(["report", "--results-dir", str(results), "--report-dir", str(tmp_path / "r"),
+               "--poster-dir", str(tmp_path / "p")])
+    assert rc == 0
+    assert (tmp_path / "r" / "report.md").is_file() and (tmp_path / "p" / "poster.png").is_file()
+    assert main(["report", "--results-dir", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["report", "--bogus", "x"]) == 2

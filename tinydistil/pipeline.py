@@ -1,0 +1,248 @@
+"""`reproduce`: every stage of a preset in order, each skipped when finished and resumed when interrupted.
+
+    stem -> teacher -> distill          pretraining (offline teacher) and distillation (train.py)
+    mlm_eval                            teacher vs student masked-LM accuracy on WikiText-2 valid
+    glue, imdb, squad, squad_d          fine-tuning of teacher and student (squad_d: DistilBERT (D))
+    speed                               Table 3 (params, disk, CPU inference time, int8 / ONNX forms)
+    tables, report                      Tables 1-2 CSVs, report/report.md and the poster
+
+    summary = reproduce("cpu")                       # what `python -m tinydistil reproduce --preset cpu` runs
+    summary = reproduce("smoke", root="/tmp/runs")   # seconds, on the bundled samples
+
+Each stage's wall time lands in <results_dir>/reproduce.json (cpu: results/cpu/) with the git SHA and machine.
+Finished work is never redone: pretraining stages resume from their checkpoints, fine-tuning skips finished
+(task, seed) runs, `speed` skips when its CSV was written by a finished run of the same models.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .presets import get_preset, preset_stages
+
+PRETRAIN_STAGES = ("stem", "teacher", "distill")
+DOWNSTREAM_STAGES = ("mlm_eval", "glue", "imdb", "squad", "squad_d", "speed", "tables", "report")
+STAGES = PRETRAIN_STAGES + DOWNSTREAM_STAGES
+
+
+def parse_skip(skip) -> set[str]:
+    """'speed,squad_d' / ['speed'] / 'downstream' -> set of stage names; ValueError for unknown names."""
+    names = [s.strip() for s in (skip.split(",") if isinstance(skip, str) else (skip or [])) if s.strip()]
+    out = set()
+    for n in names:
+        if n == "downstream":
+            out |= set(DOWNSTREAM_STAGES)
+        elif n in STAGES:
+            out.add(n)
+        else:
+            raise ValueError(f"unknown stage {n!r} in --skip; stages: {', '.join(STAGES)} (or 'downstream')")
+    return out
+
+
+def _say(msg: str) -> None:
+    print(f"[tinydistil] {msg}", file=sys.stderr, flush=True)
+
+
+def _finetune_cfg(overrides: dict, **defaults):
+    from .config import replace
+    from .finetune import FinetuneConfig
+
+    return replace(FinetuneConfig(**defaults), **overrides)
+
+
+def reproduce(preset: str, root: str | None = None, teacher_overrides=None, distill_overrides=None,
+              skip=(), progress: bool = True) -> dict:
+    """Run (or finish) every stage of `preset`; returns the summary also written to reproduce.json.
+
+    root: put every run under root/<preset>/ (and tables there) instead of the preset's folders.
+    skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
+    """
+    from .train import Trainer
+
+    p = get_preset(preset)
+    skip = parse_skip(skip)
+    stages = preset_stages(preset, root=root, teacher_overrides=teacher_overrides,
+                           distill_overrides=distill_overrides)
+    cfgs = dict(stages)
+    distill_cfg = cfgs["distill"]
+    teacher = str(Path(cfgs["teacher"].output_dir) / "model") if "teacher" in cfgs else distill_cfg.teacher
+    student = str(Path(distill_cfg.output_dir) / "model")
+    if root:  # everything under root/<preset>/
+        base = Path(root) / preset
+        eval_dirs = {r: base / "eval" / r for r in ("teacher", "student")}
+        results = tables_dir = base / "results"
+    else:  # the preset's folders: runs/eval/<preset>_<role>, results/<preset>/, tables in results/
+        eval_dirs = {r: Path("runs") / "eval" / f"{preset}_{r}" for r in ("teacher", "student")}
+        results = Path(p.results_dir or f"runs/{preset}/results")
+        tables_dir = Path(p.tables_dir) if p.tables_dir else results
+    report_dir, poster_dir = ((Path("report"), Path("poster")) if tables_dir == Path("results")
+                              else (tables_dir / "report", tables_dir / "poster"))
+    data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
+    ds = p.downstream
+    todo = [s for s in STAGES if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
+    summary = {"preset": preset, "stages": todo, "skipped": sorted(skip), "teacher": teacher, "student": student,
+               "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
+               "stage_wall_time_s": {}, "stage_status": {}}
+    t_all = time.time()
+
+    def run_stage(i: int, name: str, fn) -> None:
+        _say(f"stage {i}/{len(todo)}: {name}")
+        t0 = time.time()
+        status = fn()
+        summary["stage_wall_time_s"][name] = round(time.time() - t0, 1)
+        summary["stage_status"][name] = status or "done"
+        _say(f"stage {i}/{len(todo)}: {name} {status or 'done'} in {time.time() - t0:.0f}s "
+             f"(total {(time.time() - t_all) / 60:.1f} min)")
+
+    def pretrain(cfg):
+        def fn():
+            done = (Path(cfg.output_dir) / "summary.json").is_file()
+            Trainer(cfg, resume=True, progress=progress).setup().train()
+            return "already finished" if done else None
+        return fn
+
+    def mlm_eval():
+        summary["mlm_eval"] = _mlm_eval(teacher, student, distill_cfg)
+        if "not run" in summary["mlm_eval"]:
+            return f"not run: {summary['mlm_eval']['not run']}"
+
+    def glue():
+        cfg = _finetune_cfg(ds.get("glue", {}))
+        for role, model in (("teacher", teacher), ("student", student)):
+            from .glue import run_glue
+
+            run_glue(model, ds.get("glue_tasks"), cfg, eval_dirs[role] / "glue", data_dir, progress,
+                     save_models=("stsb",) if role == "student" else ())
+
+    def imdb():
+        from .imdb import run_imdb
+
+        cfg = _finetune_cfg(ds.get("imdb", {}))
+        for role, model in (("teacher", teacher), ("student", student)):
+            run_imdb(model, cfg, eval_dirs[role] / "imdb", data_dir, progress)
+
+    def squad_cfgs():
+        from .squad import SQUAD_FINETUNE, SquadConfig
+
+        return _finetune_cfg(ds.get("squad", {}), **SQUAD_FINETUNE), SquadConfig(**ds.get("squad_opts", {}))
+
+    def squad():
+        from .squad import run_squad
+
+        cfg, opts = squad_cfgs()
+        for role, model in (("teacher", teacher), ("student", student)):
+            run_squad(model, cfg, opts, None, eval_dirs[role] / "squad", data_dir, progress)
+
+    def squad_d():
+        from .squad import run_squad
+
+        qa_teacher = eval_dirs["teacher"] / "squad" / "model"
+        if not (qa_teacher / "config.json").is_file():
+            return "not run: no SQuAD-fine-tuned teacher (the squad stage did not run or had no data)"
+        cfg, opts = squad_cfgs()
+        run_squad(student, cfg, opts, str(qa_teacher), eval_dirs["student"] / "squad_d", data_dir, progress)
+
+    def speed():
+        return _speed(teacher, student, eval_dirs["student"] / "glue" / "stsb" / "model", data_dir,
+                      tables_dir / "table3_speed.csv", ds.get("speed", {}), progress)
+
+    def tables():
+        from .tables import write_tables
+
+        write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir)
+
+    def report():
+        from .poster import write_poster
+        from .report import write_report
+
+        _write_summary(summary, stages, results, t_all)  # the report reads the wall times from it
+        summary["report"] = str(write_report(tables_dir, report_dir, preset))
+        summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset)]
+
+    fns = {**{name: pretrain(cfg) for name, cfg in stages}, "mlm_eval": mlm_eval, "glue": glue, "imdb": imdb,
+           "squad": squad, "squad_d": squad_d, "speed": speed, "tables": tables, "report": report}
+    for i, name in enumerate(todo, 1):
+        run_stage(i, name, fns[name])
+        _write_summary(summary, stages, results, t_all)
+    summary["total_wall_time_s"] = round(time.time() - t_all, 1)
+    _write_summary(summary, stages, results, t_all)
+    _print_summary(summary, tables_dir, report_dir, poster_dir)
+    return summary
+
+
+def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: dict, progress: bool):
+    """Table 3 unless out_csv was written by a finished run of the same teacher and student."""
+    from .speed import run_speed
+
+    meta = out_csv.with_suffix(".json")
+    if out_csv.is_file() and meta.is_file():
+        try:
+            prev = json.loads(meta.read_text())
+        except ValueError:
+            prev = {}
+        same = lambda a, b: bool(a) and Path(a).resolve() == Path(b).resolve()  # noqa: E731
+        if "wall_time_s" in prev and same(prev.get("teacher"), teacher) and same(prev.get("student"), student):
+            return "already finished"
+    stsb = str(stsb_model) if (stsb_model / "config.json").is_file() else None
+    try:
+        run_speed(teacher, student, data_dir, str(out_csv), progress=progress, stsb_model=stsb, **opts)
+    except FileNotFoundError as e:
+        return f"not run: {e}"
+    return None
+
+
+def _mlm_eval(teacher: str, student: str, cfg) -> dict:
+    """Teacher vs student on the same masked WikiText-2 validation blocks (see mlm_eval.py)."""
+    from .mlm_eval import evaluate_mlm
+
+    try:
+        scores = evaluate_mlm({"teacher": teacher, "student": student}, cfg.data_dir, "valid", cfg.block_size)
+    except ValueError as e:  # e.g. the smoke sample has no validation split
+        return {"not run": str(e)}
+    t, s = scores["teacher"]["mlm_accuracy"], scores["student"]["mlm_accuracy"]
+    scores["student_accuracy_retention_pct"] = round(100 * s / t, 1) if t else None
+    return {"split": "valid", **scores}
+
+
+def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
+    """Copy each finished pretraining stage's run.json / log.jsonl / summary.json to dest/<stage>/, note how
+    the student loads, and write dest/reproduce.json (with git SHA, machine, wall time so far)."""
+    from .provenance import run_info
+
+    for name, cfg in stages:
+        folder = "student" if name == "distill" else name
+        if (Path(cfg.output_dir) / "summary.json").is_file():
+            (dest / folder).mkdir(parents=True, exist_ok=True)
+            for f in ("run.json", "log.jsonl", "summary.json"):
+                shutil.copyfile(Path(cfg.output_dir) / f, dest / folder / f)
+    student_dir = Path(summary["student"])
+    if "student_layers" not in summary and (student_dir / "config.json").is_file():
+        from transformers import DistilBertForMaskedLM
+
+        model = DistilBertForMaskedLM.from_pretrained(student_dir)
+        summary.update({"student_loads_with": "DistilBertForMaskedLM.from_pretrained",
+                        "student_layers": model.config.n_layers,
+                        "student_parameters": sum(p.numel() for p in model.parameters())})
+    info = run_info()
+    info["finished"] = info.pop("started")
+    dest.mkdir(parents=True, exist_ok=True)
+    summary["wall_time_so_far_s"] = round(time.time() - t_all, 1)
+    tmp = dest / "reproduce.json.tmp"
+    tmp.write_text(json.dumps({**summary, **info}, indent=2, default=str))
+    tmp.replace(dest / "reproduce.json")
+
+
+def _print_summary(summary: dict, tables_dir: Path, report_dir: Path, poster_dir: Path) -> None:
+    lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min"]
+    for name, t in summary["stage_wall_time_s"].items():
+        lines.append(f"  {name:<9} {t:>7.0f} s  {summary['stage_status'][name]}")
+    for f in ("table1_glue.csv", "table2_downstream.csv", "table3_speed.csv"):
+        if (tables_dir / f).is_file():
+            lines.append(f"  {f:<22} {tables_dir / f}")
+    if "report" in summary:
+        lines.append(f"  report                 {summary['report']}")
+        lines.append(f"  poster                 {', '.join(summary['poster'])}")
+    print("\n".join(lines))

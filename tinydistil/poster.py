@@ -1,0 +1,278 @@
+"""A one-page 16:9 poster (poster/poster.pdf + poster/poster.png) from the same files as the report.
+
+    pdf, png = write_poster("results", "poster", preset="cpu")
+
+Nothing here holds a measured number: the tables, plots and headline figures are read through
+report.load_results; the paper's numbers come from report/tables constants and are labelled "paper".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .report import (PAPER_RETENTION_TEXT, PAPER_TABLE3, PAPER_TABLE4, Results, ablation, glue_retention,
+                     load_results, loss_terms, num, paper_glue_retention, paper_speedup, paper_task_scores, role,
+                     TABLE_FILES, speedups, task_scores, teacher_student_pairs)
+from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_TASKS
+
+POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
+PNG_DPI = 100                # 2000 x 1125 px
+
+
+def _short(v) -> str:
+    s = str(v).strip()
+    return "not run" if not s or s.lower().startswith("not run") else s
+
+
+def _table(ax, rows: list[list[str]], cols: list[str], title: str, fontsize: float = 8.5, note: str = ""):
+    ax.axis("off")
+    ax.set_title(title, fontsize=12, loc="left", fontweight="bold")
+    if not rows:
+        ax.text(0, 0.5, "not run", fontsize=11)
+        return
+    t = ax.table(cellText=rows, colLabels=cols, loc="upper center", cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(fontsize)
+    t.scale(1, 1.35)
+    t.auto_set_column_width([0])  # model / variant names in full
+    for (r, c), cell in t.get_celld().items():
+        if r == 0:
+            cell.set_facecolor("#dde6f0")
+        elif rows[r - 1][-1] == "paper":
+            cell.set_facecolor("#f2f2f2")
+        if cell.get_text().get_text() == "not run":
+            cell.get_text().set_color("0.45")
+    if note:
+        ax.text(0, -0.02, note, fontsize=8, transform=ax.transAxes, va="top", color="0.3", wrap=True)
+
+
+def _table1_rows(res: Results) -> list[list[str]]:
+    rows = res.tables.get("table1")
+    if rows is None:
+        return [[n, str(v[0]), *map(str, v[1:]), "", "paper"] for n, v in PAPER_TABLE1.items()]
+    return [[role(r["Model"]), _short(r.get("Score")), *[_short(r.get(t)) for t in TABLE1_TASKS],
+             str(r.get("retention", "")).strip() or "—", "paper" if r.get("source", "").startswith("paper") else
+             "ours"] for r in rows]
+
+
+def _table2_rows(res: Results) -> list[list[str]]:
+    rows = res.tables.get("table2")
+    if rows is None:
+        return [[n, *vals, "paper"] for n, vals in PAPER_TABLE2.items()]
+    return [[role(r["Model"]), _short(r.get("IMDb")), _short(r.get("SQuAD EM")), _short(r.get("SQuAD F1")),
+             "paper" if r.get("source", "").startswith("paper") else "ours"] for r in rows]
+
+
+def _why(res: Results, table: str, default: str) -> str:
+    """Short reason for the headline box: 'no table3_speed.csv' (the report gives the full one)."""
+    return f"no {TABLE_FILES[table]}" if table in res.missing else default
+
+
+def _headlines(res: Results) -> list[str]:
+    ret = glue_retention(res)
+    sp = speedups(res)
+    ab = ablation(res)
+    lines = []
+    lines.append("GLUE retention (student / teacher):")
+    lines += [f"   ours: {r['retention']} %  ({role(r['model'])})" for r in ret] or \
+             [f"   ours: not run ({_why(res, 'table1', 'no student row')})"]
+    for name, t, st in teacher_student_pairs(task_scores(res)) if ret else []:
+        same = [k for k in t if k in st and t[k] == st[k]]
+        if len(same) >= 2:
+            lines.append(f"   caution: {name} = teacher exactly on {len(same)} of")
+            lines.append(f"   {len([k for k in t if k in st])} tasks (same-class baselines?)")
+    lines.append(f"   paper: {PAPER_RETENTION_TEXT} %  ({paper_glue_retention():.1f} % from its Table 1)")
+    lines.append("Inference speed-up vs teacher:")
+    lines += [f"   ours: {r['Speed-up vs teacher']}x  ({role(r['Model'])}"
+              + "".join(f", {r[k]}" for k in ("Device", "Threads") if str(r.get(k, "")).strip())
+              + (" threads)" if str(r.get("Threads", "")).strip() else ")") for r in sp] or \
+             [f"   ours: not run ({_why(res, 'table3', 'no student row')})"]
+    lines.append(f"   paper: {paper_speedup():.2f}x  ({PAPER_TABLE3['BERT-base'][1]} s / "
+                 f"{PAPER_TABLE3['DistilBERT'][1]} s)")
+    lines.append("Ablation order (most harmful first):")
+    if ab:
+        lines.append("   ours: " + " > ".join(v for v, _ in ab["ours"]))
+        lines.append("   paper: " + " > ".join(v for v, _ in ab["paper"])
+                     + ("  (same)" if ab["same_order"] else "  (differs)"))
+    else:
+        lines.append(f"   ours: not run ({_why(res, 'table4', 'no deltas')})")
+        lines.append("   paper: " + " > ".join(v for v, _ in sorted(PAPER_TABLE4.items(), key=lambda x: x[1])))
+    ev = (res.reproduce or {}).get("mlm_eval", {})
+    if "teacher" in ev and "student" in ev:
+        lines.append("Held-out MLM accuracy (WikiText-2 " + str(ev.get("split")) + "):")
+        lines.append(f"   teacher {100 * ev['teacher']['mlm_accuracy']:.2f} %, "
+                     f"student {100 * ev['student']['mlm_accuracy']:.2f} %")
+    return lines
+
+
+def _method(res: Results) -> str:
+    t = (res.runs["teacher"]["run"] or {}).get("config", {})
+    s = (res.runs["student"]["run"] or {}).get("config", {})
+    tp = num((res.runs["teacher"]["summary"] or {}).get("parameters"))
+    sp = num((res.runs["student"]["summary"] or {}).get("parameters"))
+    walls = (res.reproduce or {}).get("stage_wall_time_s", {})
+    teacher = (f"{t.get('num_layers')}-layer x {t.get('hidden_size')} BERT"
+               + (f", {tp / 1e6:.1f} M params" if tp else "") if t else "not run")
+    nl = t.get("num_layers")
+    student = (f"{nl // 2}-layer DistilBERT" if isinstance(nl, int) else "DistilBERT") + (
+        f", {sp / 1e6:.1f} M params" if sp else "" if s else ", not run")
+    lines = [
+        "1. Teacher: " + teacher + (", MLM from scratch" if t else ""),
+        "   on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if num(walls.get("teacher")) else ""),
+        "2. Student init: every other teacher layer",
+        "   + embeddings + MLM head -> " + student,
+        "3. Distil with the triple loss" + (f" ({walls['distill']:.0f} s)" if num(walls.get("distill")) else ""),
+        "",
+        "4. Fine-tune both: GLUE dev (Table 1), IMDb (Table 2),",
+        "   time inference (Table 3), ablate the loss (Table 4)",
+    ]
+    return "\n".join(lines)
+
+
+def _differences(res: Results) -> str:
+    recs = [r for ev in res.evals.values() for r in ev["records"]]
+    seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
+    subset = [r.get("train_examples") for r in recs if r.get("train_examples") is not None]
+    tsum = res.runs["teacher"]["summary"] or {}
+    lines = [
+        "- Teacher: small BERT trained from scratch offline on WikiText-2"
+        + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else ""),
+        "  instead of BERT-base on Wikipedia + BookCorpus (no hub offline)",
+        "- Fine-tuning: " + (f"{len(seeds)} seed(s), at most {max(subset)} training examples per task"
+                             if recs else "not run"),
+        "  (paper: median of 5 seeds, full training sets)",
+        "- GLUE tasks without local data are not run; SQuAD train is not",
+        "  available offline (measured SQuAD rows, if any: split of dev)",
+        "- Details, provenance and caveats: report/report.md",
+    ]
+    return "\n".join(lines)
+
+
+def poster_figure(res: Results):
+    """The poster as a matplotlib Figure (Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig = plt.figure(figsize=POSTER_SIZE)
+    gs = fig.add_gridspec(3, 3, left=0.03, right=0.985, top=0.86, bottom=0.05, hspace=0.45, wspace=0.18,
+                          width_ratios=[1.0, 1.35, 1.0])
+    rep = res.reproduce or {}
+    m = rep.get("machine", {})
+    where = (f" on {m['gpu']}" if m.get("gpu") else f" on {m['cpu_count']} CPU cores" if m.get("cpu_count") else "")
+    fig.text(0.03, 0.955, f"tinydistil: DistilBERT (Sanh et al., 2019) reproduced{where}", fontsize=26,
+             fontweight="bold", va="center")
+    fig.text(0.03, 0.905, f"preset '{res.preset}'; git {str(rep.get('git_sha', 'not recorded'))[:10]}; "
+             f"{rep.get('machine', {}).get('cpu', 'machine not recorded')}; measured numbers read from "
+             f"{res.results_dir}/ (grey rows / labels = the paper's numbers; 'not run' = not run yet)",
+             fontsize=12, color="0.3", va="center")
+
+    # --- column 0: method, headlines
+    ax = fig.add_subplot(gs[0, 0])
+    ax.axis("off")
+    ax.set_title("Method", fontsize=13, loc="left", fontweight="bold")
+    ax.text(0, 0.98, _method(res), fontsize=10.5, va="top", family="monospace")
+    s_cfg = (res.runs["student"]["run"] or {}).get("config", {})
+    a = [s_cfg.get(k) for k in ("alpha_ce", "alpha_mlm", "alpha_cos")]
+    a = ["{:g}".format(x) if num(x) is not None else "?" for x in a] if s_cfg else ["5", "2", "1"]
+    ax.text(0, 0.05, rf"$L = {a[0]}\,T^2\,\mathrm{{KL}}(p_t^T\,\|\,p_s^T) + {a[1]}\,L_{{mlm}} + "
+            rf"{a[2]}\,(1-\cos(h_s,h_t))$" + (f"    T = {s_cfg.get('temperature')}" if s_cfg else
+                                               "   (paper weights)"), fontsize=13)
+    ax = fig.add_subplot(gs[1, 0])
+    ax.axis("off")
+    ax.set_title("Headline numbers", fontsize=13, loc="left", fontweight="bold")
+    ax.text(0, 0.98, "\n".join(_headlines(res)), fontsize=10.5, va="top", family="monospace",
+            bbox=dict(boxstyle="round", facecolor="#fff7e0", edgecolor="#d9b44a"))
+    ax = fig.add_subplot(gs[2, 0])
+    ax.axis("off")
+    ax.set_title("Differs from the paper", fontsize=13, loc="left", fontweight="bold")
+    ax.text(0, 0.98, _differences(res), fontsize=10, va="top")
+
+    # --- column 1: Table 1, bars, Table 2
+    _table(fig.add_subplot(gs[0, 1]), _table1_rows(res), ["Model", "Score", *TABLE1_TASKS, "retention", "src"],
+           "Table 1: GLUE dev", fontsize=8,
+           note=res.missing.get("table1", "our Score = mean of the tasks run (see report), not comparable "
+                                          "to the paper's 9-task mean"))
+    ax = fig.add_subplot(gs[1, 1])
+    ours = task_scores(res)
+    paper = paper_task_scores()
+    tasks = [*TABLE1_TASKS, "IMDb"]
+    series = [(f"{k} (ours)", v, f"C{i}") for i, (k, v) in enumerate(ours.items())]
+    series += [("BERT-base (paper)", paper["BERT-base"], "0.55"), ("DistilBERT (paper)", paper["DistilBERT"], "0.8")]
+    x = np.arange(len(tasks))
+    w = 0.8 / len(series)
+    for i, (name, vals, color) in enumerate(series):
+        ax.bar(x + (i - (len(series) - 1) / 2) * w, [vals.get(t, 0) for t in tasks], w, label=name, color=color)
+    ax.set_xticks(x, tasks, fontsize=9)
+    ax.set_ylabel("dev/test score", fontsize=9)
+    ax.set_title("Per task: teacher vs student (missing bar = not run or 0)", fontsize=11, loc="left")
+    ax.legend(fontsize=8, ncol=len(series), loc="upper center", bbox_to_anchor=(0.5, -0.1))
+    _table(fig.add_subplot(gs[2, 1]), _table2_rows(res), ["Model", "IMDb", "SQuAD EM", "SQuAD F1", "src"],
+           "Table 2: IMDb test accuracy, SQuAD v1.1 EM/F1", fontsize=9,
+           note=res.missing.get("table2", ""))
+
+    # --- column 2: losses, speed, ablation
+    ax = fig.add_subplot(gs[0, 2])
+    log = res.runs["student"]["log"]
+    for j, term in enumerate(loss_terms(log)):
+        pts = [(r["step"], num(r[term])) for r in log if num(r.get(term))]
+        ax.plot(*zip(*pts), label=term, color=f"C{j}", lw=1.3)
+    if log:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("update", fontsize=9)
+    ax.set_title("Distillation loss terms (student log.jsonl)", fontsize=11, loc="left")
+
+    ax = fig.add_subplot(gs[1, 2])
+    for n, (p, t) in PAPER_TABLE3.items():
+        ax.scatter([p], [t], color="0.55", marker="s")
+        ax.annotate(f"{n} (paper)", (p, t), fontsize=8, xytext=(4, 3), textcoords="offset points")
+    ax.margins(x=0.25, y=0.15)
+    ax.set_xlabel("parameters (M)", fontsize=9)
+    ax.set_ylabel("CPU inference time (s)", fontsize=9)
+    measured = [r for r in res.measured("table3")
+                if num(r.get("Params (M)")) is not None and num(r.get("Inference time (s)")) is not None]
+    title = "Table 3: size vs speed"
+    if measured:  # our models are far smaller and timed on another machine: log-log, one axis
+        for i, r in enumerate(measured):
+            ax.scatter([num(r["Params (M)"])], [num(r["Inference time (s)"])], color=f"C{i}",
+                       label=f"{role(r['Model'])} (ours, {r.get('Device', '')} {r.get('Threads', '')})")
+        ax.legend(fontsize=7, loc="lower right")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        title += " (log-log; ours: other models and machine)"
+    else:
+        title += f" — ours: not run"
+    ax.set_title(title, fontsize=11, loc="left")
+
+    ab_rows = res.measured("table4")
+    if ab_rows:
+        rows = [[r["Variant"], _short(r.get("Score")),
+                 "n/a" if r["Variant"] == "full triple loss" else _short(r.get("Delta")), _short(r.get("Spread")),
+                 str(r.get("Paper delta", "")).strip() or str(PAPER_TABLE4.get(r["Variant"], "—")), "ours"]
+                for r in ab_rows]
+        note = ""
+    else:
+        rows = [[v, "not run", "not run", "not run", f"{d:+.2f}", "ours"] for v, d in PAPER_TABLE4.items()]
+        note = "measured: " + res.missing.get("table4", "not run")
+    _table(fig.add_subplot(gs[2, 2]), rows, ["Variant", "Score", "Delta", "Spread", "Paper delta", "src"],
+           "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9, note=note)
+    return fig
+
+
+def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu") -> tuple[Path, Path]:
+    """Write `poster_dir`/poster.pdf and poster.png from `results_dir`; returns (pdf, png)."""
+    import matplotlib.pyplot as plt
+
+    res = load_results(results_dir, preset)
+    out = Path(poster_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fig = poster_figure(res)
+    pdf, png = out / "poster.pdf", out / "poster.png"
+    fig.savefig(pdf)
+    fig.savefig(png, dpi=PNG_DPI)
+    plt.close(fig)
+    return pdf, png

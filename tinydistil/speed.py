@@ -1,0 +1,374 @@
+"""Size and speed (paper Table 3): parameters, size on disk, CPU inference time on STS-B dev.
+
+    df = run_speed("runs/cpu/teacher/model", "runs/cpu/student/model", data_dir="../shared/data")
+
+Protocol (paper): one full pass over the STS-B dev set (1,500 pairs) at batch size 1 on CPU. Here each pair is
+tokenised up front (max 128 tokens, no padding; tokenisation is not timed), the model runs once per pair
+under torch.inference_mode, after `warmup` untimed pairs; the reported time is the median of `repeats` full
+passes. On CUDA the pass is timed with CUDA events and a synchronize.
+
+Timed models are encoders (AutoModel: BERT with its pooler, as the paper's 110M; no task head), or a
+fine-tuned STS-B regression folder when one is given. Rows:
+  * paper: ELMo, BERT-base, DistilBERT (params, time; Table 3 verbatim);
+  * BERT-base / DistilBERT architectures from BertConfig() / DistilBertConfig() with random weights (timing
+    does not depend on weight values), tokenised with the teacher's tokenizer;
+  * the given teacher and student folders;
+  * the student deployed as PyTorch int8 (quantize_dynamic on nn.Linear), ONNX Runtime fp32 and ONNX
+    Runtime int8 (onnxruntime.quantization.quantize_dynamic).
+Deployed forms carry their output change vs the fp32 PyTorch student on the same pairs: with a fine-tuned
+STS-B model (`stsb_model`), the change in dev Pearson (x100); otherwise max / mean |difference| of the
+outputs (last hidden state), because our students have no STS-B head saved.
+
+`sweep(model_dir)` times one forward pass over a batch-size x sequence-length grid (random token ids).
+"""
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+COLUMNS = ["Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)", "Speed-up vs teacher",
+           "Output change vs fp32", "source", "note", "run_id"]
+# Table 3 of Sanh et al. (2019): millions of parameters, seconds for STS-B dev on CPU (batch size 1)
+PAPER_TABLE3 = {"ELMo": (180, 895), "BERT-base": (110, 668), "DistilBERT": (66, 410)}
+MAX_SEQ_LEN = 128
+
+
+# ------------------------------------------------------------------ size
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """{"total", "without_embeddings"}: unique parameters (tied weights once); the embeddings are the
+    base model's `embeddings` module (word, position, token-type, LayerNorm)."""
+    total = sum(p.numel() for p in model.parameters())
+    emb = getattr(getattr(model, "base_model", model), "embeddings", None)
+    n_emb = sum(p.numel() for p in emb.parameters()) if emb is not None else 0
+    return {"total": total, "without_embeddings": total - n_emb}
+
+
+def disk_size_mb(model: torch.nn.Module) -> float:
+    """MB (1e6 bytes) of the weights as saved: save_pretrained safetensors for a transformers model,
+    torch.save(state_dict) for a quantised one (packed int8 weights cannot go to safetensors)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if any(m.__module__.startswith("torch.ao.nn.quantized") for m in model.modules()):
+            buf = io.BytesIO()
+            torch.save(model.state_dict(), buf)
+            return len(buf.getvalue()) / 1e6
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model.save_pretrained(tmp)  # safetensors (the transformers default)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        return sum(p.stat().st_size for p in Path(tmp).glob("*.safetensors")) / 1e6
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """PyTorch dynamic quantisation: nn.Linear weights int8, activations quantised per batch (CPU only)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.ao.quantization -> torchao notice
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+# ------------------------------------------------------------------ data
+def stsb_dev(data_dir=None, max_examples: int | None = None):
+    """(pairs [(sentence1, sentence2)], scores) of STS-B dev; the first max_examples pairs if given."""
+    from .glue import NoData, load_task
+
+    try:
+        dev = load_task("stsb", data_dir).evals["dev"]
+    except NoData as e:
+        raise FileNotFoundError(f"no STS-B dev set ({e}); pass --data-dir with glue/STS-B/dev.tsv") from None
+    n = len(dev) if max_examples is None else min(max_examples, len(dev))
+    if n < 1:
+        raise ValueError(f"max_examples must be >= 1 (got {max_examples})")
+    dev = dev.select(range(n))
+    return list(zip(dev["sentence1"], dev["sentence2"])), np.asarray(dev["label"], dtype=np.float64)
+
+
+def encode_pairs(tokenizer, pairs, names: list[str]) -> list[dict[str, torch.Tensor]]:
+    """One [1, seq] encoding per pair (batch size 1: no padding), truncated to MAX_SEQ_LEN tokens."""
+    out = []
+    for a, b in pairs:
+        enc = tokenizer(a, b, truncation=True, max_length=MAX_SEQ_LEN, return_tensors="pt")
+        out.append({n: enc[n] for n in names})
+    return out
+
+
+# ------------------------------------------------------------------ timing
+@dataclass
+class Timing:
+    seconds: float  # median over repeats of one full pass
+    repeats: list[float]
+    outputs: list[np.ndarray] | None = field(default=None, repr=False)  # per example, last pass
+
+
+def torch_runner(model, output: str):
+    def run(enc):
+        return getattr(model(**enc), output)
+    return run
+
+
+def onnx_runner(session):
+    names = [i.name for i in session.get_inputs()]
+
+    def run(enc):
+        return session.run(None, {n: enc[n].numpy() for n in names})[0]
+    return run
+
+
+def time_pass(run, encoded: list[dict], repeats: int = 3, warmup: int = 10, device: str = "cpu",
+              collect: bool = False) -> Timing:
+    """Median wall time of `repeats` full passes of `run` over `encoded` (one call per example),
+    after `warmup` untimed calls. collect=True keeps the last pass's outputs (numpy, per example)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1 (got {repeats})")
+    cuda = device.startswith("cuda")
+    if cuda:
+        encoded = [{k: v.to(device) for k, v in e.items()} for e in encoded]
+    with torch.inference_mode():
+        for enc in (encoded * (warmup // len(encoded) + 1))[:warmup]:
+            run(enc)
+        times, outputs = [], None
+        for r in range(repeats):
+            keep = collect and r == repeats - 1
+            outs = []
+            if cuda:  # GPU kernels are asynchronous: events measure device time, synchronize waits for it
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                torch.cuda.synchronize()
+                start.record()
+            t0 = time.perf_counter()
+            for enc in encoded:
+                out = run(enc)
+                if keep:
+                    outs.append(out)
+            if cuda:
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end) / 1000)
+            else:
+                times.append(time.perf_counter() - t0)
+            if keep:
+                outputs = [o.detach().float().cpu().numpy() if torch.is_tensor(o) else np.asarray(o) for o in outs]
+    return Timing(statistics.median(times), times, outputs)
+
+
+def output_change(ref: list[np.ndarray], got: list[np.ndarray], labels: np.ndarray | None = None,
+                  regression: bool = False) -> dict:
+    """How far `got` is from `ref` (same examples): max / mean |difference| over all values; for STS-B
+    regression outputs also both Pearson correlations with `labels` (x100) and their difference."""
+    diff = np.concatenate([np.abs(g.astype(np.float64) - r).ravel() for r, g in zip(ref, got, strict=True)])
+    res = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
+    if regression and labels is not None and len(labels) > 1:
+        from scipy.stats import pearsonr
+
+        p_ref = 100 * pearsonr(np.array([r.ravel()[0] for r in ref]), labels)[0]
+        p_got = 100 * pearsonr(np.array([g.ravel()[0] for g in got]), labels)[0]
+        res.update(pearson_fp32=float(p_ref), pearson=float(p_got), pearson_delta=float(p_got - p_ref))
+    return res
+
+
+def describe_change(change: dict, output: str) -> str:
+    if "pearson_delta" in change:
+        return (f"STS-B Pearson {change['pearson']:.2f} vs {change['pearson_fp32']:.2f} fp32 "
+                f"({change['pearson_delta']:+.2f})")
+    return f"max |diff| {change['max_abs_diff']:.2e}, mean |diff| {change['mean_abs_diff']:.2e} ({output})"
+
+
+# ------------------------------------------------------------------ table
+def _sig(x: float, digits: int = 4) -> float:
+    """`digits` significant figures (tiny test models have 0.04 M parameters and millisecond passes)."""
+    return float(f"{x:.{digits}g}")
+
+
+def paper_rows() -> list[dict]:
+    bert_time = PAPER_TABLE3["BERT-base"][1]
+    return [{"Model": m, "Params (M)": p, "Disk (MB)": "", "Device": "CPU", "Threads": "",
+             "Inference time (s)": t, "Speed-up vs teacher": round(bert_time / t, 2), "Output change vs fp32": "",
+             "source": "paper", "note": "Sanh et al. 2019, Table 3 (speed-up vs BERT-base)", "run_id": ""}
+            for m, (p, t) in PAPER_TABLE3.items()]
+
+
+def write_table3(rows: list[dict], path=None, provenance: dict | None = None):
+    """Table 3 as a DataFrame (COLUMNS; the paper rows first if `rows` has none), written to `path` as CSV
+    (nothing written when path is None) and, with `provenance`, `<path>.json` with it and the rows."""
+    import pandas as pd
+
+    if not any(r.get("source") == "paper" for r in rows):
+        rows = paper_rows() + list(rows)
+    bad = [k for r in rows for k in r if k not in COLUMNS]
+    if bad:
+        raise ValueError(f"unknown Table 3 column(s) {sorted(set(bad))}; columns are {COLUMNS}")
+    df = pd.DataFrame([{c: r.get(c, "") for c in COLUMNS} for r in rows], columns=COLUMNS)
+    if path is None:
+        return df
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    if provenance is not None:
+        path.with_suffix(".json").write_text(json.dumps({**provenance, "rows": df.to_dict("records")}, indent=2,
+                                                        default=str))
+    return df
+
+
+@dataclass
+class _Entry:
+    name: str
+    run: object
+    params: int | None
+    disk_mb: float
+    device: str
+    vs: str | None  # name of the row this one's speed-up is against
+    note: str = ""
+    collect: bool = False
+    change_output: str | None = None  # compare outputs with the fp32 reference row
+
+
+def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv", max_examples: int | None = None,
+              repeats: int = 3, include_reference_archs: bool = True, deployed_forms: bool = True,
+              progress: bool = True, stsb_model=None, device: str = "cpu", warmup: int = 10):
+    """Measure Table 3 and write `out_csv` (+ .json provenance; out_csv=None writes nothing); returns the
+    table (paper rows first) as a DataFrame with COLUMNS.
+
+    teacher, student: model folders (e.g. runs/cpu/teacher/model, runs/cpu/student/model) or hub ids.
+    stsb_model: optional folder of the student fine-tuned on STS-B (AutoModelForSequenceClassification,
+    1 output); the deployed forms are then built from it and report their change in dev Pearson.
+    device: "cpu" (the paper's protocol) or "cuda" (PyTorch rows only; deployed forms are CPU-only).
+    """
+    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+    from .export import check_model_dir, export_model, input_names, load_for_inference, onnx_session, quantize_onnx
+    from .finetune import is_local_path, load_tokenizer
+    from .provenance import machine, run_info
+
+    if repeats < 1 or (max_examples is not None and max_examples < 1):
+        raise ValueError(f"repeats and max_examples must be >= 1 (got {repeats}, {max_examples})")
+    t_start = time.time()
+    info = run_info()
+    models = {"teacher": teacher, "student": student, **({"stsb": stsb_model} if stsb_model is not None else {})}
+    # folders are checked up front; a hub id (e.g. bert-base-uncased on Colab) is loaded as is
+    folders = {k: check_model_dir(m) if is_local_path(str(m)) else str(m) for k, m in models.items()}
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but torch.cuda.is_available() is False; use device='cpu'")
+    pairs, labels = stsb_dev(data_dir, max_examples)
+    log = (lambda msg: print(f"[speed] {msg}", flush=True)) if progress else (lambda msg: None)
+    threads, mach = torch.get_num_threads(), machine()
+    dev_label = "CPU" if device == "cpu" else mach.get("gpu", device)
+    log(f"{len(pairs)} STS-B dev pairs, batch size 1, {threads} threads, {mach['cpu']}")
+
+    tokenizers = {k: load_tokenizer(str(p)) for k, p in folders.items()}
+    entries: list[tuple[_Entry, list[dict]]] = []
+
+    def add(name, model, output, tok_key, vs, note="", collect=False, change_output=None, params=None):
+        model = model.to(device).eval()
+        enc = encode_pairs(tokenizers[tok_key], pairs, input_names(model, tokenizers[tok_key]))
+        entries.append((_Entry(name, torch_runner(model, output), params or count_parameters(model)["total"],
+                               disk_size_mb(model), dev_label, vs, note, collect, change_output), enc))
+        return model
+
+    if include_reference_archs:
+        torch.manual_seed(0)
+        arch_note = "architecture only: random weights from {}() (timing does not depend on weight values); " \
+                    "teacher's tokenizer"
+        add("BERT-base architecture (PyTorch fp32)", BertModel(BertConfig()), "last_hidden_state", "teacher", None,
+            arch_note.format("BertConfig"))
+        add("DistilBERT architecture (PyTorch fp32)", DistilBertModel(DistilBertConfig()), "last_hidden_state",
+            "teacher", "BERT-base architecture (PyTorch fp32)", arch_note.format("DistilBertConfig"))
+    teacher_m, t_out = load_for_inference(folders["teacher"])
+    add("teacher (PyTorch fp32)", teacher_m, t_out, "teacher", None, str(folders["teacher"]))
+    student_m, s_out = load_for_inference(folders["student"])
+    add("student (PyTorch fp32)", student_m, s_out, "student", "teacher (PyTorch fp32)", str(folders["student"]),
+        collect=deployed_forms and stsb_model is None)
+    ref_name, form_key, form_out = "student (PyTorch fp32)", "student", s_out
+    if stsb_model is not None:
+        form_key = "stsb"
+        stsb_m, form_out = load_for_inference(folders["stsb"])
+        if form_out != "logits" or stsb_m.config.num_labels != 1:
+            raise ValueError(f"{folders['stsb']} is not an STS-B regression model (a *ForSequenceClassification "
+                             "folder with num_labels=1)")
+        ref_name = "student fine-tuned on STS-B (PyTorch fp32)"
+        add(ref_name, stsb_m, "logits", "stsb", "teacher (PyTorch fp32)", str(folders["stsb"]),
+            collect=deployed_forms, change_output="logits")
+    tmp = tempfile.TemporaryDirectory()
+    if deployed_forms:
+        if device != "cpu":
+            log("deployed forms are CPU-only: not run on " + device)
+        else:
+            base, _ = load_for_inference(folders[form_key])
+            params = count_parameters(base)["total"]  # packed int8 weights are not nn.Parameters: count before
+            add("student (PyTorch int8 dynamic)", quantize_int8(base), form_out, form_key, "teacher (PyTorch fp32)",
+                "torch.ao.quantization.quantize_dynamic on nn.Linear; disk = torch.save(state_dict)",
+                collect=True, change_output=form_out, params=params)
+            names = input_names(base, tokenizers[form_key])
+            fp32 = export_model(base, Path(tmp.name) / "model.onnx", names, form_out)
+            int8 = quantize_onnx(fp32, Path(tmp.name) / "model_int8.onnx")
+            for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
+                                      ("int8", int8, "onnxruntime.quantization.quantize_dynamic (QInt8 weights)")):
+                enc = encode_pairs(tokenizers[form_key], pairs, names)
+                entries.append((_Entry(f"student (ONNX Runtime {label})", onnx_runner(onnx_session(path, threads)),
+                                       params, path.stat().st_size / 1e6, "CPU (onnxruntime)",
+                                       "teacher (PyTorch fp32)", note, True, form_out), enc))
+
+    timings: dict[str, Timing] = {}
+    for e, enc in entries:
+        log(f"timing {e.name} ({repeats} passes of {len(enc)})")
+        timings[e.name] = time_pass(e.run, enc, repeats, warmup, device if "onnx" not in e.device.lower() else "cpu",
+                                    collect=e.collect)
+        log(f"  {timings[e.name].seconds:.3f} s")
+    tmp.cleanup()
+
+    run_id = f"{info['git_sha'][:12]} {info['started']}"
+    rows = []
+    for e, _ in entries:
+        t = timings[e.name]
+        change = ""
+        if e.change_output is not None and timings[ref_name].outputs is not None:
+            c = output_change(timings[ref_name].outputs, t.outputs, labels, regression=stsb_model is not None)
+            change = describe_change(c, e.change_output)
+            if e.name == ref_name:
+                change = f"STS-B Pearson {c['pearson_fp32']:.2f} (reference)" if "pearson_fp32" in c else ""
+        rows.append({"Model": e.name, "Params (M)": _sig(e.params / 1e6), "Disk (MB)": _sig(e.disk_mb),
+                     "Device": e.device, "Threads": threads, "Inference time (s)": _sig(t.seconds),
+                     "Speed-up vs teacher": round(timings[e.vs].seconds / t.seconds, 2) if e.vs else 1.0,
+                     "Output change vs fp32": change, "source": f"measured: {mach['cpu']}",
+                     "note": "; ".join(x for x in (e.note, f"{len(pairs)} STS-B dev pairs, passes "
+                                                   + ", ".join(f"{s:.3f}" for s in t.repeats) + " s") if x),
+                     "run_id": run_id})
+    prov = {**info, "wall_time_s": round(time.time() - t_start, 1), "examples": len(pairs), "repeats": repeats,
+            "warmup": warmup, "threads": threads, "device": device, "max_seq_len": MAX_SEQ_LEN,
+            "data": data_dir and str(data_dir), "teacher": str(folders["teacher"]), "student": str(folders["student"]),
+            "stsb_model": stsb_model and str(folders["stsb"]),
+            "accuracy_proxy": "STS-B Pearson change" if stsb_model else "output difference vs fp32 student"}
+    return write_table3(paper_rows() + rows, out_csv, prov)
+
+
+def sweep(model_dir, batch_sizes=(1, 8, 32), seq_lens=(32, 128), repeats: int = 3, warmup: int = 2,
+          device: str = "cpu"):
+    """Median seconds per forward pass of `model_dir` for each (batch size, sequence length) on random
+    token ids (all real tokens); a DataFrame with batch_size, seq_len, seconds, sequences_per_s."""
+    import pandas as pd
+
+    from .export import load_for_inference
+
+    model, output = load_for_inference(model_dir)
+    model = model.to(device)
+    gen = torch.Generator().manual_seed(0)
+    rows = []
+    for bs in batch_sizes:
+        for L in seq_lens:
+            ids = torch.randint(0, model.config.vocab_size, (bs, L), generator=gen)
+            enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+            t = time_pass(torch_runner(model, output), [enc], repeats, warmup, device)
+            rows.append({"batch_size": bs, "seq_len": L, "seconds": t.seconds, "sequences_per_s": bs / t.seconds})
+    return pd.DataFrame(rows)

@@ -1,0 +1,401 @@
+"""SQuAD v1.1 extractive question answering: windows, n-best decoding, EM/F1, and DistilBERT (D).
+
+    data = load_squad(data_dir)                                   # train / eval examples + where they came from
+    run_squad("runs/cpu/teacher/model", cfg, opts)                # fine-tune, score, save the QA model
+    run_squad("runs/cpu/student/model", cfg, opts,                # DistilBERT (D): second distillation step
+              teacher="runs/eval/cpu_teacher/squad/model")        #   from the SQuAD-fine-tuned teacher
+
+Windows follow the reference recipe: question + a chunk of the context, `max_seq_len` (384) tokens in all,
+chunks overlapping by `doc_stride` (128) tokens (the fast tokenizer's overflow), with the offset mapping to
+map token spans back to context characters. A training window that does not hold the answer points at [CLS].
+Decoding takes the `n_best` (20) highest start and end logits of every window of a question and keeps the
+best-scoring span (start + end logit) of at most `max_answer_length` (30) tokens inside the context.
+
+(D): loss = alpha_ce * CE + alpha_kd * T^2 * KL(teacher || student), both averaged over the start and the end
+distributions (paper: 0.5 / 0.5, T = 2). The teacher's logits on the training windows are computed once,
+before training (the teacher runs in eval mode, so they are the same every epoch).
+
+Offline only the dev file exists (no train-v1.1.json): the dev *articles* are then split once, with a fixed
+seed, into a fine-tuning part and a scoring part, and the results say so; they are not comparable with the
+paper's (fine-tuned on 87.6K train questions, scored on all of dev).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .finetune import FinetuneConfig
+from .data import resolve_data_dir as _resolve_dir
+from .glue import NOT_RUN, NoData, _fill, _write_json, check_output_dir, median_over_seeds, model_description, \
+    normalize_model
+from .losses import soft_target_kl
+from .metrics import squad_metrics
+
+HUB_DATASET = "rajpurkar/squad"
+LOCAL_FOLDERS = ("squad-v1.1", "squad")
+SQUAD_FINETUNE = dict(max_seq_len=384, epochs=2, batch_size=16)  # FinetuneConfig defaults for SQuAD (lr 5e-5)
+DATA_DIR_HELP = ("set --data-dir (or TINYDISTIL_DATA_DIR) to a folder holding squad-v1.1/dev-v1.1.json "
+                 "(and train-v1.1.json if you have it), or leave both unset to use the hub")
+
+
+@dataclass
+class SquadConfig:
+    """SQuAD-specific settings; optimisation settings live in FinetuneConfig (max_seq_len = window length)."""
+
+    doc_stride: int = 128  # tokens shared by consecutive windows of a long context
+    n_best: int = 20  # start / end candidates per window
+    max_answer_length: int = 30  # tokens
+    temperature: float = 2.0  # (D) only
+    alpha_ce: float = 0.5  # (D): weight of the cross-entropy on the gold span
+    alpha_kd: float = 0.5  # (D): weight of T^2 * KL to the teacher's start / end distributions
+    dev_train_fraction: float = 0.5  # offline, no train file: share of dev articles used for fine-tuning
+    max_eval_examples: int | None = None  # score a fixed random subset of the eval questions (CPU budgets)
+
+    def validate(self, max_seq_len: int) -> None:
+        checks = [
+            (0 < self.doc_stride < max_seq_len // 2, f"doc_stride must be in (0, max_seq_len / 2 = {max_seq_len // 2})"),
+            (self.n_best >= 1, "n_best must be >= 1"),
+            (self.max_answer_length >= 1, "max_answer_length must be >= 1"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.alpha_ce >= 0 and self.alpha_kd >= 0 and self.alpha_ce + self.alpha_kd > 0,
+             "alpha_ce and alpha_kd must be >= 0, not both 0"),
+            (0 < self.dev_train_fraction < 1, "dev_train_fraction must be in (0, 1)"),
+            (self.max_eval_examples is None or self.max_eval_examples >= 1, "max_eval_examples must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"SquadConfig: {msg}")
+
+
+@dataclass
+class SquadData:
+    train: object  # datasets.Dataset: id, title, context, question, answers {text: [...], answer_start: [...]}
+    eval: object  # same columns
+    source: str
+    comparable: bool  # False when the eval questions are a part of dev and training used the rest
+
+
+# ------------------------------------------------------------------ loading
+def read_squad_json(path) -> list[dict]:
+    """Rows (id, title, context, question, answers) of a SQuAD v1.1 JSON file; ValueError if malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))["data"]
+        rows = []
+        for article in data:
+            for para in article["paragraphs"]:
+                for qa in para["qas"]:
+                    answers = qa["answers"]
+                    rows.append({"id": str(qa["id"]), "title": article.get("title", ""), "context": para["context"],
+                                 "question": qa["question"],
+                                 "answers": {"text": [a["text"] for a in answers],
+                                             "answer_start": [int(a["answer_start"]) for a in answers]}})
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a SQuAD v1.1 JSON file ({type(e).__name__}: {e}); expected "
+                         '{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers"}]}]}]}') \
+            from None
+    if not rows:
+        raise ValueError(f"{path} holds no questions; pass the official train-v1.1.json / dev-v1.1.json")
+    for r in rows:
+        if not r["answers"]["text"]:
+            raise ValueError(f"{path}: question {r['id']} has no answer; SQuAD v1.1 needs one per question "
+                             "(v2.0 unanswerable questions are not supported)")
+    return rows
+
+
+def split_articles(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Rows of a fixed random `fraction` of the articles (by title), then the rest's: no context is shared."""
+    titles = sorted({r["title"] for r in rows})
+    random.Random(seed).shuffle(titles)
+    chosen = set(titles[:max(1, round(fraction * len(titles)))])
+    if len(chosen) == len(titles):
+        raise ValueError("the dev file has a single article: it cannot be split into fine-tuning and scoring parts")
+    return [r for r in rows if r["title"] in chosen], [r for r in rows if r["title"] not in chosen]
+
+
+def load_local(data_dir: Path, opts: SquadConfig) -> SquadData:
+    import datasets
+
+    folder = next((data_dir / f for f in LOCAL_FOLDERS if (data_dir / f).is_dir()), None)
+    if folder is None or not (folder / "dev-v1.1.json").is_file():
+        raise NoData(f"no {' or '.join(f + '/dev-v1.1.json' for f in LOCAL_FOLDERS)} in {data_dir}")
+    dev = read_squad_json(folder / "dev-v1.1.json")
+    if (folder / "train-v1.1.json").is_file():
+        return SquadData(datasets.Dataset.from_list(read_squad_json(folder / "train-v1.1.json")),
+                         datasets.Dataset.from_list(dev), str(folder), True)
+    train, held = split_articles(dev, opts.dev_train_fraction)
+    n_art = lambda rs: len({r["title"] for r in rs})  # noqa: E731
+    source = (f"{folder}/dev-v1.1.json only: fine-tuned on {n_art(train)} dev articles ({len(train)} questions), "
+              f"scored on the other {n_art(held)} ({len(held)} questions)")
+    return SquadData(datasets.Dataset.from_list(train), datasets.Dataset.from_list(held), source, False)
+
+
+def load_hub() -> SquadData:
+    import datasets
+
+    try:
+        dd = datasets.load_dataset(HUB_DATASET)
+    except Exception as e:  # no network, hub down, ...
+        raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__})") from None
+    return SquadData(dd["train"], dd["validation"], f"hub:{HUB_DATASET}", True)
+
+
+def load_squad(data_dir=None, opts: SquadConfig | None = None) -> SquadData:
+    """Local files when a data directory is given (or TINYDISTIL_DATA_DIR is set), else the hub."""
+    local = _resolve_dir(data_dir, DATA_DIR_HELP)
+    return load_local(local, opts or SquadConfig()) if local is not None else load_hub()
+
+
+# ------------------------------------------------------------------ windows
+def _window(tokenizer, batch, max_seq_len: int, stride: int):
+    enc = tokenizer([q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
+                    max_length=max_seq_len, stride=stride, return_overflowing_tokens=True,
+                    return_offsets_mapping=True, return_token_type_ids=True)  # a BERT teacher needs segment ids
+    return enc, enc.pop("overflow_to_sample_mapping"), enc.pop("offset_mapping")
+
+
+def _context_span(seq_ids: list) -> tuple[int, int]:
+    start = seq_ids.index(1)
+    return start, len(seq_ids) - 1 - seq_ids[::-1].index(1)
+
+
+def train_features(ds, tokenizer, max_seq_len: int, stride: int):
+    """Windows with start_positions / end_positions (token indices; 0 = [CLS] when the window misses the
+    answer). The first gold answer is the training target, as in the reference scripts."""
+    def fn(batch):
+        enc, sample_map, offsets = _window(tokenizer, batch, max_seq_len, stride)
+        starts, ends = [], []
+        for i, offs in enumerate(offsets):
+            ans = batch["answers"][sample_map[i]]
+            a_start = ans["answer_start"][0]
+            a_end = a_start + len(ans["text"][0])
+            c0, c1 = _context_span(enc.sequence_ids(i))
+            if offs[c0][0] > a_start or offs[c1][1] < a_end:
+                starts.append(0)
+                ends.append(0)
+                continue
+            s = c0
+            while s <= c1 and offs[s][0] <= a_start:
+                s += 1
+            e = c1
+            while e >= c0 and offs[e][1] >= a_end:
+                e -= 1
+            starts.append(s - 1)
+            ends.append(e + 1)
+        enc["start_positions"], enc["end_positions"] = starts, ends
+        return enc
+
+    return ds.map(fn, batched=True, remove_columns=ds.column_names, desc="SQuAD train windows")
+
+
+def eval_features(ds, tokenizer, max_seq_len: int, stride: int):
+    """Windows with example_id and offset_mapping; offsets of question / special tokens are (-1, -1)."""
+    def fn(batch):
+        enc, sample_map, offsets = _window(tokenizer, batch, max_seq_len, stride)
+        enc["example_id"] = [batch["id"][j] for j in sample_map]
+        enc["offset_mapping"] = [[tuple(o) if sid == 1 else (-1, -1) for o, sid in zip(offs, enc.sequence_ids(i))]
+                                 for i, offs in enumerate(offsets)]
+        return enc
+
+    return ds.map(fn, batched=True, remove_columns=ds.column_names, desc="SQuAD eval windows")
+
+
+def decode_answers(examples, features, start_logits: np.ndarray, end_logits: np.ndarray,
+                   n_best: int = 20, max_answer_length: int = 30) -> dict[str, str]:
+    """Question id -> answer text: the best span (start + end logit) over all windows of the question.
+
+    start_logits / end_logits: (num_features, L >= each window's length), rows in `features` order.
+    A span counts only if both ends lie in the context, end >= start and it has <= max_answer_length tokens.
+    A question with no valid span gets "" (scores 0).
+    """
+    by_example: dict[str, list[int]] = {}
+    for i, eid in enumerate(features["example_id"]):
+        by_example.setdefault(eid, []).append(i)
+    offsets_all = features["offset_mapping"]
+    answers = {}
+    for ex in examples:
+        best, text = -np.inf, ""
+        for i in by_example.get(ex["id"], []):
+            offs = offsets_all[i]
+            n = len(offs)
+            s_log, e_log = start_logits[i, :n], end_logits[i, :n]
+            for s in np.argsort(s_log)[::-1][:n_best]:
+                if offs[s][0] < 0:
+                    continue
+                for e in np.argsort(e_log)[::-1][:n_best]:
+                    if offs[e][0] < 0 or e < s or e - s + 1 > max_answer_length:
+                        continue
+                    score = s_log[s] + e_log[e]
+                    if score > best:
+                        best, text = score, ex["context"][offs[s][0]:offs[e][1]]
+        answers[ex["id"]] = text
+    return answers
+
+
+# ------------------------------------------------------------------ (D) loss
+def qa_distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, teacher_start: torch.Tensor,
+                         teacher_end: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor,
+                         mask: torch.Tensor, temperature: float = 2.0, alpha_ce: float = 0.5,
+                         alpha_kd: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha_ce * CE + alpha_kd * T^2 * KL, CE, T^2 * KL); CE and KL each averaged over start and end.
+
+    logits: (B, L) student / teacher; positions: (B,) gold token indices; mask: (B, L) bool, True on real
+    tokens. Padding gets -1e4 in both distributions so it carries no probability. Computed in float32.
+    """
+    neg = torch.tensor(-1e4, dtype=torch.float32, device=start_logits.device)
+    fill = lambda x: torch.where(mask, x.float(), neg)  # noqa: E731
+    s_start, s_end, t_start, t_end = fill(start_logits), fill(end_logits), fill(teacher_start), fill(teacher_end)
+    ce = (F.cross_entropy(s_start, start_positions) + F.cross_entropy(s_end, end_positions)) / 2
+    kd = (soft_target_kl(s_start, t_start, temperature) + soft_target_kl(s_end, t_end, temperature)) / 2
+    return alpha_ce * ce + alpha_kd * kd, ce, kd
+
+
+def _distillation_loss_fn(teacher_start: np.ndarray, teacher_end: np.ndarray, opts: SquadConfig):
+    """finetune() loss_fn: the student's (D) loss against the teacher's precomputed logits of rows `idx`."""
+    t_start, t_end = torch.from_numpy(teacher_start), torch.from_numpy(teacher_end)
+
+    def loss_fn(model, batch, idx):
+        out = model(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
+        length = out.start_logits.shape[1]
+        dev = out.start_logits.device
+        loss, _, _ = qa_distillation_loss(out.start_logits, out.end_logits, t_start[idx, :length].to(dev),
+                                          t_end[idx, :length].to(dev), batch["start_positions"],
+                                          batch["end_positions"], batch["attention_mask"].bool(),
+                                          opts.temperature, opts.alpha_ce, opts.alpha_kd)
+        return loss
+
+    return loss_fn
+
+
+# ------------------------------------------------------------------ loading models
+def load_qa_model(name_or_path: str, tokenizer, seed: int = 0):
+    """AutoModelForQuestionAnswering; a fresh span head (drawn from `seed`) unless the folder has one."""
+    from transformers import AutoModelForQuestionAnswering
+    from transformers.utils import logging as hf_logging
+
+    from .finetune import _check_vocab, is_local_path
+
+    path = str(Path(name_or_path).expanduser()) if is_local_path(name_or_path) else name_or_path
+    torch.manual_seed(seed)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialised qa_outputs" report is expected
+    try:
+        model = AutoModelForQuestionAnswering.from_pretrained(path)
+    except OSError as e:
+        raise ValueError(f"could not load model {name_or_path!r} ({str(e).splitlines()[0][:160]}); "
+                         "offline, pass a local model folder") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    _check_vocab(name_or_path, tokenizer, model.get_input_embeddings().num_embeddings)
+    return model
+
+
+def _same_vocab(student_tok, teacher_tok, teacher: str) -> None:
+    if student_tok.get_vocab() != teacher_tok.get_vocab():
+        raise ValueError(f"the (D) teacher {teacher!r} uses another vocabulary than the student; distil from a "
+                         "teacher that shares the student's tokenizer (the student's own teacher, fine-tuned on SQuAD)")
+
+
+# ------------------------------------------------------------------ run
+def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig | None = None, teacher: str | None = None,
+              output_dir=None, data_dir=None, progress: bool = True, save_model: bool = True):
+    """Fine-tune `model` on SQuAD for cfg.seeds seeds and score EM / F1 on the eval questions.
+
+    teacher: a SQuAD-fine-tuned QA model folder -> DistilBERT (D) (see qa_distillation_loss).
+    The first seed's fine-tuned model is saved to `output_dir/model` (a (D) teacher for the student).
+    Returns a one-row DataFrame: score (median F1), exact_match, f1 (medians, 0-100), comparable; score
+    NOT_RUN without data. Finished seeds in `output_dir/seed<k>.json` are read back, not rerun.
+    """
+    from tqdm.auto import tqdm
+
+    from .finetune import finetune, load_tokenizer, num_updates, predict
+    from .glue import default_output_dir
+
+    cfg = cfg or FinetuneConfig(**SQUAD_FINETUNE)
+    opts = opts or SquadConfig()
+    cfg.validate()
+    opts.validate(cfg.max_seq_len)
+    model = normalize_model(model)
+    teacher = normalize_model(teacher) if teacher else None
+    out = Path(output_dir or default_output_dir(model, "squad_d" if teacher else "squad"))
+    kind = "squad " + json.dumps({**dataclasses.asdict(opts), "teacher": teacher}, sort_keys=True)
+    check_output_dir(out, model, cfg, kind)
+    todo = [s for s in cfg.seed_list if not (out / f"seed{s}.json").is_file()]
+    if todo:
+        tokenizer = load_tokenizer(model)  # checks the model folder before any data is read
+        t_tok = load_tokenizer(teacher) if teacher else None
+        if teacher:
+            _same_vocab(tokenizer, t_tok, teacher)
+        try:
+            data = load_squad(data_dir, opts)
+        except NoData as e:
+            _write_json(out / "status.json", {"task": "squad", "status": NOT_RUN, "reason": str(e)})
+            todo = []
+    if todo:
+        (out / "status.json").unlink(missing_ok=True)
+        train, held = data.train, data.eval
+        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
+            train = train.shuffle(seed=0).select(range(cfg.max_train_examples))  # same subset for every run
+        if opts.max_eval_examples is not None and opts.max_eval_examples < len(held):
+            held = held.shuffle(seed=0).select(range(opts.max_eval_examples))
+        train_f = train_features(train, tokenizer, cfg.max_seq_len, opts.doc_stride)
+        eval_f = eval_features(held, tokenizer, cfg.max_seq_len, opts.doc_stride)
+        eval_in = eval_f.remove_columns(["example_id", "offset_mapping"])
+        references = {ex["id"]: ex["answers"]["text"] for ex in held}
+        loss_fn, t0 = None, time.time()
+        if teacher:
+            t_logits = predict(load_qa_model(teacher, t_tok), t_tok, train_f, cfg)
+            loss_fn = _distillation_loss_fn(t_logits["start_logits"], t_logits["end_logits"], opts)
+        teacher_time = time.time() - t0
+        with tqdm(total=len(todo) * num_updates(len(train_f), cfg), disable=not progress,
+                  desc="SQuAD (D)" if teacher else "SQuAD", unit="upd") as bar:
+            for seed in todo:
+                t0 = time.time()
+                qa = load_qa_model(model, tokenizer, seed=seed)
+                res = finetune(qa, tokenizer, train_f, cfg, seed, bar=bar, loss_fn=loss_fn)
+                logits = predict(res.model, tokenizer, eval_in, cfg)
+                answers = decode_answers(held, eval_f, logits["start_logits"], logits["end_logits"],
+                                         opts.n_best, opts.max_answer_length)
+                metrics = squad_metrics(answers, references)
+                if save_model and seed == cfg.seed_list[0]:
+                    res.model.save_pretrained(out / "model")
+                    tokenizer.save_pretrained(out / "model")
+                _write_json(out / f"seed{seed}.json", {
+                    "task": "squad", "seed": seed, "score": metrics["f1"], "metrics": metrics, "model": model,
+                    "teacher": teacher, "model_info": model_description(res.model),
+                    "hyperparameters": dataclasses.asdict(cfg), "squad": dataclasses.asdict(opts),
+                    "train_examples": len(train), "train_windows": len(train_f), "eval_examples": len(held),
+                    "eval_windows": len(eval_f), "updates": res.steps, "train_time_s": round(res.train_time_s, 1),
+                    "teacher_logits_time_s": round(teacher_time, 1), "wall_time_s": round(time.time() - t0, 1),
+                    "data": data.source, "comparable": data.comparable,
+                    "sample_predictions": {k: answers[k] for k in list(answers)[:5]}})
+                bar.set_postfix(f1=round(metrics["f1"], 2), refresh=False)
+    df = summarize_squad(out)
+    df.to_csv(out / "summary.csv", index=False)
+    return df
+
+
+def summarize_squad(output_dir):
+    """One-row DataFrame of the finished SQuAD runs in `output_dir` (see run_squad)."""
+    import pandas as pd
+
+    folder = Path(output_dir)
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
+    row = {"task": "squad", "display": "SQuAD"}
+    if results:
+        row.update(median_over_seeds(results))
+        row["data"], row["comparable"] = results[0]["data"], results[0]["comparable"]
+        row["distilled_from"] = results[0].get("teacher")
+    else:
+        status = folder / "status.json"
+        reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
+        row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
+    return _fill(pd.DataFrame([row]), ["exact_match", "f1"])
