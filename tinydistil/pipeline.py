@@ -153,6 +153,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         from .tables import write_tables
 
         write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir)
+        for role, folder in eval_dirs.items():  # per-seed results (not the models) next to the tables
+            _copy_results(folder, tables_dir / "runs" / "eval" / f"{preset}_{role}")
 
     def report():
         from .poster import write_poster
@@ -192,6 +194,14 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
     except FileNotFoundError as e:
         return f"not run: {e}"
     return None
+
+
+def _copy_results(src: Path, dest: Path) -> None:
+    """Copy the *.json / *.csv files under `src` to `dest` (same layout), leaving saved models out."""
+    for f in sorted(src.rglob("*")):
+        if f.suffix in (".json", ".csv") and "model" not in f.relative_to(src).parts:
+            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest / f.relative_to(src))
 
 
 def _mlm_eval(teacher: str, student: str, cfg) -> dict:
