@@ -3,12 +3,13 @@
 
     python benchmarks/ddp_throughput.py [--updates 8] [--nproc 2] [--data-dir DIR] [--out FILE]
 
-Both sides run the real `Trainer` loop on the cpu preset's distillation config (3-layer student of a randomly
+Both sides run the real `Trainer` loop on the cpu preset's distillation config (student of a randomly
 initialised cpu-preset-size teacher with a WordPiece vocabulary trained on WikiText-2; speed does not depend on
-the weight values), same global tokens per update. The 1-process side gets all --threads; each of the N processes
-gets --threads / N, so both use the same cores; a 1-process run with --threads / N threads is timed too, to
-separate the effect of more processes from that of fewer threads per process. Reported: non-pad tokens/s over the updates after the first
-(warm-up), from the loop's own log (tokens_per_s of each update, log_every=1), median and total.
+the weight values), batch 32 x 128 per process, the same global tokens per update (--nproc such batches).
+The 1-process side gets all --threads; each of the N processes gets --threads / N, so both use the same cores;
+a 1-process run with --threads / N threads is timed too, to separate the effect of more processes from that of
+fewer threads per process. Reported: median non-pad tokens/s over the updates after the first (warm-up), from
+the loop's own log (tokens_per_s of each update, log_every=1, summed over ranks).
 On a CPU the N processes share the machine's cores and memory bandwidth; on GPUs each has its own device.
 """
 from __future__ import annotations
@@ -92,6 +93,7 @@ def main() -> None:
     from tinydistil.provenance import git_sha, machine
 
     load_before = os.getloadavg()  # other jobs on the machine skew both sides
+    t_start, started = time.time(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     work = Path(tempfile.mkdtemp(prefix="ddp_throughput-"))
     build_teacher(args.data_dir, work / "teacher")
     sides = []
@@ -100,12 +102,14 @@ def main() -> None:
     for nproc, threads in plan:
         cfg = stage_config("cpu", "distill", teacher=str(work / "teacher"), data_dir=args.data_dir,
                            output_dir=str(work / f"run{nproc}x{threads}"), max_steps=args.updates, log_every=1,
+                           tokens_per_update=args.nproc * 32 * 128, batch_size=32, block_size=128,
                            save_every=10**9, device="cpu", precision="fp32")
         sides.append(run_side(nproc, threads, cfg, work))
     base = sides[0]["median_tokens_per_s"]
     lines = [f"command: python {shlex.join(sys.argv)}", f"git_sha: {git_sha()}", f"machine: {json.dumps(machine())}",
              f"cpu preset distillation, block 128, batch 32 per process, {sides[0]['tokens_per_update']} tokens per "
              f"update, {args.updates} updates (first excluded)",
+             f"started {started}, total wall time {time.time() - t_start:.0f} s (teacher set-up + every side)",
              f"load average (1/5/15 min) before: {load_before}, after: {os.getloadavg()} on {os.cpu_count()} cores", "",
              f"{'processes':>9} {'threads/proc':>12} {'median tokens/s':>16} {'ratio':>6} {'wall s (incl. setup)':>21}"]
     for s in sides:

@@ -100,3 +100,32 @@ def test_notebook_05_speed_tiny(tmp_path, monkeypatch):
     assert rows[4]["Speed-up vs teacher"] != "" and rows[7]["Output change vs fp32"].startswith("max |diff|")
     assert (tmp_path / "results" / "table3_speed.json").is_file()
     assert (tmp_path / "results" / "table3_speed.png").stat().st_size > 1000
+
+
+def test_notebook_04_squad_tiny(tmp_path, monkeypatch):
+    import csv
+    import shutil
+
+    papermill = pytest.importorskip("papermill")
+    from tiny_downstream import save_tiny_model, write_squad_fixture
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    teacher, student = save_tiny_model(tmp_path / "teacher"), save_tiny_model(tmp_path / "student", "distilbert")
+    for f in ("tokenizer.json", "tokenizer_config.json"):  # a student shares its teacher's tokenizer
+        shutil.copy(teacher / f, student / f)
+    params = {"preset": "cpu", "teacher_model": str(teacher), "student_model": str(student),
+              "runs_root": str(tmp_path / "runs"), "data_dir": str(write_squad_fixture(tmp_path / "data")),
+              "seeds": 1, "finetune_overrides": {"epochs": 1, "batch_size": 8, "lr": 1e-3, "max_seq_len": 48},
+              "squad_overrides": {"doc_stride": 16}, "results_dir": str(tmp_path / "results")}
+    papermill.execute_notebook(str(ROOT / "notebooks" / "04_squad.ipynb"), str(tmp_path / "04.ipynb"),
+                               parameters=params, cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    with open(tmp_path / "results" / "table2_downstream.csv", newline="") as f:
+        rows = {r["Model"].split(":")[0]: r for r in csv.DictReader(f)}
+    d_run = next((tmp_path / "runs" / "eval").glob("*/squad_d/seed0.json"))
+    import json
+
+    rec = json.loads(d_run.read_text())
+    assert rec["teacher"].endswith("squad/model")
+    assert float(rows["student (D)"]["SQuAD F1"]) == pytest.approx(rec["metrics"]["f1"], abs=0.06)
+    assert "not comparable" in rows["student (D)"]["note"] and rows["teacher"]["IMDb"] == "not run: no data"
+    assert (tmp_path / "runs" / "eval" / "squad_teacher_vs_student.png").stat().st_size > 1000

@@ -5,6 +5,8 @@
     reproduce          every stage of the preset in order (pretraining, distillation, GLUE / IMDb / SQuAD of
                        teacher and student, SQuAD (D), Table 3 timing, tables, report, poster); finished stages
                        are skipped, interrupted ones resumed. [--skip speed,squad_d | --skip downstream]
+    ablate             paper Table 4: distil again without L_ce / L_cos / L_mlm and with random init, fine-tune
+                       each on GLUE -> results/table4_ablation.csv (after reproduce) [--variants no_ce,random_init]
 
 Any config field can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,3], --teacher bert-base-uncased.
 
@@ -89,6 +91,24 @@ def reproduce(preset: str, extra: list[str]) -> dict:
     root = d_over.pop("output_dir", None)
     t_over.pop("output_dir", None)
     return run_all(preset, root=root, teacher_overrides=t_over, distill_overrides=d_over, skip=skip)
+
+
+def ablate(preset: str, extra: list[str]):
+    """`ablate`: the paper's Table 4 (see ablation.py). --variants no_ce,random_init picks some; --output-dir ROOT
+    as for reproduce; other --field value pairs override the distillation config of every variant."""
+    from .ablation import run_ablation
+
+    variants = None
+    if "--variants" in extra:
+        i = extra.index("--variants")
+        if i + 1 >= len(extra):
+            raise ValueError("--variants needs names, e.g. --variants no_ce,no_cos,no_mlm,random_init")
+        variants, extra = extra[i + 1], extra[:i] + extra[i + 2:]
+    _, d_over = _parse_overrides(preset, extra)
+    root = d_over.pop("output_dir", None)
+    df = run_ablation(preset, root=root, variants=variants, distill_overrides=d_over)
+    print(df.to_string(index=False))
+    return df
 
 
 FINETUNE_OPTIONS = {"glue": ("model", "tasks", "data_dir", "output_dir"),
@@ -259,7 +279,7 @@ def report_command(preset: str, extra: list[str]) -> tuple:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinydistil", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config", "glue", "imdb", "squad",
+    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config", "ablate", "glue", "imdb", "squad",
                                             "tables", "speed", "export", "report"])
     parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (default cpu)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
@@ -277,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             export_command(extra)
         elif args.command == "reproduce":
             reproduce(args.preset, extra)
+        elif args.command == "ablate":
+            ablate(args.preset, extra)
         elif args.command == "show-config":
             for stage in ("teacher", "distill"):
                 if stage == "teacher" and get_preset(args.preset).teacher is None:

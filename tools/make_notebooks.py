@@ -39,16 +39,24 @@ resume = True          # continue an interrupted run in the same folder'''),
     drive.mount("/content/drive")
     output_root = output_root or "/content/drive/MyDrive/tinydistil"
 
-from tinydistil.presets import preset_configs
-teacher_cfg, distill_cfg = preset_configs(preset, root=output_root, data_dir=data_dir,
-                                          teacher_overrides=teacher_overrides, distill_overrides=distill_overrides)
+from tinydistil.presets import preset_stages
+stages = dict(preset_stages(preset, root=output_root, data_dir=data_dir,
+                            teacher_overrides=teacher_overrides, distill_overrides=distill_overrides))
+stem_cfg, teacher_cfg, distill_cfg = stages.get("stem"), stages.get("teacher"), stages["distill"]
+if stem_cfg is not None:
+    print("stem stage:", stem_cfg.output_dir, f"({stem_cfg.num_layers} layers, grown into the teacher)")
 print("teacher stage:", teacher_cfg.output_dir if teacher_cfg else f"hub teacher {distill_cfg.teacher}")
 print("student stage:", distill_cfg.output_dir)'''),
-    ("md", "## 1 · Teacher\nOffline presets pretrain a small BERT with MLM (same loop, same resume); `t4` uses the hub teacher."),
+    ("md", "## 1 · Teacher\nOffline presets pretrain a small BERT with MLM (same loop, same resume); `t4` uses the hub "
+     "teacher. The `cpu` preset first trains a 2-layer *stem* and grows the 4-layer teacher from it by stacking its "
+     "layers: deeper BERTs trained from scratch sit on the unigram plateau far longer than a CPU budget allows."),
     ("code", '''from tinydistil import pretrain_teacher, distill
+if stem_cfg is not None:
+    print("stem:", pretrain_teacher(stem_cfg, resume=resume))
 if teacher_cfg is not None:
     teacher_dir = pretrain_teacher(teacher_cfg, resume=resume)
     print("teacher:", teacher_dir)'''),
+
     ("md", "## 2 · Distillation\nThe student is initialised from every other teacher layer, then trained with the triple loss."),
     ("code", '''student_dir = distill(distill_cfg, resume=resume)
 print("student:", student_dir)'''),
@@ -61,7 +69,8 @@ import pandas as pd
 def read_log(folder):
     return pd.DataFrame([json.loads(l) for l in (Path(folder) / "log.jsonl").read_text().splitlines()])
 
-runs = ([("teacher MLM", teacher_cfg.output_dir)] if teacher_cfg else []) + [("distillation", distill_cfg.output_dir)]
+runs = ([("stem MLM", stem_cfg.output_dir)] if stem_cfg else []) + \
+       ([("teacher MLM", teacher_cfg.output_dir)] if teacher_cfg else []) + [("distillation", distill_cfg.output_dir)]
 fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
 for ax, (title, folder) in zip(axes[0], runs):
     log = read_log(folder)
@@ -223,6 +232,79 @@ for r in bars:
 ]
 
 
+NB04 = [
+    ("md", """# 04 · SQuAD v1.1 and DistilBERT (D) (paper Table 2)
+
+Fine-tune the teacher and the student for extractive question answering and report exact match and F1
+(official answer normalisation; best over the gold answers). Windows of 384 tokens with a stride of 128
+(offset mapping back to characters), n-best 20, answers of at most 30 tokens.
+
+**DistilBERT (D)** adds a second distillation step during fine-tuning: the student learns from the
+SQuAD-fine-tuned teacher with `0.5 · CE + 0.5 · T² · KL` over the start and end distributions (T = 2).
+
+* Hub: `rajpurkar/squad` (train 87.6k, dev 10.6k questions), comparable with the paper.
+* Offline: only `data_dir/squad-v1.1/dev-v1.1.json` exists, so the dev **articles** are split once (fixed seed)
+  into a fine-tuning half and a scoring half. Such scores are labelled *not comparable with the paper*."""),
+    ("code", COLAB_SETUP),
+    ("params", MODELS_PARAMS + '''
+seeds = 1                  # SQuAD is costly; the median over seeds is reported
+max_train_examples = None  # e.g. 3000 on a CPU
+max_eval_examples = None   # e.g. 2000 on a CPU (a fixed random subset of the scoring questions)
+finetune_overrides = {}    # FinetuneConfig fields, e.g. {"epochs": 2, "batch_size": 32}
+squad_overrides = {}       # SquadConfig fields, e.g. {"temperature": 2.0, "alpha_kd": 0.5}
+distil_student = True      # also run DistilBERT (D) from the SQuAD-fine-tuned teacher
+results_dir = "results"    # where table1_glue.csv / table2_downstream.csv are (re)written'''),
+    ("code", MODELS_SETUP + '''
+import dataclasses
+from tinydistil.squad import SQUAD_FINETUNE, SquadConfig
+cfg = replace(FinetuneConfig(**SQUAD_FINETUNE), seeds=seeds, max_train_examples=max_train_examples,
+              **finetune_overrides)
+opts = dataclasses.replace(SquadConfig(max_eval_examples=max_eval_examples), **squad_overrides)
+print(opts)'''),
+    ("md", "## 1 · Fine-tune teacher and student; then the student again with the teacher's soft targets (D)"),
+    ("code", '''from tinydistil.squad import run_squad
+squad = {}
+for role, model in models.items():
+    squad[role] = run_squad(model, cfg, opts, output_dir=eval_dirs[role] / "squad", data_dir=data_dir)
+qa_teacher = eval_dirs["teacher"] / "squad" / "model"
+if distil_student and (qa_teacher / "config.json").is_file():
+    squad["student (D)"] = run_squad(models["student"], cfg, opts, teacher=str(qa_teacher),
+                                     output_dir=eval_dirs["student"] / "squad_d", data_dir=data_dir)
+for role, df in squad.items():
+    print(role)
+    display(df.drop(columns=[c for c in ("data", "reason") if c in df]))'''),
+    ("md", "## 2 · Table 2 (with the IMDb results of notebook 03, if any)"),
+    ("code", '''from tinydistil.tables import write_tables
+_, table2 = write_tables([(role, str(eval_dirs[role])) for role in models], results_dir)
+print("wrote", Path(results_dir) / "table2_downstream.csv")
+table2'''),
+    ("md", "## 3 · EM / F1: ours beside the paper's"),
+    ("code", '''import matplotlib.pyplot as plt
+import numpy as np
+from tinydistil.glue import NOT_RUN
+from tinydistil.tables import PAPER_TABLE2
+ours = {r: (float(d["exact_match"].iloc[0]), float(d["f1"].iloc[0])) for r, d in squad.items()
+        if d["score"].iloc[0] != NOT_RUN}
+paper = {f"paper {m}": (float(v[1]), float(v[2])) for m, v in PAPER_TABLE2.items()}
+labels = list(ours) + list(paper)
+fig, ax = plt.subplots(figsize=(8, 3.5))
+y = np.arange(len(labels))
+for k, (name, off) in enumerate((("EM", -0.2), ("F1", 0.2))):
+    vals = [(ours.get(lab) or paper[lab])[k] for lab in labels]
+    ax.barh(y + off, vals, 0.4, label=name)
+    for yy, v in zip(y + off, vals):
+        ax.text(v + 1, yy, f"{v:.1f}", va="center", fontsize=7)
+ax.set_yticks(y, labels)
+ax.set(xlabel="SQuAD v1.1 (%)", xlim=(0, 105), title="SQuAD: teacher, student, student (D)")
+ax.legend()
+plt.tight_layout()
+fig.savefig(eval_root / "squad_teacher_vs_student.png", dpi=120, bbox_inches="tight")
+plt.show()
+if any(not bool(d["comparable"].iloc[0]) for d in squad.values() if "comparable" in d):
+    print("note: fine-tuned and scored on two halves of SQuAD dev (no train file offline): not comparable with the paper")'''),
+]
+
+
 NB05 = [
     ("md", """# 05 · Size and speed (paper Table 3)
 
@@ -309,6 +391,6 @@ if __name__ == "__main__":
     out = Path(__file__).resolve().parent.parent / "notebooks"
     out.mkdir(exist_ok=True)
     for name, cells in (("01_distill_pretraining", NB01), ("02_glue", NB02), ("03_imdb", NB03),
-                        ("05_speed", NB05)):
+                        ("04_squad", NB04), ("05_speed", NB05)):
         nbf.write(build(cells), out / f"{name}.ipynb")
         print("wrote", out / f"{name}.ipynb")
