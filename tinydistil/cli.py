@@ -75,18 +75,23 @@ def _run(cfg, stage: str, resume: bool):
     return folder
 
 
+def _pop_option(extra: list[str], name: str, needs: str) -> tuple[str | None, list[str]]:
+    """(value of `name`, the other arguments); ValueError naming what it needs when the value is missing."""
+    if name not in extra:
+        return None, extra
+    i = extra.index(name)
+    if i + 1 >= len(extra) or extra[i + 1].startswith("--"):
+        raise ValueError(f"{name} needs {needs}")
+    return extra[i + 1], extra[:i] + extra[i + 2:]
+
+
 def reproduce(preset: str, extra: list[str]) -> dict:
     """Every stage of the preset (see pipeline.py); finished stages are skipped, interrupted ones resumed.
     `--output-dir ROOT` puts everything under ROOT/<preset>/; `--skip speed,squad_d` (or `downstream`) leaves
     stages out; any other `--field value` overrides the pretraining configs."""
     from .pipeline import reproduce as run_all
 
-    skip = ()
-    if "--skip" in extra:
-        i = extra.index("--skip")
-        if i + 1 >= len(extra):
-            raise ValueError("--skip needs stage names, e.g. --skip speed,squad_d (or --skip downstream)")
-        skip, extra = extra[i + 1], extra[:i] + extra[i + 2:]
+    skip, extra = _pop_option(extra, "--skip", "stage names, e.g. --skip speed,squad_d (or --skip downstream)")
     t_over, d_over = _parse_overrides(preset, extra)
     root = d_over.pop("output_dir", None)
     t_over.pop("output_dir", None)
@@ -98,12 +103,7 @@ def ablate(preset: str, extra: list[str]):
     as for reproduce; other --field value pairs override the distillation config of every variant."""
     from .ablation import run_ablation
 
-    variants = None
-    if "--variants" in extra:
-        i = extra.index("--variants")
-        if i + 1 >= len(extra):
-            raise ValueError("--variants needs names, e.g. --variants no_ce,no_cos,no_mlm,random_init")
-        variants, extra = extra[i + 1], extra[:i] + extra[i + 2:]
+    variants, extra = _pop_option(extra, "--variants", "names, e.g. --variants no_ce,no_cos,no_mlm,random_init")
     _, d_over = _parse_overrides(preset, extra)
     root = d_over.pop("output_dir", None)
     df = run_ablation(preset, root=root, variants=variants, distill_overrides=d_over)

@@ -288,6 +288,25 @@ def median_over_seeds(results: list[dict]) -> dict:
     return out
 
 
+def summarize_seeds(output_dir, task: str, display: str, metric_cols, extra=None):
+    """One-row DataFrame of the finished seed<k>.json runs of one task in `output_dir`: task, display, the
+    median over seeds (median_over_seeds) and extra(results) -> more columns; or score NOT_RUN with the
+    reason from status.json. Used by the single-task runners (IMDb, SQuAD)."""
+    import pandas as pd
+
+    folder = Path(output_dir)
+    results = sorted((json.loads(p.read_text()) for p in folder.glob("seed*.json")), key=lambda r: r["seed"])
+    row = {"task": task, "display": display}
+    if results:
+        row.update(median_over_seeds(results))
+        row.update(extra(results) if extra else {})
+    else:
+        status = folder / "status.json"
+        reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
+        row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
+    return _fill(pd.DataFrame([row]), list(metric_cols))
+
+
 def model_description(model) -> dict:
     return {"model_type": model.config.model_type,
             "layers": getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
 import time
 from pathlib import Path
@@ -21,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .finetune import FinetuneConfig
-from .glue import (NOT_RUN, NoData, TaskData, _fill, _write_json, check_output_dir, default_output_dir,
-                   median_over_seeds, model_description, normalize_model, resolve_data_dir)
+from .glue import (NOT_RUN, NoData, TaskData, _write_json, check_output_dir, default_output_dir, model_description,
+                   normalize_model, resolve_data_dir, summarize_seeds)
 from .metrics import accuracy
 
 LABELS = ("Negative", "Positive")
@@ -167,17 +166,5 @@ def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, dat
 
 def summarize_imdb(output_dir):
     """One-row DataFrame of the finished IMDb runs in `output_dir` (see run_imdb)."""
-    import pandas as pd
-
-    folder = Path(output_dir)
-    results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
-    row = {"task": "imdb", "display": "IMDb"}
-    if results:
-        row.update(median_over_seeds(results))
-        row["selected_epochs"] = [r["selected_epoch"] for r in sorted(results, key=lambda r: r["seed"])]
-        row["data"] = results[0]["data"]
-    else:
-        status = folder / "status.json"
-        reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
-        row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
-    return _fill(pd.DataFrame([row]), ["accuracy", "dev_accuracy"])
+    return summarize_seeds(output_dir, "imdb", "IMDb", ["accuracy", "dev_accuracy"], lambda rs: {
+        "selected_epochs": [r["selected_epoch"] for r in rs], "data": rs[0]["data"]})

@@ -245,7 +245,7 @@ def poster_figure(res: Results):
         ax.set_yscale("log")
         title += " (log-log; ours: other models and machine)"
     else:
-        title += f" — ours: not run"
+        title += " — ours: not run"
     ax.set_title(title, fontsize=11, loc="left")
 
     ab_rows = res.measured("table4")

@@ -34,8 +34,7 @@ import torch.nn.functional as F
 
 from .finetune import FinetuneConfig
 from .data import resolve_data_dir as _resolve_dir
-from .glue import NOT_RUN, NoData, _fill, _write_json, check_output_dir, median_over_seeds, model_description, \
-    normalize_model
+from .glue import NOT_RUN, NoData, _write_json, check_output_dir, model_description, normalize_model, summarize_seeds
 from .losses import soft_target_kl
 from .metrics import squad_metrics
 
@@ -385,17 +384,5 @@ def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig |
 
 def summarize_squad(output_dir):
     """One-row DataFrame of the finished SQuAD runs in `output_dir` (see run_squad)."""
-    import pandas as pd
-
-    folder = Path(output_dir)
-    results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
-    row = {"task": "squad", "display": "SQuAD"}
-    if results:
-        row.update(median_over_seeds(results))
-        row["data"], row["comparable"] = results[0]["data"], results[0]["comparable"]
-        row["distilled_from"] = results[0].get("teacher")
-    else:
-        status = folder / "status.json"
-        reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
-        row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
-    return _fill(pd.DataFrame([row]), ["exact_match", "f1"])
+    return summarize_seeds(output_dir, "squad", "SQuAD", ["exact_match", "f1"], lambda rs: {
+        "data": rs[0]["data"], "comparable": rs[0]["comparable"], "distilled_from": rs[0].get("teacher")})
