@@ -46,13 +46,15 @@ def test_every_stage_runs_and_writes_its_outputs(smoke_run):
 
 
 def test_second_call_redoes_nothing(smoke_run):
-    root, _ = smoke_run
+    root, first = smoke_run
     seed_file = root / "smoke" / "eval" / "teacher" / "squad" / "seed0.json"
     before = seed_file.stat().st_mtime
     again = reproduce("smoke", root=str(root), progress=False, skip="report")
     assert seed_file.stat().st_mtime == before
-    assert again["stage_status"]["teacher"] == "already finished"
-    assert again["stage_status"]["speed"] == "already finished"
+    # finished stages keep the times measured by the first call
+    assert again["stage_status"]["teacher"].startswith("done in an earlier call")
+    assert again["stage_wall_time_s"]["teacher"] == first["stage_wall_time_s"]["teacher"]
+    assert again["stage_status"]["speed"].startswith("done in an earlier call")
 
 
 def test_parse_skip():
@@ -60,3 +62,15 @@ def test_parse_skip():
     assert parse_skip(["speed", "squad_d"]) == {"speed", "squad_d"}
     with pytest.raises(ValueError, match="unknown stage 'glu'"):
         parse_skip("glu")
+
+
+def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
+    from tinydistil.pipeline import _carry_over
+
+    summary = {"stage_wall_time_s": {"teacher": 0.4, "distill": 0.3, "glue": 50.0},
+               "stage_status": {"teacher": "already finished", "distill": "already finished", "glue": "done"}}
+    earlier = {"git_sha": "abc", "stage_wall_time_s": {"teacher": 900.0, "distill": 800.0, "glue": 12.0},
+               "stage_status": {"teacher": "done", "distill": "done", "glue": "done"}}
+    _carry_over(summary, earlier)
+    assert summary["stage_wall_time_s"] == {"teacher": 900.0, "distill": 800.0, "glue": 50.0}
+    assert summary["study_wall_time_s"] == 1750.0 and summary["stage_status"]["teacher"].startswith("done in an")

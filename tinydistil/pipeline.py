@@ -87,6 +87,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
                "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}}
     t_all = time.time()
+    earlier = _read_json(results / "reproduce.json")  # an interrupted invocation's measured stage times
 
     def run_stage(i: int, name: str, fn) -> None:
         _say(f"stage {i}/{len(todo)}: {name}")
@@ -168,11 +169,32 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
            "squad": squad, "squad_d": squad_d, "speed": speed, "tables": tables, "report": report}
     for i, name in enumerate(todo, 1):
         run_stage(i, name, fns[name])
+        _carry_over(summary, earlier)
         _write_summary(summary, stages, results, t_all)
     summary["total_wall_time_s"] = round(time.time() - t_all, 1)
+    _carry_over(summary, earlier)
     _write_summary(summary, stages, results, t_all)
     _print_summary(summary, tables_dir, report_dir, poster_dir)
     return summary
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _carry_over(summary: dict, earlier: dict) -> None:
+    """Stages this call found finished keep the wall time an earlier call measured for them, so that
+    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions."""
+    times, status = summary["stage_wall_time_s"], summary["stage_status"]
+    before, before_status = earlier.get("stage_wall_time_s", {}), earlier.get("stage_status", {})
+    for name in times:
+        if status[name] == "already finished" and name in before and str(before_status.get(name, "done")).startswith("done"):
+            times[name] = before[name]
+            status[name] = f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})"
+    summary["study_wall_time_s"] = round(sum(times.values()), 1)
 
 
 def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: dict, progress: bool):
@@ -246,7 +268,8 @@ def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
 
 
 def _print_summary(summary: dict, tables_dir: Path, report_dir: Path, poster_dir: Path) -> None:
-    lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min"]
+    lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min this call, "
+             f"{summary['study_wall_time_s'] / 60:.1f} min for the whole study (sum over stages)"]
     for name, t in summary["stage_wall_time_s"].items():
         lines.append(f"  {name:<9} {t:>7.0f} s  {summary['stage_status'][name]}")
     for f in ("table1_glue.csv", "table2_downstream.csv", "table3_speed.csv"):
