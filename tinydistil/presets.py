@@ -60,9 +60,9 @@ def _cpu() -> Preset:
         stem=TeacherConfig(**common, **size, output_dir="runs/cpu/stem", num_layers=2, max_steps=1000),
         tables_dir="results",
         downstream={"glue": glue, "imdb": dict(seeds=3, epochs=3, max_train_examples=1000, max_seq_len=256, lr=2e-4),
-                    "squad": dict(seeds=1, epochs=2, batch_size=16, max_seq_len=384, max_train_examples=3000,
+                    "squad": dict(seeds=1, epochs=2, batch_size=16, max_seq_len=384, max_train_examples=2000,
                                   lr=2e-4),
-                    "squad_opts": {"max_eval_examples": 2000}, "speed": {"repeats": 3}},
+                    "squad_opts": {"max_eval_examples": 1000}, "speed": {"repeats": 3}},
     )
 
 
