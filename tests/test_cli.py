@@ -221,7 +221,7 @@ def test_reproduce_runs_teacher_then_distill(fake_trainer, tmp_path):
     assert t_cfg.max_steps == 3 and d_cfg.max_steps == 3
     # the distillation stage uses the teacher the first stage produced
     assert Path(d_cfg.teacher) == Path(t_cfg.output_dir) / "model"
-    summary = json.loads((root / "smoke" / "results" / "reproduce.json").read_text())
+    summary = json.loads((root / "smoke" / "results" / "smoke" / "reproduce.json").read_text())
     assert summary["preset"] == "smoke" and list(summary["stage_wall_time_s"]) == ["teacher", "distill"]
     assert "mlm_eval" in summary["skipped"] and summary["git_sha"]
 

@@ -131,7 +131,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     runs = Path(root) / preset if root else Path("runs") / preset
     eval_root = Path(root) / preset / "eval" if root else Path("runs") / "eval"
     main_eval = eval_root / ("student" if root else f"{preset}_student") / "glue"
-    tables_dir = Path(root) / preset / "results" if root else Path(p.tables_dir or p.results_dir or runs / "results")
+    tables_dir = Path(root) / preset / "results" if root else Path(p.tables_dir or runs / "results")
     glue_cfg = _finetune_cfg(p.downstream.get("glue", {}))
     tasks = parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir

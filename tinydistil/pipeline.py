@@ -9,7 +9,7 @@
     summary = reproduce("cpu")                       # what `python -m tinydistil reproduce --preset cpu` runs
     summary = reproduce("smoke", root="/tmp/runs")   # seconds, on the bundled samples
 
-Each stage's wall time lands in <results_dir>/reproduce.json (cpu: results/cpu/) with the git SHA and machine.
+Each stage's wall time lands in <tables_dir>/<preset>/reproduce.json (cpu: results/cpu/) with the git SHA and machine.
 Finished work is never redone: pretraining stages resume from their checkpoints, fine-tuning skips finished
 (task, seed) runs, `speed` skips when its CSV was written by a finished run of the same models.
 """
@@ -73,11 +73,11 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     if root:  # everything under root/<preset>/
         base = Path(root) / preset
         eval_dirs = {r: base / "eval" / r for r in ("teacher", "student")}
-        results = tables_dir = base / "results"
-    else:  # the preset's folders: runs/eval/<preset>_<role>, results/<preset>/, tables in results/
+        tables_dir = base / "results"
+    else:  # the preset's folders: runs/eval/<preset>_<role>, tables in the preset's tables_dir (cpu: results/)
         eval_dirs = {r: Path("runs") / "eval" / f"{preset}_{r}" for r in ("teacher", "student")}
-        results = Path(p.results_dir or f"runs/{preset}/results")
-        tables_dir = Path(p.tables_dir) if p.tables_dir else results
+        tables_dir = Path(p.tables_dir or f"runs/{preset}/results")
+    results = tables_dir / preset  # logs + reproduce.json, where the report looks for them (cpu: results/cpu/)
     report_dir, poster_dir = ((Path("report"), Path("poster")) if tables_dir == Path("results")
                               else (tables_dir / "report", tables_dir / "poster"))
     data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub

@@ -22,9 +22,10 @@ SAMPLE_DATA = str(Path(__file__).resolve().parent / "sample_data")
 class Preset:
     teacher: TeacherConfig | None  # None: the distillation teacher comes from the hub
     distill: DistillConfig
-    results_dir: str | None = None  # where `reproduce` copies logs and summaries of finished stages
     stem: TeacherConfig | None = None  # a shallower teacher trained first; `teacher` grows from it
-    tables_dir: str | None = None  # where `reproduce` writes Tables 1-3 (None: <runs root>/<preset>/results)
+    # where `reproduce` writes Tables 1-4 and, in <tables_dir>/<preset>/, the stage logs and reproduce.json
+    # (None: runs/<preset>/results)
+    tables_dir: str | None = None
     # `reproduce` downstream settings: FinetuneConfig overrides per task ("glue", "imdb", "squad"),
     # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks").
     downstream: dict = field(default_factory=dict)
@@ -56,7 +57,6 @@ def _cpu() -> Preset:
                       grow_from="runs/cpu/stem/model"),
         DistillConfig(**common, tokens_per_update=4096, output_dir="runs/cpu/student", teacher="runs/cpu/teacher/model",
                       epochs=1.5),
-        results_dir="results/cpu",
         stem=TeacherConfig(**common, **size, output_dir="runs/cpu/stem", num_layers=2, max_steps=1000),
         tables_dir="results",
         downstream={"glue": glue, "imdb": dict(seeds=3, epochs=3, max_train_examples=1000, max_seq_len=256, lr=2e-4),
@@ -70,7 +70,7 @@ def _t4() -> Preset:
     return Preset(None, DistillConfig(
         teacher="bert-base-uncased", output_dir="runs/t4/student", block_size=256, batch_size=32,
         tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10),
-        results_dir="results/t4", tables_dir="results/t4",
+        tables_dir="results/t4",
         downstream={"glue": dict(seeds=5), "imdb": dict(seeds=3, max_seq_len=512, batch_size=16),
                     "squad": dict(seeds=1, epochs=2, batch_size=32, max_seq_len=384), "speed": {"repeats": 3}})
 
@@ -79,7 +79,7 @@ def _paper() -> Preset:
     return Preset(None, DistillConfig(
         teacher="bert-base-uncased", corpus="wikipedia+books", output_dir="runs/paper/student", block_size=512,
         batch_size=8, tokens_per_update=4096 * 512, epochs=3.0, save_every=100, log_every=10),
-        results_dir="results/paper")
+        tables_dir="results/paper")
 
 
 PRESETS = {"smoke": _smoke, "cpu": _cpu, "t4": _t4, "paper": _paper}
