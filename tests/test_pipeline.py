@@ -39,6 +39,8 @@ def test_every_stage_runs_and_writes_its_outputs(smoke_run):
     squad = json.loads((root / "smoke" / "eval" / "student" / "squad_d" / "seed0.json").read_text())
     assert float(t2["student (D)"]["SQuAD F1"]) == pytest.approx(squad["metrics"]["f1"], abs=0.06)
     assert squad["teacher"].endswith("eval/teacher/squad/model") and "not comparable" in t2["student (D)"]["note"]
+    # the note gives the questions this run used (the smoke preset caps scoring at 8), not just the split's size
+    assert f"fine-tuned on {squad['train_examples']} questions, scored on 8" in t2["student (D)"]["note"]
     t3 = _rows(res / "table3_speed.csv")
     assert any(r["Model"].startswith("student (ONNX Runtime int8)") for r in t3)
     report = (res / "report" / "report.md").read_text()
@@ -74,3 +76,8 @@ def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
     _carry_over(summary, earlier)
     assert summary["stage_wall_time_s"] == {"teacher": 900.0, "distill": 800.0, "glue": 50.0}
     assert summary["study_wall_time_s"] == 1750.0 and summary["stage_status"]["teacher"].startswith("done in an")
+    # a fine-tuning stage found finished, with no earlier measurement: the sum of its per-seed wall times
+    summary = {"stage_wall_time_s": {"glue": 0.1}, "stage_status": {"glue": "already finished"},
+               "seed_wall_time_s": {"glue": 640.5}}
+    _carry_over(summary, {"stage_wall_time_s": {"glue": 0.0}, "stage_status": {"glue": "done"}})
+    assert summary["stage_wall_time_s"]["glue"] == 640.5 and "per-seed" in summary["stage_status"]["glue"]

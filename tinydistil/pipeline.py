@@ -89,10 +89,25 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     t_all = time.time()
     earlier = _read_json(results / "reproduce.json")  # an interrupted invocation's measured stage times
 
+    seed_globs = {"glue": [(r, "glue/*/seed*.json") for r in eval_dirs],
+                  "imdb": [(r, "imdb/seed*.json") for r in eval_dirs],
+                  "squad": [(r, "squad/seed*.json") for r in eval_dirs],
+                  "squad_d": [("student", "squad_d/seed*.json")]}
+
+    def seed_runs(name: str) -> tuple[int, float]:
+        """(finished (task, seed) runs of a fine-tuning stage, the sum of their recorded wall times)."""
+        files = [f for role, pattern in seed_globs.get(name, []) for f in eval_dirs[role].glob(pattern)]
+        return len(files), sum(float(_read_json(f).get("wall_time_s", 0.0)) for f in files)
+
     def run_stage(i: int, name: str, fn) -> None:
         _say(f"stage {i}/{len(todo)}: {name}")
         t0 = time.time()
+        before = seed_runs(name)[0]
         status = fn()
+        after, seconds = seed_runs(name)
+        if status is None and name in seed_globs and after and after == before:
+            status = "already finished"  # every (task, seed) was done before this call
+            summary.setdefault("seed_wall_time_s", {})[name] = round(seconds, 1)
         summary["stage_wall_time_s"][name] = round(time.time() - t0, 1)
         summary["stage_status"][name] = status or "done"
         _say(f"stage {i}/{len(todo)}: {name} {status or 'done'} in {time.time() - t0:.0f}s "
@@ -106,6 +121,11 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         return fn
 
     def mlm_eval():
+        retrained = any(not str(summary["stage_status"].get(s, "")).startswith(("already", "done in")) for s in cfgs)
+        prev = earlier.get("mlm_eval", {})
+        if prev.get("split") and not retrained and (earlier.get("teacher"), earlier.get("student")) == (teacher, student):
+            summary["mlm_eval"] = prev  # the same models were evaluated by an earlier call
+            return "already finished"
         summary["mlm_eval"] = _mlm_eval(teacher, student, distill_cfg)
         if "not run" in summary["mlm_eval"]:
             return f"not run: {summary['mlm_eval']['not run']}"
@@ -190,10 +210,18 @@ def _carry_over(summary: dict, earlier: dict) -> None:
     `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions."""
     times, status = summary["stage_wall_time_s"], summary["stage_status"]
     before, before_status = earlier.get("stage_wall_time_s", {}), earlier.get("stage_status", {})
+    seeds = summary.get("seed_wall_time_s", {})
     for name in times:
-        if status[name] == "already finished" and name in before and str(before_status.get(name, "done")).startswith("done"):
-            times[name] = before[name]
-            status[name] = f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})"
+        if status[name] != "already finished":
+            continue
+        measured = before.get(name) if str(before_status.get(name, "")).startswith("done") else None
+        if seeds.get(name, 0) > (measured or 0):  # a fine-tuning stage cannot have taken less than its runs
+            times[name] = seeds[name]
+            status[name] = "done in earlier calls (time = sum of its per-seed runs' wall times)"
+        elif measured is not None:
+            times[name] = measured
+            status[name] = (before_status[name] if before_status[name].startswith("done in")
+                            else f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})")
     summary["study_wall_time_s"] = round(sum(times.values()), 1)
 
 

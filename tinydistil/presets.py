@@ -1,8 +1,20 @@
 """Named run sizes. Each preset is a teacher stage (None = use a hub teacher) and a distillation stage.
 
 smoke  tiny random-size teacher on the bundled 500-line sample: seconds; used by tests and CI notebooks.
-cpu    offline small teacher (WordPiece 8K, 6 x 256) pretrained on WikiText-2, then a 3-layer student.
-       Budget on a 2-core CPU: teacher pretraining 2 epochs (~20 min) + distillation 1.5 epochs (~20 min).
+cpu    offline small teacher (WordPiece 8K, 4 x 256, grown from a 2-layer stem) pretrained on WikiText-2, then
+       a 2-layer student. `reproduce --preset cpu` must finish within 90 min on 2 CPU cores. Budget, from the
+       measured run (results/cpu/reproduce.json has the real stage times):
+         stem (2 layers, 1000 updates of 4096 tokens, incl. tokenizer)  ~11 min
+         teacher (4 layers = the stem stacked, 1500 updates)            ~16 min
+         distillation (1.5 epochs, 971 updates) + held-out MLM eval     ~16 min
+         GLUE: 6 local tasks x 3 seeds x <= 2000 examples x 3 epochs, teacher and student   ~15 min
+         IMDb: 3 seeds x 1000 reviews x 256 tokens, teacher and student                     ~10 min
+         SQuAD: teacher, student, student (D); 2000 questions of half the dev articles,
+                scored on 1000 of the other half; 1 seed                                    ~8 min
+         Table 3 timing (BERT-base / DistilBERT architectures included), tables, report     ~8 min
+       Why a stem: a post-LayerNorm BERT of 4+ layers trained from scratch sits on the unigram plateau
+       (always predicting "the") for thousands of updates; a 2-layer one leaves it within ~150, and its
+       stacked copy (Gong et al. 2019) starts off the plateau (results/experiments/teacher_plateau/).
 t4     bert-base-uncased -> 6-layer DistilBERT on WikiText-2, fp16 on a 16 GB Colab T4 (~3 epochs).
 paper  the paper's set-up: bert-base-uncased -> 6-layer DistilBERT on English Wikipedia + BookCorpus,
        4096 sequences of 512 tokens per update (gradient accumulation), 3 epochs; meant for 8 GPUs under

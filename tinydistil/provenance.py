@@ -16,7 +16,10 @@ def git_sha() -> str:
         sha = out.stdout.strip()
         if out.returncode or not sha:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        # outputs (results/, report/, poster/) being rewritten by the run itself do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(exclude,top)results", ":(exclude,top)report", ":(exclude,top)poster"],
+                               capture_output=True,
                                text=True, timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):

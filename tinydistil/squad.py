@@ -385,4 +385,5 @@ def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig |
 def summarize_squad(output_dir):
     """One-row DataFrame of the finished SQuAD runs in `output_dir` (see run_squad)."""
     return summarize_seeds(output_dir, "squad", "SQuAD", ["exact_match", "f1"], lambda rs: {
-        "data": rs[0]["data"], "comparable": rs[0]["comparable"], "distilled_from": rs[0].get("teacher")})
+        "data": rs[0]["data"], "comparable": rs[0]["comparable"], "distilled_from": rs[0].get("teacher"),
+        "train_examples": rs[0]["train_examples"], "eval_examples": rs[0]["eval_examples"]})

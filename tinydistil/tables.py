@@ -73,8 +73,10 @@ def squad_cells(results) -> dict:
         cell = f"{SQUAD_NOT_RUN}: {reason}" if reason != "not attempted" else SQUAD_NOT_RUN
         return {"SQuAD EM": cell, "SQuAD F1": cell, "note": ""}
     note = f"SQuAD EM/F1 median of {int(rec['seeds_run'])} seed(s)"
+    if rec.get("train_examples"):
+        note += f", fine-tuned on {rec['train_examples']} questions, scored on {rec['eval_examples']}"
     if not rec.get("comparable", True):
-        note += f" ({rec['data']}; not comparable with the paper)"
+        note += f" (drawn from: {rec['data']}; not comparable with the paper)"
     return {"SQuAD EM": rec["exact_match"], "SQuAD F1": rec["f1"], "note": note}
 
 
