@@ -59,6 +59,23 @@ def test_second_call_redoes_nothing(smoke_run):
     assert again["stage_status"]["speed"].startswith("done in an earlier call")
 
 
+def test_speed_is_timed_again_for_models_newer_than_its_table(smoke_run):
+    import os
+    import time
+
+    from tinydistil.pipeline import _speed
+    from tinydistil.presets import SAMPLE_DATA
+
+    root, summary = smoke_run
+    csv_path = root / "smoke" / "results" / "table3_speed.csv"
+    student = summary["student"]
+    assert _speed(summary["teacher"], student, root / "none", None, csv_path, {}, False) == "already finished"
+    later = time.time() + 5
+    os.utime(os.path.join(student, "config.json"), (later, later))  # as if trained again after the timing
+    assert _speed(summary["teacher"], student, root / "none", SAMPLE_DATA, csv_path,
+                  {"max_examples": 2, "repeats": 1, "include_reference_archs": False}, False) is None
+
+
 def test_parse_skip():
     assert parse_skip("downstream") >= {"glue", "speed", "report"}
     assert parse_skip(["speed", "squad_d"]) == {"speed", "squad_d"}
