@@ -226,3 +226,16 @@ def test_cli_report(results, tmp_path, capsys):
     assert main(["report", "--results-dir", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["report", "--bogus", "x"]) == 2
+
+
+def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
+    from tinydistil.ablation import write_table4
+    from tinydistil.report import _section_headlines, load_results
+
+    write_table4([{"Variant": "full triple loss", "score": 50.0, "per_seed": [48.0, 52.0]},   # sd 2.83
+                  {"Variant": "- L_ce", "score": 49.0, "per_seed": [48.5, 49.5]},
+                  {"Variant": "random init", "score": 45.0, "per_seed": [44.0, 46.0]}],
+                 tmp_path / "table4_ablation.csv")
+    text = _section_headlines(load_results(tmp_path, "cpu"))
+    noise = [line for line in text.splitlines() if "Within noise" in line]
+    assert len(noise) == 1 and "- L_ce" in noise[0] and "random init" not in noise[0] and "(2.83)" in noise[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,7 +197,10 @@ def ablation(res: Results) -> dict | None:
     ours = sorted(ours, key=lambda x: x[1])
     theirs = sorted([(v, paper[v]) for v, _ in ours if paper.get(v) is not None], key=lambda x: x[1])
     compared = [v for v, _ in ours if paper.get(v) is not None]
-    return {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared}
+    full = next((r for r in rows if r["Variant"] == "full triple loss"), {})
+    sd = re.search(r"sd ([0-9.]+)", str(full.get("Spread", "")))  # the full loss's seed-to-seed spread
+    return {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared,
+            "full_sd": float(sd.group(1)) if sd else None}
 
 
 # ------------------------------------------------------------------ markdown helpers
@@ -334,6 +338,10 @@ def _section_headlines(res: Results) -> str:
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["paper"])
         out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; "
                    f"**{'same order' if ab['same_order'] else 'different order'}**.")
+        within = [v for v, d in ab["ours"] if ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
+        if within:
+            out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
+                       f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
     else:
         why = res.missing.get("table4", "no measured ablation deltas")
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
