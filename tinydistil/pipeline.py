@@ -231,10 +231,7 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
 
     meta = out_csv.with_suffix(".json")
     if out_csv.is_file() and meta.is_file():
-        try:
-            prev = json.loads(meta.read_text())
-        except ValueError:
-            prev = {}
+        prev = _read_json(meta)
         same = lambda a, b: bool(a) and Path(a).resolve() == Path(b).resolve()  # noqa: E731
         # written after the models were saved (a fresh clone has the committed CSV but newly trained models)
         models = [f for d in (teacher, student) if Path(d).is_dir() for f in Path(d).iterdir() if f.is_file()]

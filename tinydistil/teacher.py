@@ -82,16 +82,15 @@ def grow_teacher(cfg: TeacherConfig, tokenizer) -> BertForMaskedLM:
     config = copy.deepcopy(sc)
     config.num_hidden_layers = cfg.num_layers
     big = BertForMaskedLM(config)
-    state = small.state_dict()
+    target = big.state_dict()  # tensors share storage with the model: copy_ writes into it
     prefix = "bert.encoder.layer."
-    for k, v in state.items():
+    for k, v in small.state_dict().items():
         if k.startswith(prefix):
             i, rest = k[len(prefix):].split(".", 1)
             for copy_i in range(int(i), cfg.num_layers, n):
-                state_key = f"{prefix}{copy_i}.{rest}"
-                big.state_dict()[state_key].copy_(v)
-        elif k in big.state_dict():
-            big.state_dict()[k].copy_(v)
+                target[f"{prefix}{copy_i}.{rest}"].copy_(v)
+        elif k in target:
+            target[k].copy_(v)
     return big
 
 
