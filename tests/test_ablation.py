@@ -1,10 +1,12 @@
 """Table 4 ablation: variant scores from per-seed files, deltas and spread, and a smoke run end to end."""
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
-from tinydistil.ablation import PAPER_DELTA, parse_variants, run_ablation, variant_scores, write_table4
+from tinydistil.ablation import (PAPER_DELTA, held_out_mlm, paired_deltas, parse_variants, run_ablation,
+                                 variant_scores, write_table4)
 from tinydistil.pipeline import reproduce
 
 
@@ -20,7 +22,7 @@ def test_variant_scores_macro_of_medians_and_per_seed_macros(tmp_path):
     sc = variant_scores(tmp_path, ["cola", "rte", "sst2"])
     assert sc["tasks"] == ["rte", "sst2"]
     assert sc["score"] == pytest.approx((55.0 + 80.0) / 2)  # medians 55 and 80
-    assert sc["per_seed"] == pytest.approx([65.0, 65.0, 72.5])
+    assert sc["per_seed"] == pytest.approx([65.0, 65.0, 72.5]) and sc["seeds"] == [0, 1, 2]
     assert variant_scores(tmp_path, ["cola"])["score"] is None
 
 
@@ -36,6 +38,44 @@ def test_table4_deltas_spread_and_paper_column(tmp_path):
     assert got["full triple loss"]["Spread"] == "sd 1.41; range 59.00-61.00"
     assert got["random init"]["Score"].startswith("not run") and got["random init"]["Delta"] == ""
     assert len(df) == 3
+
+
+def test_paired_deltas_and_mlm_column(tmp_path):
+    full = {"Variant": "full triple loss", "score": 60.0, "per_seed": [59.0, 61.0, 63.0], "seeds": [0, 1, 2],
+            "mlm_accuracy": 0.15}
+    # seed 2 missing for the variant: it is paired on seeds 0 and 1 only
+    no_ce = {"Variant": "- L_ce", "score": 57.5, "per_seed": [57.0, 62.0], "seeds": [0, 1], "mlm_accuracy": 0.1375}
+    assert paired_deltas(no_ce, full) == pytest.approx([-2.0, 1.0])
+    write_table4([full, no_ce], tmp_path / "t4.csv")
+    with open(tmp_path / "t4.csv", newline="") as f:
+        got = {r["Variant"]: r for r in csv.DictReader(f)}
+    assert got["- L_ce"]["Paired deltas"] == "-2.00 +1.00 (1/2 lower)"
+    assert got["- L_ce"]["Held-out MLM acc"] == "13.75 (-1.25)"
+    assert got["full triple loss"]["Held-out MLM acc"] == "15.00" and got["full triple loss"]["Paired deltas"] == ""
+
+
+def test_held_out_mlm_scores_the_student_once_and_caches(tmp_path):
+    import shutil
+
+    from tinydistil.mlm_eval import evaluate_mlm
+    from tinydistil.presets import SAMPLE_DATA
+
+    data = tmp_path / "data" / "wikitext-2"
+    data.mkdir(parents=True)
+    train = Path(SAMPLE_DATA) / "wikitext-2" / "wiki.train.tokens"
+    shutil.copy(train, data / "wiki.train.tokens")
+    (data / "wiki.valid.tokens").write_text("".join(train.read_text().splitlines(True)[:60]))
+    root = str(tmp_path / "r")
+    reproduce("smoke", root=root, skip="downstream", progress=False)
+    model = tmp_path / "r" / "smoke" / "student" / "model"
+    assert "not run" in held_out_mlm(model, SAMPLE_DATA, 32)  # the bundled sample has no validation split
+    assert not (model.parent / "mlm_eval_valid.json").exists()
+    want = evaluate_mlm({"student": str(model)}, str(tmp_path / "data"), "valid", 32)["student"]
+    got = held_out_mlm(model, str(tmp_path / "data"), 32)
+    assert got == want and 0.0 <= got["mlm_accuracy"] <= 1.0 and got["masked_tokens"] > 0
+    cache = model.parent / "mlm_eval_valid.json"
+    cache.write_text(json.dumps({**got, "mlm_accuracy": 0.5}))  # a second call reads the cache, not the model
+    assert held_out_mlm(model, str(tmp_path / "data"), 32)["mlm_accuracy"] == 0.5
 
 
 def test_parse_variants():
@@ -66,3 +106,14 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert float(df["Score"][1]) == pytest.approx(sc["score"], abs=0.006)
     assert float(df["Delta"][1]) == pytest.approx(sc["score"] - float(df["Score"][0]), abs=0.011)
     assert (tmp_path / "smoke" / "results" / "table4_ablation.json").is_file()
+    res = tmp_path / "smoke" / "results"
+    assert (res / "smoke" / "ablation" / "no_ce" / "run.json").is_file()
+    copied = sorted(p.relative_to(res) for p in (res / "runs" / "eval" / "smoke_ablation_no_ce").rglob("seed*.json"))
+    assert len(copied) == 3 and not list((res / "runs" / "eval").rglob("model"))  # per-seed JSONs, no models
+    # a later call for another variant keeps the finished ones in the table (without training them again)
+    mtime = (tmp_path / "smoke" / "ablation" / "no_ce" / "summary.json").stat().st_mtime
+    df2 = run_ablation("smoke", root=root, variants="no_cos", progress=False)
+    assert list(df2["Variant"]) == ["full triple loss", "- L_ce", "- L_cos", "random init"]
+    assert list(df2["Score"][[0, 1, 3]]) == list(df["Score"]) and list(df2["Delta"][[0, 1, 3]]) == list(df["Delta"])
+    assert (tmp_path / "smoke" / "ablation" / "no_ce" / "summary.json").stat().st_mtime == mtime
+    assert "wall" in df2["note"][1]  # the earlier call's note (with its wall time) is kept

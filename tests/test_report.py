@@ -239,3 +239,34 @@ def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
     text = _section_headlines(load_results(tmp_path, "cpu"))
     noise = [line for line in text.splitlines() if "Within noise" in line]
     assert len(noise) == 1 and "- L_ce" in noise[0] and "random init" not in noise[0] and "(2.83)" in noise[0]
+    # the paired per-seed deltas are reported per variant: random init is lower on both seeds (44-48, 46-52)
+    assert "  * random init: per seed vs the full loss's run of the same seed -4.00 -6.00 (2/2 lower)." in text
+
+
+@pytest.mark.parametrize("call_s, study_s, budget, want", [
+    (4010.0, 4000.0, 90, "* End to end: **66.7 min** in one uninterrupted call; budget 90 min: **within**."),
+    (300.0, 5700.0, 90, "* End to end: **95.0 min** summed over the stages of several calls"),
+    (5700.0, 5700.0, None, "over**"),  # no budget_min in the file: the cpu preset's own (90 min) is used
+])
+def test_end_to_end_time_against_the_budget(tmp_path, call_s, study_s, budget, want):
+    from tinydistil.report import _section_run, load_results
+
+    root = make_results(tmp_path / "results")
+    path = root / "cpu" / "reproduce.json"
+    rep = json.loads(path.read_text())
+    rep.update({"total_wall_time_s": call_s, "study_wall_time_s": study_s, "budget_min": budget})
+    path.write_text(json.dumps(rep))
+    assert want in _section_run(load_results(root, "cpu"))
+
+
+def test_poster_table4_keeps_spread_paired_seeds_and_mlm_accuracy(tmp_path):
+    from tinydistil.ablation import write_table4
+
+    root = make_results(tmp_path / "results", table4=False)
+    write_table4([{"Variant": "full triple loss", "score": 50.0, "per_seed": [48.0, 52.0], "mlm_accuracy": 0.15},
+                  {"Variant": "random init", "score": 45.0, "per_seed": [44.0, 46.0], "mlm_accuracy": 0.1375}],
+                 root / "table4_ablation.csv")
+    texts = _poster_text(root)
+    for needle in ("2.83", "2/2", "13.75", "15.00", "-5.00", "-3.69"):
+        assert needle in texts, needle
+    assert "range 48.00-52.00" not in texts  # the long spread cell is the report's, not the poster's

@@ -1,7 +1,8 @@
 """The paper's Table 4 ablation: distil the same student again with one change each, fine-tune each on GLUE.
 
     df = run_ablation("cpu")      # what `python -m tinydistil ablate --preset cpu` runs
-    -> results/table4_ablation.csv: Variant, Score, Delta, Spread, Seeds, Paper delta, source, run_id, note
+    -> results/table4_ablation.csv: Variant, Score, Delta, Spread, Paired deltas, Seeds, Held-out MLM acc,
+       Paper delta, source, run_id, note
 
 Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full triple loss):
     - L_ce        alpha_ce = 0      (no soft-target KL)                    paper -2.96
@@ -13,12 +14,16 @@ Every variant uses the preset's distillation budget and the preset's GLUE settin
 subsets), so the only difference is the change itself. The full-loss row reuses `reproduce`'s student and its
 GLUE runs when their settings match. Score = mean over the GLUE tasks run of each task's median over seeds;
 Spread = standard deviation and range over seeds of the per-seed macro score (seed k's scores averaged over the
-tasks), so a difference smaller than the spread is noise. Resumable: finished distillations and (task, seed)
-fine-tuning runs are skipped.
+tasks), so a difference smaller than the spread is noise. Paired deltas = that per-seed macro minus the full
+loss's for the same seed (same training subset, data order and head initialisation), a finer test than the
+spread when seed effects are shared. Held-out MLM acc = top-1 accuracy on masked WikiText-2 validation tokens
+(same masks for every variant, see mlm_eval.py): the distilled student itself, before any fine-tuning noise.
+Resumable: finished distillations, MLM evaluations and (task, seed) fine-tuning runs are skipped.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -36,7 +41,8 @@ VARIANTS = {
 PAPER_DELTA = {"- L_ce": -2.96, "- L_cos": -1.46, "- L_mlm": -0.31, "random init": -3.69}
 SLUGS = {"full triple loss": "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
          "random init": "random_init"}
-TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Seeds", "Paper delta", "source", "run_id", "note")
+TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc", "Paper delta",
+                  "source", "run_id", "note")
 
 
 def parse_variants(variants) -> list[str]:
@@ -68,8 +74,8 @@ def _same_run(folder: Path, cfg) -> bool:
 
 
 def variant_scores(glue_dir: Path, tasks: list[str]) -> dict:
-    """{'score', 'per_seed', 'tasks'} from finished GLUE runs: the macro of per-task medians over seeds, and
-    for each seed present in every task the macro of that seed's task scores."""
+    """{'score', 'per_seed', 'seeds', 'tasks'} from finished GLUE runs: the macro of per-task medians over
+    seeds, and for each seed present in every task (listed in 'seeds') the macro of that seed's task scores."""
     per_task: dict[str, dict[int, float]] = {}
     for t in tasks:
         seeds = {}
@@ -79,15 +85,43 @@ def variant_scores(glue_dir: Path, tasks: list[str]) -> dict:
         if seeds:
             per_task[t] = seeds
     if not per_task:
-        return {"score": None, "per_seed": [], "tasks": []}
+        return {"score": None, "per_seed": [], "seeds": [], "tasks": []}
     medians = [statistics.median(v.values()) for v in per_task.values()]
     common = sorted(set.intersection(*(set(v) for v in per_task.values())))
     per_seed = [sum(v[s] for v in per_task.values()) / len(per_task) for s in common]
-    return {"score": sum(medians) / len(medians), "per_seed": per_seed, "tasks": sorted(per_task)}
+    return {"score": sum(medians) / len(medians), "per_seed": per_seed, "seeds": common, "tasks": sorted(per_task)}
+
+
+def paired_deltas(row: dict, full: dict) -> list[float]:
+    """Per-seed macro of `row` minus that of `full`, over the seeds both have (rows as from variant_scores;
+    without 'seeds', per_seed entries are taken as seeds 0, 1, ...)."""
+    def by_seed(r):
+        ps = r.get("per_seed", [])
+        return dict(zip(r.get("seeds", range(len(ps))), ps))
+
+    mine, base = by_seed(row), by_seed(full)
+    return [mine[s] - base[s] for s in sorted(set(mine) & set(base))]
+
+
+def held_out_mlm(model_dir: Path, data_dir, block_size: int) -> dict:
+    """{'mlm_accuracy', ...} of one distilled student on the masked validation blocks, cached beside its run
+    folder (<run>/mlm_eval_valid.json); {'not run': why} when the corpus has no validation split."""
+    from .mlm_eval import evaluate_mlm
+
+    cache = Path(model_dir).parent / "mlm_eval_valid.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    try:
+        out = evaluate_mlm({"student": str(model_dir)}, data_dir, "valid", block_size)["student"]
+    except ValueError as e:  # e.g. the bundled smoke sample has no validation split
+        return {"not run": str(e)}
+    cache.write_text(json.dumps(out, indent=2))
+    return out
 
 
 def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
-    """Table 4 CSV (TABLE4_COLUMNS) from rows {Variant, score, per_seed, run_id, note}; Delta vs the full row."""
+    """Table 4 CSV (TABLE4_COLUMNS) from rows {Variant, score, per_seed, seeds, mlm_accuracy, run_id, note};
+    Delta and Paired deltas vs the full row; MLM accuracy in percent (its change vs the full row in brackets)."""
     import pandas as pd
 
     full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
@@ -101,8 +135,16 @@ def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
         delta = ""
         if ok and full is not None and full.get("score") is not None:
             delta = f"{r['score'] - full['score']:+.2f}" if r is not full else "0.00"
+        paired = ""
+        if ok and full is not None and r is not full:
+            d = paired_deltas(r, full)
+            paired = " ".join(f"{x:+.2f}" for x in d) + (f" ({sum(x < 0 for x in d)}/{len(d)} lower)" if d else "")
+        acc, full_acc = r.get("mlm_accuracy"), (full or {}).get("mlm_accuracy")
+        mlm = "" if acc is None else f"{100 * acc:.2f}" + (
+            f" ({100 * (acc - full_acc):+.2f})" if full_acc is not None and r is not full else "")
         out.append({"Variant": r["Variant"], "Score": f"{r['score']:.2f}" if ok else f"not run: {r.get('reason', '')}",
-                    "Delta": delta, "Spread": spread, "Seeds": len(r.get("per_seed", [])),
+                    "Delta": delta, "Spread": spread, "Paired deltas": paired, "Seeds": len(r.get("per_seed", [])),
+                    "Held-out MLM acc": mlm,
                     "Paper delta": f"{PAPER_DELTA[r['Variant']]:+.2f}" if r["Variant"] in PAPER_DELTA else "0.00",
                     "source": "measured", "run_id": r.get("run_id", ""), "note": r.get("note", "")})
     df = pd.DataFrame(out, columns=list(TABLE4_COLUMNS))
@@ -116,7 +158,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
                  progress: bool = True):
     """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it."""
     from .glue import TASKS, parse_tasks, run_glue
-    from .pipeline import _finetune_cfg
+    from .pipeline import _copy_results, _finetune_cfg
     from .presets import get_preset, preset_stages
     from .provenance import run_info
     from .train import Trainer
@@ -136,27 +178,46 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     tasks = parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir
     rows, t_all = [], time.time()
-    for i, name in enumerate(names, 1):
-        print(f"[tinydistil] ablation {i}/{len(names)}: {name}", file=sys.stderr, flush=True)
-        t0 = time.time()
+    prev_json = tables_dir / "table4_ablation.json"
+    earlier = json.loads(prev_json.read_text()).get("variants", {}) if prev_json.is_file() else {}
+    for name in VARIANTS:  # table order; variants finished by an earlier call stay in the table
         cfg = replace(base_cfg, **VARIANTS[name], output_dir=str(runs / "ablation" / SLUGS[name]))
         glue_dir = eval_root / f"{preset}_ablation_{SLUGS[name]}" / "glue" if not root else \
             eval_root / f"ablation_{SLUGS[name]}" / "glue"
         if name == "full triple loss" and _same_run(Path(base_cfg.output_dir), cfg):
             cfg, glue_dir = base_cfg, main_eval  # reproduce's student and its GLUE runs
-        Trainer(cfg, resume=True, progress=progress).setup().train()
-        run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)
+        t0 = time.time()
+        if name in names:
+            print(f"[tinydistil] ablation {names.index(name) + 1}/{len(names)}: {name}", file=sys.stderr, flush=True)
+            Trainer(cfg, resume=True, progress=progress).setup().train()
+            run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)
+        elif not (Path(cfg.output_dir) / "summary.json").is_file():
+            continue
+        mlm = held_out_mlm(Path(cfg.output_dir) / "model", data_dir, cfg.block_size)
         sc = variant_scores(glue_dir, tasks)
-        row = {"Variant": name, **sc, "run_id": str(glue_dir),
-               "note": f"{', '.join(TASKS[t].display for t in sc['tasks'])}; wall {time.time() - t0:.0f} s"
-                       f"{' (incl. distillation)' if cfg is not base_cfg else ''}"}
+        if name not in names and sc["score"] is None:
+            continue
+        note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; wall {time.time() - t0:.0f} s"
+                f"{' (incl. distillation)' if cfg is not base_cfg else ''}")
+        if name not in names:
+            note = earlier.get(name, {}).get("note", f"{', '.join(TASKS[t].display for t in sc['tasks'])}; "
+                                                     "finished by an earlier call")
+        row = {"Variant": name, **sc, "mlm_accuracy": mlm.get("mlm_accuracy"), "run_id": str(glue_dir), "note": note}
         if sc["score"] is None:
             row["reason"] = "no GLUE task with data"
         rows.append(row)
         write_table4(rows, tables_dir / "table4_ablation.csv")
+        if cfg is not base_cfg:  # provenance next to the table: the run's config/log, per-seed GLUE results
+            _copy_results(glue_dir, tables_dir / "runs" / "eval" / f"{preset}_ablation_{SLUGS[name]}" / "glue")
+            dest = tables_dir / preset / "ablation" / SLUGS[name]
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):
+                if (Path(cfg.output_dir) / f).is_file():
+                    shutil.copyfile(Path(cfg.output_dir) / f, dest / f)
     info = run_info()
-    (tables_dir / "table4_ablation.json").write_text(json.dumps(
-        {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in ("score", "per_seed", "tasks")}
+    prev_json.write_text(json.dumps(
+        {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in ("score", "per_seed", "seeds", "tasks",
+                                                                               "mlm_accuracy", "run_id", "note")}
                                                 for r in rows},
          "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
          "distill_overrides": distill_overrides or {}}, indent=2, default=str))

@@ -83,7 +83,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
     ds = p.downstream
     todo = [s for s in STAGES if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
-    summary = {"preset": preset, "stages": todo, "skipped": sorted(skip), "teacher": teacher, "student": student,
+    summary = {"preset": preset, "budget_min": p.budget_min, "stages": todo, "skipped": sorted(skip), "teacher": teacher, "student": student,
                "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}}
     t_all = time.time()
@@ -297,7 +297,8 @@ def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
 
 def _print_summary(summary: dict, tables_dir: Path, report_dir: Path, poster_dir: Path) -> None:
     lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min this call, "
-             f"{summary['study_wall_time_s'] / 60:.1f} min for the whole study (sum over stages)"]
+             f"{summary['study_wall_time_s'] / 60:.1f} min for the whole study (sum over stages)"
+             + (f"; budget {summary['budget_min']:.0f} min" if summary.get("budget_min") else "")]
     for name, t in summary["stage_wall_time_s"].items():
         lines.append(f"  {name:<9} {t:>7.0f} s  {summary['stage_status'][name]}")
     for f in ("table1_glue.csv", "table2_downstream.csv", "table3_speed.csv"):

@@ -43,6 +43,7 @@ class Preset:
     # `reproduce` downstream settings: FinetuneConfig overrides per task ("glue", "imdb", "squad"),
     # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks").
     downstream: dict = field(default_factory=dict)
+    budget_min: float | None = None  # end-to-end wall-time budget of `reproduce` (written in reproduce.json)
 
 
 def _smoke() -> Preset:
@@ -77,6 +78,7 @@ def _cpu() -> Preset:
                     "squad": dict(seeds=1, epochs=2, batch_size=16, max_seq_len=384, max_train_examples=1200,
                                   lr=2e-4),
                     "squad_opts": {"max_eval_examples": 600}, "speed": {"repeats": 3, "max_examples": 300}},
+        budget_min=90,
     )
 
 

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .presets import PRESETS, get_preset
 from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS
 
 # Sanh et al. (2019), Table 3: parameters (millions) and CPU inference time (s) for the full STS-B dev set.
@@ -199,8 +200,10 @@ def ablation(res: Results) -> dict | None:
     compared = [v for v, _ in ours if paper.get(v) is not None]
     full = next((r for r in rows if r["Variant"] == "full triple loss"), {})
     sd = re.search(r"sd ([0-9.]+)", str(full.get("Spread", "")))  # the full loss's seed-to-seed spread
+    extra = {r["Variant"]: {k: str(r.get(k, "")).strip() for k in ("Paired deltas", "Held-out MLM acc")}
+             for r in rows}
     return {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared,
-            "full_sd": float(sd.group(1)) if sd else None}
+            "full_sd": float(sd.group(1)) if sd else None, "extra": extra}
 
 
 # ------------------------------------------------------------------ markdown helpers
@@ -254,6 +257,16 @@ def _section_run(res: Results) -> str:
                    f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
                    + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
         walls = rep.get("stage_wall_time_s", {})
+        study, call, budget = (num(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
+        if budget is None and rep.get("preset") in PRESETS:
+            budget = get_preset(rep["preset"]).budget_min
+        if study is not None:
+            one_call = call is not None and abs(call - study) <= max(60.0, 0.02 * study)
+            out.append(f"* End to end: **{study / 60:.1f} min** "
+                       + ("in one uninterrupted call" if one_call else
+                          "summed over the stages of several calls (`stage_status` in reproduce.json)")
+                       + (f"; budget {budget:.0f} min: **{'within' if study / 60 <= budget else 'over'}**" if budget
+                          else "") + ".")
         out.append("* Wall time per stage: " + (", ".join(f"{k} {_fmt_s(v)}" for k, v in walls.items()) or
                                                  "not recorded") + ".")
     for stage in ("teacher", "student"):
@@ -342,6 +355,14 @@ def _section_headlines(res: Results) -> str:
         if within:
             out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
                        f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
+        full_acc = ab["extra"].get("full triple loss", {}).get("Held-out MLM acc")
+        for v, _ in ab["ours"]:
+            e = ab["extra"].get(v, {})
+            bits = ([f"per seed vs the full loss's run of the same seed {e['Paired deltas']}"] if e.get("Paired deltas")
+                    else []) + ([f"held-out MLM accuracy {e['Held-out MLM acc']} % (full loss {full_acc} %)"]
+                                if e.get("Held-out MLM acc") and full_acc else [])
+            if bits:
+                out.append(f"  * {v}: " + "; ".join(bits) + ".")
     else:
         why = res.missing.get("table4", "no measured ablation deltas")
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
