@@ -117,3 +117,20 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert list(df2["Score"][[0, 1, 3]]) == list(df["Score"]) and list(df2["Delta"][[0, 1, 3]]) == list(df["Delta"])
     assert (tmp_path / "smoke" / "ablation" / "no_ce" / "summary.json").stat().st_mtime == mtime
     assert "wall" in df2["note"][1]  # the earlier call's note (with its wall time) is kept
+    # a later call interrupted while distilling leaves every finished row in the table
+    from tinydistil.train import Trainer
+
+    real_train = Trainer.train
+
+    def train_or_stop(self):
+        if "no_mlm" in str(self.cfg.output_dir):
+            raise KeyboardInterrupt
+        return real_train(self)
+
+    monkeypatch.setattr(Trainer, "train", train_or_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation("smoke", root=root, variants="no_mlm", progress=False)
+    with open(res / "table4_ablation.csv", newline="") as f:
+        left = list(csv.DictReader(f))
+    assert [r["Variant"] for r in left] == ["full triple loss", "- L_ce", "- L_cos", "random init"]
+    assert [r["Score"] for r in left] == list(df2["Score"])

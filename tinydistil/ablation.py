@@ -177,10 +177,23 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     glue_cfg = _finetune_cfg(p.downstream.get("glue", {}))
     tasks = parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir
-    rows, t_all = [], time.time()
+    rows, t_all = {}, time.time()
     prev_json = tables_dir / "table4_ablation.json"
     earlier = json.loads(prev_json.read_text()).get("variants", {}) if prev_json.is_file() else {}
-    for name in VARIANTS:  # table order; variants finished by an earlier call stay in the table
+    info = run_info()
+
+    def write():  # after every variant, so an interrupted call loses nothing finished
+        table = [rows[n] for n in VARIANTS if n in rows]
+        tables_dir.mkdir(parents=True, exist_ok=True)
+        prev_json.write_text(json.dumps(
+            {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in (
+                "score", "per_seed", "seeds", "tasks", "mlm_accuracy", "run_id", "note")} for r in table},
+             "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
+             "distill_overrides": distill_overrides or {}}, indent=2, default=str))
+        return write_table4(table, tables_dir / "table4_ablation.csv")
+
+    # variants finished by an earlier call first (they stay in the table, untouched), then this call's
+    for name in [n for n in VARIANTS if n not in names] + names:
         cfg = replace(base_cfg, **VARIANTS[name], output_dir=str(runs / "ablation" / SLUGS[name]))
         glue_dir = eval_root / f"{preset}_ablation_{SLUGS[name]}" / "glue" if not root else \
             eval_root / f"ablation_{SLUGS[name]}" / "glue"
@@ -202,11 +215,10 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if name not in names:
             note = earlier.get(name, {}).get("note", f"{', '.join(TASKS[t].display for t in sc['tasks'])}; "
                                                      "finished by an earlier call")
-        row = {"Variant": name, **sc, "mlm_accuracy": mlm.get("mlm_accuracy"), "run_id": str(glue_dir), "note": note}
+        rows[name] = {"Variant": name, **sc, "mlm_accuracy": mlm.get("mlm_accuracy"), "run_id": str(glue_dir),
+                      "note": note}
         if sc["score"] is None:
-            row["reason"] = "no GLUE task with data"
-        rows.append(row)
-        write_table4(rows, tables_dir / "table4_ablation.csv")
+            rows[name]["reason"] = "no GLUE task with data"
         if cfg is not base_cfg:  # provenance next to the table: the run's config/log, per-seed GLUE results
             _copy_results(glue_dir, tables_dir / "runs" / "eval" / f"{preset}_ablation_{SLUGS[name]}" / "glue")
             dest = tables_dir / preset / "ablation" / SLUGS[name]
@@ -214,11 +226,5 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
             for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):
                 if (Path(cfg.output_dir) / f).is_file():
                     shutil.copyfile(Path(cfg.output_dir) / f, dest / f)
-    info = run_info()
-    prev_json.write_text(json.dumps(
-        {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in ("score", "per_seed", "seeds", "tasks",
-                                                                               "mlm_accuracy", "run_id", "note")}
-                                                for r in rows},
-         "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
-         "distill_overrides": distill_overrides or {}}, indent=2, default=str))
-    return write_table4(rows, tables_dir / "table4_ablation.csv")
+        df = write()
+    return df
