@@ -270,3 +270,13 @@ def test_poster_table4_keeps_spread_paired_seeds_and_mlm_accuracy(tmp_path):
     for needle in ("2.83", "2/2", "13.75", "15.00", "-5.00", "-3.69"):
         assert needle in texts, needle
     assert "range 48.00-52.00" not in texts  # the long spread cell is the report's, not the poster's
+
+
+def test_poster_headline_lines_fit_their_box(results):
+    from tinydistil.poster import _headlines, _short_form
+
+    assert _short_form("student fine-tuned on STS-B (ONNX Runtime int8)") == "STS-B student, ORT int8"
+    assert _short_form("DistilBERT architecture (PyTorch fp32)") == "DistilBERT arch., PyTorch fp32"
+    lines = _headlines(load_results(results, "cpu"))
+    assert any("1.7x  student, PyTorch fp32" in line for line in lines)
+    assert max(map(len, lines)) <= 56, max(lines, key=len)  # the box is ~56 monospace characters wide

@@ -24,7 +24,8 @@ def _short(v) -> str:
     return "not run" if not s or s.lower().startswith("not run") else s
 
 
-def _table(ax, rows: list[list[str]], cols: list[str], title: str, fontsize: float = 8.5, note: str = ""):
+def _table(ax, rows: list[list[str]], cols: list[str], title: str, fontsize: float = 8.5, note: str = "",
+           fit_all: bool = False):
     ax.axis("off")
     ax.set_title(title, fontsize=12, loc="left", fontweight="bold")
     if not rows:
@@ -34,7 +35,7 @@ def _table(ax, rows: list[list[str]], cols: list[str], title: str, fontsize: flo
     t.auto_set_font_size(False)
     t.set_fontsize(fontsize)
     t.scale(1, 1.35)
-    t.auto_set_column_width([0])  # model / variant names in full
+    t.auto_set_column_width(list(range(len(cols))) if fit_all else [0])  # names (or every cell) in full
     for (r, c), cell in t.get_celld().items():
         if r == 0:
             cell.set_facecolor("#dde6f0")
@@ -63,6 +64,14 @@ def _table2_rows(res: Results) -> list[list[str]]:
              "paper" if r.get("source", "").startswith("paper") else "ours"] for r in rows]
 
 
+def _short_form(name: str) -> str:
+    """'student fine-tuned on STS-B (ONNX Runtime int8)' -> 'STS-B student, ORT int8' (fits the headline box)."""
+    for long, short in (("student fine-tuned on STS-B", "STS-B student"), (" architecture", " arch."),
+                        ("ONNX Runtime", "ORT"), (" dynamic", ""), (" (", ", ")):
+        name = name.replace(long, short)
+    return name[:-1] if name.endswith(")") else name
+
+
 def _why(res: Results, table: str, default: str) -> str:
     """Short reason for the headline box: 'no table3_speed.csv' (the report gives the full one)."""
     return f"no {TABLE_FILES[table]}" if table in res.missing else default
@@ -82,21 +91,23 @@ def _headlines(res: Results) -> list[str]:
             lines.append(f"   caution: {name} = teacher exactly on {len(same)} of")
             lines.append(f"   {len([k for k in t if k in st])} tasks (same-class baselines?)")
     lines.append(f"   paper: {PAPER_RETENTION_TEXT} %  ({paper_glue_retention():.1f} % from its Table 1)")
-    lines.append("Inference speed-up vs teacher:")
-    lines += [f"   ours: {r['Speed-up vs teacher']}x  ({role(r['Model'])}"
-              + "".join(f", {r[k]}" for k in ("Device", "Threads") if str(r.get(k, "")).strip())
-              + (" threads)" if str(r.get("Threads", "")).strip() else ")") for r in sp] or \
+    where = {", ".join(str(r[k]).strip() + (" threads" if k == "Threads" else "") for k in ("Device", "Threads")
+                       if str(r.get(k, "")).strip()) for r in sp}
+    lines.append("Inference speed-up vs teacher" + (f" ({where.pop()}):" if len(where) == 1 else ":"))
+    # one short line per measured form; the device of each is in Table 3 and the report
+    lines += [f"   ours: {r['Speed-up vs teacher']}x  {_short_form(role(r['Model']))}" for r in sp] or \
              [f"   ours: not run ({_why(res, 'table3', 'no student row')})"]
     lines.append(f"   paper: {paper_speedup():.2f}x  ({PAPER_TABLE3['BERT-base'][1]} s / "
                  f"{PAPER_TABLE3['DistilBERT'][1]} s)")
     lines.append("Ablation order (most harmful first):")
     if ab:
-        lines.append("   ours: " + " > ".join(v for v, _ in ab["ours"]))
-        lines.append("   paper: " + " > ".join(v for v, _ in ab["paper"])
+        lines.append("   ours: " + " > ".join(v.replace("- ", "-") for v, _ in ab["ours"]))
+        lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"])
                      + ("  (same)" if ab["same_order"] else "  (differs)"))
     else:
         lines.append(f"   ours: not run ({_why(res, 'table4', 'no deltas')})")
-        lines.append("   paper: " + " > ".join(v for v, _ in sorted(PAPER_TABLE4.items(), key=lambda x: x[1])))
+        lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in sorted(PAPER_TABLE4.items(),
+                                                                              key=lambda x: x[1])))
     ev = (res.reproduce or {}).get("mlm_eval", {})
     if "teacher" in ev and "student" in ev:
         lines.append("Held-out MLM accuracy (WikiText-2 " + str(ev.get("split")) + "):")
@@ -267,7 +278,7 @@ def poster_figure(res: Results):
         note = "measured: " + res.missing.get("table4", "not run")
     _table(fig.add_subplot(gs[2, 2]), rows,
            ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "paper Δ"],
-           "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9, note=note)
+           "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9, note=note, fit_all=True)
     return fig
 
 
