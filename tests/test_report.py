@@ -280,3 +280,24 @@ def test_poster_headline_lines_fit_their_box(results):
     lines = _headlines(load_results(results, "cpu"))
     assert any("1.7x  student, PyTorch fp32" in line for line in lines)
     assert max(map(len, lines)) <= 56, max(lines, key=len)  # the box is ~56 monospace characters wide
+
+
+def test_retention_per_seed_is_each_seeds_macro_ratio(tmp_path):
+    from tinydistil.report import _section_headlines, retention_by_seed
+
+    root = make_results(tmp_path / "results")
+    scores = {"teacher": {0: {"rte": 50.0, "sst2": 70.0}, 1: {"rte": 60.0, "sst2": 80.0, "cola": 10.0}},
+              "student": {0: {"rte": 48.0, "sst2": 66.0}, 1: {"rte": 60.0, "sst2": 72.0}}}
+    for model, seeds in scores.items():
+        for seed, tasks in seeds.items():
+            for task, score in tasks.items():
+                d = root / "runs" / "eval" / f"cpu_{model}" / "glue" / task
+                d.mkdir(parents=True, exist_ok=True)
+                (d / f"seed{seed}.json").write_text(json.dumps({"task": task, "seed": seed, "score": score}))
+    (root / "runs" / "eval" / "cpu_student" / "imdb").mkdir(parents=True)  # IMDb is not a GLUE task
+    (root / "runs" / "eval" / "cpu_student" / "imdb" / "seed0.json").write_text(
+        json.dumps({"task": "imdb", "seed": 0, "score": 1.0}))
+    # seed 0: 114 / 120 = 95.0 %; seed 1 over rte + sst2 only (CoLA not run by the student): 132 / 140 = 94.29 %
+    got = retention_by_seed(load_results(root, "cpu"))
+    assert [k for k, _ in got] == [0, 1] and [round(v, 2) for _, v in got] == [95.0, 94.29]
+    assert "seed 0 95.0 %, seed 1 94.3 %" in _section_headlines(load_results(root, "cpu"))

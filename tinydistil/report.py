@@ -315,6 +315,29 @@ def _section_run(res: Results) -> str:
     return "\n".join(out)
 
 
+GLUE_TASK_IDS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+
+
+def retention_by_seed(res: Results) -> list[tuple[int, float]]:
+    """[(seed, student macro / teacher macro in %)] from the per-seed GLUE records of <preset>_teacher and
+    <preset>_student, each seed's macro taken over the GLUE tasks both models ran with that seed."""
+    def by_seed(name):
+        out: dict[int, dict[str, float]] = {}
+        for r in res.evals.get(f"{res.preset}_{name}", {}).get("records", []):
+            if r.get("task") in GLUE_TASK_IDS and num(r.get("score")) is not None:
+                out.setdefault(int(r["seed"]), {})[r["task"]] = num(r["score"])
+        return out
+
+    t, s = by_seed("teacher"), by_seed("student")
+    pairs = []
+    for seed in sorted(set(t) & set(s)):
+        tasks = sorted(set(t[seed]) & set(s[seed]))
+        tm = sum(t[seed][k] for k in tasks)
+        if tasks and tm > 0:
+            pairs.append((seed, 100 * sum(s[seed][k] for k in tasks) / tm))
+    return pairs
+
+
 def _section_headlines(res: Results) -> str:
     out = ["## Headline comparisons", ""]
     ret = glue_retention(res)
@@ -324,6 +347,11 @@ def _section_headlines(res: Results) -> str:
             out.append(f"* GLUE retention (student Score as % of its teacher's): **{r['retention']} %** for "
                        f"{r['model']} — the paper's DistilBERT: {PAPER_RETENTION_TEXT} % "
                        f"(paper text; {paper_ret:.1f} % from the paper's Table 1 Scores).")
+        per_seed = retention_by_seed(res)
+        if len(per_seed) >= 2:
+            out.append("  * Per seed (seed k's mean over the GLUE tasks both ran, student / teacher): "
+                       + ", ".join(f"seed {k} {v:.1f} %" for k, v in per_seed)
+                       + " — at this scale the retention is known to a few points, not to a decimal.")
         for name, t, s in teacher_student_pairs(task_scores(res)):
             same = [k for k in t if k in s and t[k] == s[k]]
             if len(same) >= 2:
