@@ -241,6 +241,13 @@ def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
     assert len(noise) == 1 and "- L_ce" in noise[0] and "random init" not in noise[0] and "(2.83)" in noise[0]
     # the paired per-seed deltas are reported per variant: random init is lower on both seeds (44-48, 46-52)
     assert "  * random init: per seed vs the full loss's run of the same seed -4.00 -6.00 (2/2 lower)." in text
+    # random init: -5 beyond sd 2.83 and lower on both seeds; - L_ce: -1, inside the spread
+    assert ("on every paired seed): random init; not separable from the full loss on GLUE at this scale: - L_ce."
+            in text)
+    from tinydistil.report import _section_table4
+    table = _section_table4(load_results(tmp_path, "cpu"))
+    assert "| - L_cos | not run (`ablate --variants no_cos` not run yet) |" in table
+    assert "| full triple loss | 50.00 | 0.00 | sd 2.83; range 48.00-52.00 | n/a |" in table
 
 
 @pytest.mark.parametrize("call_s, study_s, budget, want", [

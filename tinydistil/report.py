@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .ablation import TABLE4_COLUMNS
 from .presets import PRESETS, get_preset
 from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS
 
@@ -25,7 +26,6 @@ PAPER_TABLE4 = {"- L_ce": -2.96, "- L_cos": -1.46, "- L_mlm": -0.31, "random ini
 PAPER_RETENTION_TEXT = 97  # the paper's abstract/text: "retaining 97% of its language understanding"
 TABLE3_COLUMNS = ("Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)",
                   "Speed-up vs teacher", "Output change vs fp32", "source")
-TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Seeds", "Paper delta", "source", "run_id", "note")
 TABLE_FILES = {"table1": "table1_glue.csv", "table2": "table2_downstream.csv", "table3": "table3_speed.csv",
                "table4": "table4_ablation.csv"}
 
@@ -384,13 +384,23 @@ def _section_headlines(res: Results) -> str:
             out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
                        f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
         full_acc = ab["extra"].get("full triple loss", {}).get("Held-out MLM acc")
-        for v, _ in ab["ours"]:
+        worse = []
+        for v, d in ab["ours"]:
             e = ab["extra"].get(v, {})
+            acc = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", e.get("Held-out MLM acc", ""))
             bits = ([f"per seed vs the full loss's run of the same seed {e['Paired deltas']}"] if e.get("Paired deltas")
-                    else []) + ([f"held-out MLM accuracy {e['Held-out MLM acc']} % (full loss {full_acc} %)"]
-                                if e.get("Held-out MLM acc") and full_acc else [])
+                    else []) + ([f"held-out MLM accuracy {acc.group(1)} % ({acc.group(2)} points; full loss "
+                                 f"{full_acc} %)"] if acc and full_acc else [])
             if bits:
                 out.append(f"  * {v}: " + "; ".join(bits) + ".")
+            lower = re.search(r"\((\d+)/(\d+) lower\)", e.get("Paired deltas", ""))
+            if (ab["full_sd"] is not None and d < -ab["full_sd"] and lower
+                    and lower.group(1) == lower.group(2)):
+                worse.append(v)
+        rest = [v for v, _ in ab["ours"] if v not in worse]
+        out.append("  * Measurably worse on GLUE (lower by more than the full loss's seed sd, and on every paired "
+                   f"seed): {', '.join(worse) or 'none'}" + (f"; not separable from the full loss on GLUE at this "
+                                                             f"scale: {', '.join(rest)}" if rest else "") + ".")
     else:
         why = res.missing.get("table4", "no measured ablation deltas")
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
@@ -459,8 +469,15 @@ def _section_table4(res: Results) -> str:
         if not str(d.get("Paper delta", "")).strip():
             d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == "full triple loss" else "")
         disp.append(d)
+    from .ablation import SLUGS
+
+    for v, pd_ in PAPER_TABLE4.items():  # the paper's variants this table does not hold yet
+        if v not in {r["Variant"] for r in rows}:
+            disp.append({"Variant": v, "Score": f"not run (`ablate --variants {SLUGS[v]}` not run yet)",
+                         **{c: "—" for c in ("Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc")},
+                         "Paper delta": f"{pd_:+.2f}", "source": "measured"})
     cols = [c for c in TABLE4_COLUMNS if c not in ("note", "run_id") and c in rows[0] or c == "Paper delta"]
-    na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured"}
+    na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured", "Paired deltas": "n/a"}
     return "\n".join(out + [md_table(_present(disp, cols, na), cols), _notes(rows)])
 
 
