@@ -4,16 +4,16 @@ smoke  tiny random-size teacher on the bundled 500-line sample: seconds; used by
 cpu    offline small teacher (WordPiece 8K, 4 x 256, grown from a 2-layer stem) pretrained on WikiText-2, then
        a 2-layer student. `reproduce --preset cpu` must finish within 90 min on 2 CPU cores. These 2-core
        machines differ up to ~2x in speed (the same 2-layer update took 0.35 s on one, 0.68 s on another), so
-       the preset is sized to fit on the slower kind with a margin. Budget (results/cpu/reproduce.json has the
-       stage times of the measured run):
-         stem (2 layers, 600 updates of 4096 tokens, incl. tokenizer)              ~7 min
-         teacher (4 layers = the stem stacked, 1000 updates)                       ~20 min
-         distillation (1 epoch, 647 updates) + held-out MLM eval                   ~18 min
-         GLUE: 6 local tasks x 3 seeds x <= 1200 examples x 3 epochs, teacher and student   ~14 min
-         IMDb: 2 seeds x 1000 reviews x 256 tokens, teacher and student                     ~9 min
+       the preset is sized to fit on the slower kind with a margin. Budget, as measured on the slower one in one call of
+       81.0 min (results/cpu/reproduce.json):
+         stem (2 layers, 600 updates of 4096 tokens, incl. tokenizer)              7.7 min
+         teacher (4 layers = the stem stacked, 1000 updates)                       19.3 min
+         distillation (1 epoch, 647 updates) + held-out MLM eval                   19.5 min
+         GLUE: 6 local tasks x 3 seeds x <= 1200 examples x 3 epochs, teacher and student   14.9 min
+         IMDb: 2 seeds x 1000 reviews x 256 tokens, teacher and student                     10.3 min
          SQuAD: teacher, student, student (D); 1200 questions of half the dev articles,
-                scored on 600 of the other half; 1 seed                                     ~5 min
-         Table 3 timing on 300 STS-B dev pairs (BERT-base / DistilBERT shapes too), tables, report  ~3 min
+                scored on 600 of the other half; 1 seed                                     6.7 min
+         Table 3 timing on 300 STS-B dev pairs (BERT-base / DistilBERT shapes too), tables, report  2.7 min
        Why a stem: a post-LayerNorm BERT of 4+ layers trained from scratch sits on the unigram plateau
        (always predicting "the") for thousands of updates; a 2-layer one leaves it within ~150, and its
        stacked copy (Gong et al. 2019) starts off the plateau (results/experiments/teacher_plateau/).
