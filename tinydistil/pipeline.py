@@ -83,7 +83,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
     ds = p.downstream
     todo = [s for s in STAGES if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
-    summary = {"preset": preset, "budget_min": p.budget_min, "stages": todo, "skipped": sorted(skip), "teacher": teacher, "student": student,
+    summary = {"preset": preset, "budget_min": p.budget_min, "stages": todo, "skipped": sorted(skip),
+               "teacher": teacher, "student": student,
                "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}}
     t_all = time.time()
