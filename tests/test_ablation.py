@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tinydistil.ablation import (PAPER_DELTA, held_out_mlm, paired_deltas, parse_variants, run_ablation,
-                                 variant_scores, write_table4)
+                                 scores_without, variant_scores, write_table4)
 from tinydistil.pipeline import reproduce
 
 
@@ -24,6 +24,36 @@ def test_variant_scores_macro_of_medians_and_per_seed_macros(tmp_path):
     assert sc["score"] == pytest.approx((55.0 + 80.0) / 2)  # medians 55 and 80
     assert sc["per_seed"] == pytest.approx([65.0, 65.0, 72.5]) and sc["seeds"] == [0, 1, 2]
     assert variant_scores(tmp_path, ["cola"])["score"] is None
+
+
+def test_per_task_deltas_and_the_macro_without_wnli(tmp_path):
+    full_dir, rand_dir = tmp_path / "full", tmp_path / "rand"
+    # WNLI alone lifts the random-init macro; without it random init is lower on both seeds
+    _seed_files(full_dir, {"rte": {0: 50.0, 1: 54.0}, "sst2": {0: 80.0, 1: 84.0}, "wnli": {0: 30.0, 1: 40.0}})
+    _seed_files(rand_dir, {"rte": {0: 49.0, 1: 52.0}, "sst2": {0: 70.0, 1: 80.0}, "wnli": {0: 56.0, 1: 56.0}})
+    tasks = ["rte", "sst2", "wnli"]
+    rows = []
+    for name, d in (("full triple loss", full_dir), ("random init", rand_dir)):
+        sc = variant_scores(d, tasks)
+        rows.append({"Variant": name, **sc, "excl": scores_without(sc, d)})
+    full, rand = rows
+    assert full["medians"] == {"rte": 52.0, "sst2": 82.0, "wnli": 35.0}
+    assert full["excl"]["tasks"] == ["rte", "sst2"] and full["excl"]["score"] == pytest.approx(67.0)
+    assert full["excl"]["per_seed"] == pytest.approx([65.0, 69.0])
+    assert rand["excl"]["per_seed"] == pytest.approx([59.5, 66.0])
+    write_table4(rows, tmp_path / "t4.csv")
+    with open(tmp_path / "t4.csv", newline="") as f:
+        got = {r["Variant"]: r for r in csv.DictReader(f)}
+    assert got["random init"]["Delta"] == f"{(50.5 + 75 + 56) / 3 - (52 + 82 + 35) / 3:+.2f}" == "+4.17"
+    assert got["random init"]["Per-task delta"] == "RTE -1.50, SST-2 -7.00, WNLI +21.00"
+    assert got["random init"]["Excl. WNLI"] == "62.75 (-4.25); -5.50 -3.00 (2/2 lower)"
+    assert got["full triple loss"]["Excl. WNLI"] == "67.00; sd 2.83" and got["full triple loss"]["Per-task delta"] == ""
+    # nothing to leave out: no secondary macro (and an empty cell, not a copy of Score)
+    sc = variant_scores(full_dir, ["rte", "sst2"])
+    assert scores_without(sc, full_dir) == {}
+    write_table4([{"Variant": "full triple loss", **sc, "excl": {}}], tmp_path / "t4b.csv")
+    with open(tmp_path / "t4b.csv", newline="") as f:
+        assert next(csv.DictReader(f))["Excl. WNLI"] == ""
 
 
 def test_table4_deltas_spread_and_paper_column(tmp_path):
@@ -134,3 +164,9 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
         left = list(csv.DictReader(f))
     assert [r["Variant"] for r in left] == ["full triple loss", "- L_ce", "- L_cos", "random init"]
     assert [r["Score"] for r in left] == list(df2["Score"])
+    # --table-only rebuilds the same table from the finished variants and trains nothing
+    monkeypatch.setattr(Trainer, "train", lambda self: pytest.fail("table_only must not train"))
+    df3 = run_ablation("smoke", root=root, table_only=True, progress=False)
+    assert list(df3["Variant"]) == list(df2["Variant"]) and list(df3["Score"]) == list(df2["Score"])
+    assert list(df3["note"]) == list(df2["note"])
+    assert not (tmp_path / "smoke" / "ablation" / "no_mlm" / "summary.json").exists()

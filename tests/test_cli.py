@@ -60,6 +60,7 @@ def teachers(tmp_path_factory):
     (["distill", "--preset", "smoke", "--lr"], "overrides are written --field value"),
     (["distill", "--preset", "smoke", "--block-size", "4"], "block_size must be >= 8"),
     (["pretrain-teacher", "--preset", "t4"], "no teacher to pretrain"),
+    (["ablate", "--preset", "smoke", "--table-only", "--variants", "no_ce"], "--table-only trains nothing"),
 ])
 def test_cli_errors_without_running(argv, phrase, capsys):
     assert cli.main(argv) == 2

@@ -266,6 +266,45 @@ def test_end_to_end_time_against_the_budget(tmp_path, call_s, study_s, budget, w
     assert want in _section_run(load_results(root, "cpu"))
 
 
+def test_ablation_verdict_without_wnli_is_a_separate_line(tmp_path):
+    from tinydistil.ablation import write_table4
+    from tinydistil.report import _section_headlines, load_results, measurably_worse
+
+    assert measurably_worse(-1.0, 0.5, "-1.2 -0.8 (2/2 lower)")
+    assert not measurably_worse(-1.0, 0.5, "-1.2 +0.8 (1/2 lower)") and not measurably_worse(-0.4, 0.5, "(2/2 lower)")
+    assert not measurably_worse(-1.0, None, "(2/2 lower)") and not measurably_worse(-1.0, 0.5, "")
+    full = {"Variant": "full triple loss", "score": 40.0, "per_seed": [39.0, 41.0], "seeds": [0, 1],
+            "medians": {"sst2": 64.0, "wnli": 38.0},
+            "excl": {"score": 64.0, "per_seed": [63.8, 64.2], "seeds": [0, 1]}}
+    rand = {"Variant": "random init", "score": 41.0, "per_seed": [40.0, 42.5], "seeds": [0, 1],
+            "medians": {"sst2": 54.0, "wnli": 56.0},
+            "excl": {"score": 54.0, "per_seed": [53.0, 55.0], "seeds": [0, 1]}}
+    write_table4([full, rand], tmp_path / "table4_ablation.csv")
+    text = _section_headlines(load_results(tmp_path, "cpu"))
+    assert "on every paired seed): none; not separable from the full loss on GLUE at this scale: random init." in text
+    assert "per task (median vs median) SST-2 -10.00, WNLI +18.00." in text
+    line = next(x for x in text.splitlines() if x.startswith("  * Without WNLI"))
+    assert "deltas random init -10.00 (full loss sd 0.28); measurably worse: random init." in line
+
+
+def test_mlm_accuracy_verdict_uses_two_standard_errors_of_a_difference(tmp_path):
+    from tinydistil.ablation import write_table4
+    from tinydistil.report import _section_headlines, load_results
+
+    # n = 10,000 masked tokens, 15 % vs 14 %: se = 100 * sqrt(.15 * .85 / 1e4 + .14 * .86 / 1e4) = 0.498 points,
+    # so -1.00 is beyond 2 se (0.996) and -0.98 is not
+    rows = [{"Variant": "full triple loss", "score": 50.0, "per_seed": [49.0, 51.0], "mlm_accuracy": 0.15,
+             "mlm_tokens": 10000},
+            {"Variant": "- L_ce", "score": 49.0, "per_seed": [48.0, 50.0], "mlm_accuracy": 0.14},
+            {"Variant": "- L_mlm", "score": 49.5, "per_seed": [49.0, 50.0], "mlm_accuracy": 0.1402}]
+    df = write_table4(rows, tmp_path / "table4_ablation.csv")
+    assert df["Held-out MLM acc"][0] == "15.00 (10000 masked tokens)" and df["Held-out MLM acc"][1] == "14.00 (-1.00)"
+    text = _section_headlines(load_results(tmp_path, "cpu"))
+    line = next(x for x in text.splitlines() if "On the distilled student itself" in x)
+    assert "10,000 masked" in line and line.endswith("of the difference): - L_ce (-1.00); not: - L_mlm (-0.98).")
+    assert "held-out MLM accuracy 14.00 % (-1.00 points; full loss 15.00 %)" in text
+
+
 def test_poster_table4_keeps_spread_paired_seeds_and_mlm_accuracy(tmp_path):
     from tinydistil.ablation import write_table4
 

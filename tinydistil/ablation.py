@@ -2,7 +2,7 @@
 
     df = run_ablation("cpu")      # what `python -m tinydistil ablate --preset cpu` runs
     -> results/table4_ablation.csv: Variant, Score, Delta, Spread, Paired deltas, Seeds, Held-out MLM acc,
-       Paper delta, source, run_id, note
+       Per-task delta, Excl. WNLI, Paper delta, source, run_id, note
 
 Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full triple loss):
     - L_ce        alpha_ce = 0      (no soft-target KL)                    paper -2.96
@@ -17,7 +17,14 @@ Spread = standard deviation and range over seeds of the per-seed macro score (se
 tasks), so a difference smaller than the spread is noise. Paired deltas = that per-seed macro minus the full
 loss's for the same seed (same training subset, data order and head initialisation), a finer test than the
 spread when seed effects are shared. Held-out MLM acc = top-1 accuracy on masked WikiText-2 validation tokens
-(same masks for every variant, see mlm_eval.py): the distilled student itself, before any fine-tuning noise.
+(same masks for every variant, see mlm_eval.py; the full row names the number of masked tokens): the distilled
+student itself, before any fine-tuning noise.
+Per-task delta = each task's median minus the full loss's, so a reader sees which task moves the macro.
+Excl. WNLI = the same macro without WNLI, as "score; sd X" (full loss) or "score (delta); paired deltas (k/n
+lower)": WNLI's 71 dev examples are adversarial (a model that learns anything from train scores below the
+majority class), so at this scale its per-seed score jumps by ~20 points between "majority class" and
+"learned something" and can dominate a 6-task macro; BERT's own GLUE average leaves it out. The paper's macro
+(with WNLI) stays the headline Score.
 Resumable: finished distillations, MLM evaluations and (task, seed) fine-tuning runs are skipped.
 """
 from __future__ import annotations
@@ -41,8 +48,9 @@ VARIANTS = {
 PAPER_DELTA = {"- L_ce": -2.96, "- L_cos": -1.46, "- L_mlm": -0.31, "random init": -3.69}
 SLUGS = {"full triple loss": "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
          "random init": "random_init"}
-TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc", "Paper delta",
-                  "source", "run_id", "note")
+TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
+                  "Per-task delta", "Excl. WNLI", "Paper delta", "source", "run_id", "note")
+NOISY_TASKS = ("wnli",)  # left out of the secondary "Excl. WNLI" macro (see the module doc)
 
 
 def parse_variants(variants) -> list[str]:
@@ -74,8 +82,9 @@ def _same_run(folder: Path, cfg) -> bool:
 
 
 def variant_scores(glue_dir: Path, tasks: list[str]) -> dict:
-    """{'score', 'per_seed', 'seeds', 'tasks'} from finished GLUE runs: the macro of per-task medians over
-    seeds, and for each seed present in every task (listed in 'seeds') the macro of that seed's task scores."""
+    """{'score', 'per_seed', 'seeds', 'tasks', 'medians'} from finished GLUE runs: the macro of per-task medians
+    over seeds ('medians': {task: median}), and for each seed present in every task (listed in 'seeds') the
+    macro of that seed's task scores."""
     per_task: dict[str, dict[int, float]] = {}
     for t in tasks:
         seeds = {}
@@ -85,11 +94,18 @@ def variant_scores(glue_dir: Path, tasks: list[str]) -> dict:
         if seeds:
             per_task[t] = seeds
     if not per_task:
-        return {"score": None, "per_seed": [], "seeds": [], "tasks": []}
-    medians = [statistics.median(v.values()) for v in per_task.values()]
+        return {"score": None, "per_seed": [], "seeds": [], "tasks": [], "medians": {}}
+    medians = {t: statistics.median(v.values()) for t, v in per_task.items()}
     common = sorted(set.intersection(*(set(v) for v in per_task.values())))
     per_seed = [sum(v[s] for v in per_task.values()) / len(per_task) for s in common]
-    return {"score": sum(medians) / len(medians), "per_seed": per_seed, "seeds": common, "tasks": sorted(per_task)}
+    return {"score": sum(medians.values()) / len(medians), "per_seed": per_seed, "seeds": common,
+            "tasks": sorted(per_task), "medians": medians}
+
+
+def scores_without(sc: dict, glue_dir: Path, drop=NOISY_TASKS) -> dict:
+    """variant_scores over `sc`'s tasks minus `drop` (the secondary macro); {} when nothing would be left out."""
+    keep = [t for t in sc.get("tasks", []) if t not in drop]
+    return variant_scores(glue_dir, keep) if keep and len(keep) < len(sc.get("tasks", [])) else {}
 
 
 def paired_deltas(row: dict, full: dict) -> list[float]:
@@ -119,32 +135,58 @@ def held_out_mlm(model_dir: Path, data_dir, block_size: int) -> dict:
     return out
 
 
+def _spread(ps: list[float]) -> str:
+    return f"sd {statistics.stdev(ps):.2f}; range {min(ps):.2f}-{max(ps):.2f}" if len(ps) >= 2 else ""
+
+
+def _paired(r: dict, full: dict) -> str:
+    d = paired_deltas(r, full)
+    return " ".join(f"{x:+.2f}" for x in d) + (f" ({sum(x < 0 for x in d)}/{len(d)} lower)" if d else "")
+
+
+def _per_task(r: dict, full: dict) -> str:
+    from .glue import TASKS
+
+    m, f = r.get("medians") or {}, full.get("medians") or {}
+    return ", ".join(f"{TASKS[t].display if t in TASKS else t} {m[t] - f[t]:+.2f}" for t in sorted(m) if t in f)
+
+
+def _excl(r: dict, full: dict | None) -> str:
+    x = r.get("excl") or {}
+    if x.get("score") is None:
+        return ""
+    if full is None or r is full:
+        ps = x.get("per_seed", [])
+        return f"{x['score']:.2f}" + (f"; sd {statistics.stdev(ps):.2f}" if len(ps) >= 2 else "")
+    fx = full.get("excl") or {}
+    if fx.get("score") is None:
+        return f"{x['score']:.2f}"
+    return f"{x['score']:.2f} ({x['score'] - fx['score']:+.2f}); {_paired(x, fx)}".rstrip("; ")
+
+
 def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
-    """Table 4 CSV (TABLE4_COLUMNS) from rows {Variant, score, per_seed, seeds, mlm_accuracy, run_id, note};
-    Delta and Paired deltas vs the full row; MLM accuracy in percent (its change vs the full row in brackets)."""
+    """Table 4 CSV (TABLE4_COLUMNS) from rows {Variant, score, per_seed, seeds, medians, excl, mlm_accuracy,
+    mlm_tokens, run_id, note} (excl: the variant_scores dict without NOISY_TASKS); Delta, Paired deltas, Per-task delta
+    and Excl. WNLI vs the full row; MLM accuracy in percent (its change vs the full row in brackets)."""
     import pandas as pd
 
     full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
     out = []
     for r in rows:
         ok = r.get("score") is not None
-        spread = ""
-        if len(r.get("per_seed", [])) >= 2:
-            ps = r["per_seed"]
-            spread = f"sd {statistics.stdev(ps):.2f}; range {min(ps):.2f}-{max(ps):.2f}"
         delta = ""
         if ok and full is not None and full.get("score") is not None:
             delta = f"{r['score'] - full['score']:+.2f}" if r is not full else "0.00"
-        paired = ""
-        if ok and full is not None and r is not full:
-            d = paired_deltas(r, full)
-            paired = " ".join(f"{x:+.2f}" for x in d) + (f" ({sum(x < 0 for x in d)}/{len(d)} lower)" if d else "")
+        versus = ok and full is not None and r is not full
         acc, full_acc = r.get("mlm_accuracy"), (full or {}).get("mlm_accuracy")
         mlm = "" if acc is None else f"{100 * acc:.2f}" + (
-            f" ({100 * (acc - full_acc):+.2f})" if full_acc is not None and r is not full else "")
+            f" ({100 * (acc - full_acc):+.2f})" if full_acc is not None and r is not full else
+            f" ({r['mlm_tokens']} masked tokens)" if r is full and r.get("mlm_tokens") else "")
         out.append({"Variant": r["Variant"], "Score": f"{r['score']:.2f}" if ok else f"not run: {r.get('reason', '')}",
-                    "Delta": delta, "Spread": spread, "Paired deltas": paired, "Seeds": len(r.get("per_seed", [])),
-                    "Held-out MLM acc": mlm,
+                    "Delta": delta, "Spread": _spread(r.get("per_seed", [])),
+                    "Paired deltas": _paired(r, full) if versus else "", "Seeds": len(r.get("per_seed", [])),
+                    "Held-out MLM acc": mlm, "Per-task delta": _per_task(r, full) if versus else "",
+                    "Excl. WNLI": _excl(r, full) if ok else "",
                     "Paper delta": f"{PAPER_DELTA[r['Variant']]:+.2f}" if r["Variant"] in PAPER_DELTA else "0.00",
                     "source": "measured", "run_id": r.get("run_id", ""), "note": r.get("note", "")})
     df = pd.DataFrame(out, columns=list(TABLE4_COLUMNS))
@@ -155,15 +197,16 @@ def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
 
 
 def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, distill_overrides=None,
-                 progress: bool = True):
-    """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it."""
+                 progress: bool = True, table_only: bool = False):
+    """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it.
+    table_only: train nothing, rebuild Table 4 (CSV + JSON) from the variants already finished."""
     from .glue import TASKS, parse_tasks, run_glue
     from .pipeline import _copy_results, _finetune_cfg
     from .presets import get_preset, preset_stages
     from .provenance import run_info
     from .train import Trainer
 
-    names = parse_variants(variants)
+    names = [] if table_only else parse_variants(variants)
     p = get_preset(preset)
     base_cfg = dict(preset_stages(preset, root=root, distill_overrides=distill_overrides))["distill"]
     for stage, cfg in preset_stages(preset, root=root):
@@ -187,7 +230,9 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         tables_dir.mkdir(parents=True, exist_ok=True)
         prev_json.write_text(json.dumps(
             {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in (
-                "score", "per_seed", "seeds", "tasks", "mlm_accuracy", "run_id", "note")} for r in table},
+                "score", "per_seed", "seeds", "tasks", "medians", "excl", "mlm_accuracy", "mlm_tokens", "run_id",
+                "note")}
+                for r in table},
              "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
              "distill_overrides": distill_overrides or {}}, indent=2, default=str))
         return write_table4(table, tables_dir / "table4_ablation.csv")
@@ -215,8 +260,9 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if name not in names:
             note = earlier.get(name, {}).get("note", f"{', '.join(TASKS[t].display for t in sc['tasks'])}; "
                                                      "finished by an earlier call")
-        rows[name] = {"Variant": name, **sc, "mlm_accuracy": mlm.get("mlm_accuracy"), "run_id": str(glue_dir),
-                      "note": note}
+        rows[name] = {"Variant": name, **sc, "excl": scores_without(sc, glue_dir),
+                      "mlm_accuracy": mlm.get("mlm_accuracy"), "mlm_tokens": mlm.get("masked_tokens"),
+                      "run_id": str(glue_dir), "note": note}
         if sc["score"] is None:
             rows[name]["reason"] = "no GLUE task with data"
         if cfg is not base_cfg:  # provenance next to the table: the run's config/log, per-seed GLUE results

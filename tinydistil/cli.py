@@ -7,6 +7,7 @@
                        are skipped, interrupted ones resumed. [--skip speed,squad_d | --skip downstream]
     ablate             paper Table 4: distil again without L_ce / L_cos / L_mlm and with random init, fine-tune
                        each on GLUE -> results/table4_ablation.csv (after reproduce) [--variants no_ce,random_init]
+                       [--table-only: rebuild the table from finished variants, training nothing]
 
 Any config field can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,3], --teacher bert-base-uncased.
 
@@ -99,14 +100,18 @@ def reproduce(preset: str, extra: list[str]) -> dict:
 
 
 def ablate(preset: str, extra: list[str]):
-    """`ablate`: the paper's Table 4 (see ablation.py). --variants no_ce,random_init picks some; --output-dir ROOT
-    as for reproduce; other --field value pairs override the distillation config of every variant."""
+    """`ablate`: the paper's Table 4 (see ablation.py). --variants no_ce,random_init picks some; --table-only
+    rebuilds the table from finished variants without training; --output-dir ROOT as for reproduce; other --field value pairs override the distillation config of every variant."""
     from .ablation import run_ablation
 
     variants, extra = _pop_option(extra, "--variants", "names, e.g. --variants no_ce,no_cos,no_mlm,random_init")
+    table_only = "--table-only" in extra
+    extra = [x for x in extra if x != "--table-only"]
+    if table_only and variants:
+        raise ValueError("--table-only trains nothing, so --variants does not apply; drop one of the two")
     _, d_over = _parse_overrides(preset, extra)
     root = d_over.pop("output_dir", None)
-    df = run_ablation(preset, root=root, variants=variants, distill_overrides=d_over)
+    df = run_ablation(preset, root=root, variants=variants, distill_overrides=d_over, table_only=table_only)
     print(df.to_string(index=False))
     return df
 

@@ -200,10 +200,18 @@ def ablation(res: Results) -> dict | None:
     compared = [v for v, _ in ours if paper.get(v) is not None]
     full = next((r for r in rows if r["Variant"] == "full triple loss"), {})
     sd = re.search(r"sd ([0-9.]+)", str(full.get("Spread", "")))  # the full loss's seed-to-seed spread
-    extra = {r["Variant"]: {k: str(r.get(k, "")).strip() for k in ("Paired deltas", "Held-out MLM acc")}
+    extra = {r["Variant"]: {k: str(r.get(k, "")).strip()
+                            for k in ("Paired deltas", "Held-out MLM acc", "Per-task delta", "Excl. WNLI")}
              for r in rows}
     return {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared,
             "full_sd": float(sd.group(1)) if sd else None, "extra": extra}
+
+
+def measurably_worse(delta: float | None, full_sd: float | None, paired: str) -> bool:
+    """Lower than the full loss by more than its seed-to-seed sd AND lower on every paired seed ('k/n lower')."""
+    lower = re.search(r"\((\d+)/(\d+) lower\)", paired or "")
+    return (delta is not None and full_sd is not None and delta < -full_sd and lower is not None
+            and lower.group(1) == lower.group(2))
 
 
 # ------------------------------------------------------------------ markdown helpers
@@ -383,7 +391,8 @@ def _section_headlines(res: Results) -> str:
         if within:
             out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
                        f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
-        full_acc = ab["extra"].get("full triple loss", {}).get("Held-out MLM acc")
+        full_acc = re.match(r"\s*([0-9.]+)", ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
+        full_acc = full_acc.group(1) if full_acc else None
         worse = []
         for v, d in ab["ours"]:
             e = ab["extra"].get(v, {})
@@ -391,21 +400,65 @@ def _section_headlines(res: Results) -> str:
             bits = ([f"per seed vs the full loss's run of the same seed {e['Paired deltas']}"] if e.get("Paired deltas")
                     else []) + ([f"held-out MLM accuracy {acc.group(1)} % ({acc.group(2)} points; full loss "
                                  f"{full_acc} %)"] if acc and full_acc else [])
+            if e.get("Per-task delta"):
+                bits.append(f"per task (median vs median) {e['Per-task delta']}")
             if bits:
                 out.append(f"  * {v}: " + "; ".join(bits) + ".")
-            lower = re.search(r"\((\d+)/(\d+) lower\)", e.get("Paired deltas", ""))
-            if (ab["full_sd"] is not None and d < -ab["full_sd"] and lower
-                    and lower.group(1) == lower.group(2)):
+            if measurably_worse(d, ab["full_sd"], e.get("Paired deltas", "")):
                 worse.append(v)
         rest = [v for v, _ in ab["ours"] if v not in worse]
         out.append("  * Measurably worse on GLUE (lower by more than the full loss's seed sd, and on every paired "
                    f"seed): {', '.join(worse) or 'none'}" + (f"; not separable from the full loss on GLUE at this "
                                                              f"scale: {', '.join(rest)}" if rest else "") + ".")
+        out.extend(_excl_wnli_lines(ab))
+        out.extend(_mlm_lines(ab))
     else:
         why = res.missing.get("table4", "no measured ablation deltas")
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
         out.append(f"* Ablation ordering: not run ({why}); the paper's, most harmful first: {theirs}.")
     return "\n".join(out)
+
+
+def _excl_wnli_lines(ab: dict) -> list[str]:
+    """The same verdict on the macro without WNLI (Table 4's 'Excl. WNLI' column), as a secondary view."""
+    full = re.search(r"sd ([0-9.]+)", ab["extra"].get("full triple loss", {}).get("Excl. WNLI", ""))
+    cells = {v: ab["extra"].get(v, {}).get("Excl. WNLI", "") for v, _ in ab["ours"]}
+    deltas = {v: re.search(r"\(([-+][0-9.]+)\)", c) for v, c in cells.items()}
+    if full is None or not any(deltas.values()):
+        return []
+    sd = float(full.group(1))
+    worse = [v for v, m in deltas.items() if m and measurably_worse(float(m.group(1)), sd, cells[v])]
+    rest = [v for v, m in deltas.items() if m and v not in worse]
+    shown = ", ".join(f"{v} {m.group(1)}" for v, m in deltas.items() if m)
+    return [f"  * Without WNLI (secondary view, added after the first ablation showed a seed's WNLI score (71 "
+            f"adversarial dev examples) jumping between the majority class and far below it; the paper's macro "
+            f"above stays the headline): deltas "
+            f"{shown} (full loss sd {sd:.2f}); measurably worse: {', '.join(worse) or 'none'}"
+            + (f"; not separable: {', '.join(rest)}" if rest else "") + "."]
+
+
+def _mlm_lines(ab: dict) -> list[str]:
+    """Which variants' distilled students are worse at held-out MLM than the full loss's by more than two
+    standard errors of a difference of two accuracies on n masked tokens (binomial, unpaired: conservative,
+    since every model sees the same masks)."""
+    full = re.match(r"\s*([0-9.]+)\s*\((\d+) masked tokens\)",
+                    ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
+    if full is None:
+        return []
+    p0, n = float(full.group(1)) / 100, int(full.group(2))
+    worse, rest = [], []
+    for v, _ in ab["ours"]:
+        m = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", ab["extra"].get(v, {}).get("Held-out MLM acc", ""))
+        if m is None:
+            continue
+        p1, d = float(m.group(1)) / 100, float(m.group(2))
+        se = 100 * math.sqrt(p0 * (1 - p0) / n + p1 * (1 - p1) / n)
+        (worse if d < -2 * se else rest).append(f"{v} ({d:+.2f})")
+    if not worse and not rest:
+        return []
+    return [f"  * On the distilled student itself (held-out MLM accuracy, {n:,} masked WikiText-2 validation tokens, "
+            f"the same masks for each; lower by more than 2 standard errors of the difference): "
+            f"{', '.join(worse) or 'none'}" + (f"; not: {', '.join(rest)}" if rest else "") + "."]
 
 
 def _section_table1(res: Results) -> str:
@@ -472,10 +525,11 @@ def _section_table4(res: Results) -> str:
     for v, pd_ in PAPER_TABLE4.items():  # the paper's variants this table does not hold yet
         if v not in {r["Variant"] for r in rows}:
             disp.append({"Variant": v, "Score": f"not run (`ablate --variants {SLUGS[v]}` not run yet)",
-                         **{c: "—" for c in ("Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc")},
+                         **{c: "—" for c in ("Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
+                                             "Per-task delta", "Excl. WNLI")},
                          "Paper delta": f"{pd_:+.2f}", "source": "measured"})
     cols = [c for c in TABLE4_COLUMNS if c not in ("note", "run_id") and c in rows[0] or c == "Paper delta"]
-    na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured", "Paired deltas": "n/a"}
+    na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured", "Paired deltas": "n/a", "Per-task delta": "n/a"}
     return "\n".join(out + [md_table(_present(disp, cols, na), cols), _notes(rows)])
 
 
