@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 from .report import (PAPER_RETENTION_TEXT, PAPER_TABLE3, PAPER_TABLE4, Results, ablation, glue_retention,
-                     load_results, loss_terms, num, paper_glue_retention, paper_speedup, paper_task_scores, role,
-                     TABLE_FILES, speedups, task_scores, teacher_student_pairs)
+                     load_results, loss_terms, measurably_worse, num, paper_glue_retention, paper_speedup,
+                     paper_task_scores, role, TABLE_FILES, speedups, task_scores, teacher_student_pairs)
 from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_TASKS
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
@@ -104,6 +104,11 @@ def _headlines(res: Results) -> list[str]:
         lines.append("   ours: " + " > ".join(v.replace("- ", "-") for v, _ in ab["ours"]))
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"])
                      + ("  (same)" if ab["same_order"] else "  (differs)"))
+        # the order alone hides that most deltas are seed noise at this scale (see report: same rule)
+        worse = [v.replace("- ", "-") for v, d in ab["ours"]
+                 if measurably_worse(d, ab["full_sd"], ab["extra"].get(v, {}).get("Paired deltas", ""))]
+        lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"
+                     + ("; rest noise" if len(worse) < len(ab["ours"]) else ""))
     else:
         lines.append(f"   ours: not run ({_why(res, 'table4', 'no deltas')})")
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in sorted(PAPER_TABLE4.items(),

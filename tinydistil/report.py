@@ -446,7 +446,7 @@ def _mlm_lines(ab: dict) -> list[str]:
     if full is None:
         return []
     p0, n = float(full.group(1)) / 100, int(full.group(2))
-    worse, rest = [], []
+    worse, rest, deltas = [], [], {}
     for v, _ in ab["ours"]:
         m = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", ab["extra"].get(v, {}).get("Held-out MLM acc", ""))
         if m is None:
@@ -454,11 +454,16 @@ def _mlm_lines(ab: dict) -> list[str]:
         p1, d = float(m.group(1)) / 100, float(m.group(2))
         se = 100 * math.sqrt(p0 * (1 - p0) / n + p1 * (1 - p1) / n)
         (worse if d < -2 * se else rest).append(f"{v} ({d:+.2f})")
-    if not worse and not rest:
+        deltas[v] = d
+    if not deltas:
         return []
+    order = sorted(deltas, key=deltas.get)
+    paper = [v for v, _ in ab["paper"] if v in deltas]
     return [f"  * On the distilled student itself (held-out MLM accuracy, {n:,} masked WikiText-2 validation tokens, "
             f"the same masks for each; lower by more than 2 standard errors of the difference): "
-            f"{', '.join(worse) or 'none'}" + (f"; not: {', '.join(rest)}" if rest else "") + "."]
+            f"{', '.join(worse) or 'none'}" + (f"; not: {', '.join(rest)}" if rest else "")
+            + f". Ordered by this accuracy, most harmful first: {', then '.join(order)} — "
+            + ("**the paper's GLUE order**." if order == paper else "not the paper's GLUE order.")]
 
 
 def _section_table1(res: Results) -> str:
