@@ -39,6 +39,30 @@ def test_resume_is_bit_identical(tmp_path, smoke_teacher):
     assert [r["step"] for r in log] == list(range(1, 7))
     full_log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in log] == [r["loss"] for r in full_log]
+    # run.json names the call that resumed it and from which update
+    run = json.loads((tmp_path / "cut" / "run.json").read_text())
+    assert [r["from_step"] for r in run["resumed"]] == [3] and run["resumed"][0]["git_sha"] == run["git_sha"]
+
+
+def test_a_run_stopped_before_its_first_checkpoint_restarts_clean(tmp_path, smoke_teacher, monkeypatch):
+    import tinydistil.train as T
+
+    cfg = _cfg(tmp_path, smoke_teacher, "r", max_steps=4, save_every=100, log_every=1)
+    t = Trainer(cfg, progress=False).setup()
+    t.total_steps = 2  # stops after 2 logged updates, no checkpoint (save_every 100)
+    t.save_checkpoint = lambda: None
+    t.train()
+    (tmp_path / "r" / "summary.json").unlink()
+    import shutil
+    shutil.rmtree(tmp_path / "r" / "model")
+    monkeypatch.setattr(T, "run_info", lambda: {"command": "second call", "git_sha": "b" * 40, "machine": {},
+                                                "started": "later"})
+    Trainer(cfg, resume=True, progress=False).setup().train()
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    # every update was trained by the second call, so run.json is that call's (not the first's)
+    assert run["command"] == "second call" and "resumed" not in run and run["config"]["max_steps"] == 4
+    steps = [json.loads(x)["step"] for x in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # the first call's lines for updates 1-2 are not left beside the new ones
 
 
 def test_student_is_half_depth_distilbert_and_learns(tmp_path, smoke_teacher):

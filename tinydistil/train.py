@@ -5,7 +5,7 @@
 
 One loop serves both: a `TeacherConfig` trains a fresh BERT with the MLM loss alone, a
 `DistillConfig` trains a DistilBERT student against a frozen teacher with the triple loss.
-Output folder: run.json (resolved config, git commit, machine), log.jsonl (one line per log step,
+Output folder: run.json (resolved config, git commit, machine; calls that resumed it), log.jsonl (one line per log step,
 every loss term), checkpoint/state.pt (everything needed to continue exactly), model/ (final
 weights + tokenizer), summary.json (wall time, final losses).
 
@@ -168,6 +168,8 @@ class Trainer:
         cfg, final = self.cfg, self.out / "model"
         if (self.out / "summary.json").is_file() and final.is_dir():
             return final  # finished earlier
+        if self.resume and self.rank == 0:
+            self._record_call()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
         window = dict.fromkeys(TERMS, 0.0)
@@ -328,8 +330,20 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def _record_call(self) -> None:
+        """A resumed run records which call trains from where: from update 0 (nothing of an earlier call
+        survives) run.json becomes this call's; later, the call is appended to run.json's "resumed" list. Log
+        lines written after the point resumed from are dropped: they are written again."""
+        run_file, info = self.out / "run.json", run_info()
+        rec = json.loads(run_file.read_text())
+        if self.step == 0:
+            rec = {"config": rec["config"], **info}
+        else:
+            rec.setdefault("resumed", []).append({**info, "from_step": self.step})
+        run_file.write_text(json.dumps(rec, indent=2))
         log = self.out / "log.jsonl"
-        if log.is_file() and self.rank == 0:  # drop lines written after the checkpoint: they will be written again
+        if log.is_file():
             keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
             log.write_text("".join(ln + "\n" for ln in keep))
 
