@@ -287,6 +287,26 @@ def test_ablation_verdict_without_wnli_is_a_separate_line(tmp_path):
     assert "deltas random init -10.00 (full loss sd 0.28); measurably worse: random init." in line
 
 
+def test_what_was_run_names_each_ablation_variants_own_call(tmp_path):
+    from tinydistil.report import _section_run
+
+    root = make_results(tmp_path / "results")
+    d = root / "cpu" / "ablation" / "no_cos"
+    d.mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({
+        "config": {}, "command": "python -m tinydistil ablate --preset cpu --variants no_cos", "git_sha": "a" * 40,
+        "started": "2026-11-30T17:34:18+00:00",
+        "resumed": [{"command": "python -m tinydistil ablate --preset cpu", "git_sha": "b" * 40, "from_step": 300}]}))
+    (d / "summary.json").write_text(json.dumps({"steps": 647, "train_wall_time_s": 1110.6}))
+    (root / "cpu" / "ablation" / "random_init").mkdir()  # started, nothing written yet
+    text = _section_run(load_results(root, "cpu"))
+    assert ("* Table 4 `- L_cos` distilled by `python -m tinydistil ablate --preset cpu --variants no_cos` at git SHA "
+            "`aaaaaaa`, started 2026-11-30T17:34:18+00:00; 647 updates, 1111 s training; resumed by "
+            "`python -m tinydistil ablate --preset cpu` at `bbbbbbb` from update 300.") in text
+    assert ("* Table 4 `random init` distilled by `not recorded` at git SHA `not recorded`, started not recorded; "
+            "not finished.") in text
+
+
 def test_mlm_accuracy_verdict_uses_two_standard_errors_of_a_difference(tmp_path):
     from tinydistil.ablation import write_table4
     from tinydistil.report import _section_headlines, load_results

@@ -63,6 +63,7 @@ class Results:
     reproduce: dict | None = None
     runs: dict = field(default_factory=dict)      # stage -> {"run": run.json, "summary": summary.json, "log": [..]}
     evals: dict = field(default_factory=dict)     # eval folder name -> {"records": [...], "finetune": [...]}
+    ablation_runs: dict = field(default_factory=dict)  # variant slug -> {"run": run.json, "summary": summary.json}
 
     def measured(self, name: str) -> list[dict]:
         return [r for r in self.tables.get(name) or [] if not r.get("source", "").startswith("paper")]
@@ -125,6 +126,10 @@ def load_results(results_dir="results", preset: str = "cpu") -> Results:
         d = root / preset / stage
         res.runs[stage] = {"run": _read_json(d / "run.json"), "summary": _read_json(d / "summary.json"),
                            "log": _read_log(d / "log.jsonl")}
+    for slug in SLUGS.values():
+        d = root / preset / "ablation" / slug
+        if d.is_dir():
+            res.ablation_runs[slug] = {"run": _read_json(d / "run.json"), "summary": _read_json(d / "summary.json")}
     for folder in sorted((root / "runs" / "eval").glob(f"{preset}_*")):
         recs = [r for p in sorted(folder.glob("**/seed*.json")) if (r := _read_json(p))]
         fts = [r for p in sorted(folder.glob("*/finetune.json")) if (r := _read_json(p))]
@@ -297,6 +302,16 @@ def _section_run(res: Results) -> str:
                      f"{_fmt_s(summ.get('train_wall_time_s'))} training"
                      + (f", {p / 1e6:.2f} M parameters" if p is not None else ""))
         out.append(line + ".")
+    names = {slug: v for v, slug in SLUGS.items()}
+    for slug, r in res.ablation_runs.items():  # each Table 4 variant's own distillation call
+        run, summ = r["run"] or {}, r["summary"] or {}
+        resumed = [f"`{x.get('command')}` at `{str(x.get('git_sha'))[:7]}` from update {x.get('from_step')}"
+                   for x in run.get("resumed", [])]
+        sha = str(run["git_sha"])[:7] if run.get("git_sha") else "not recorded"
+        out.append(f"* Table 4 `{names.get(slug, slug)}` distilled by `{run.get('command', 'not recorded')}` at git "
+                   f"SHA `{sha}`, started {run.get('started', 'not recorded')}"
+                   + (f"; {summ.get('steps')} updates, {_fmt_s(summ.get('train_wall_time_s'))} training" if summ
+                      else "; not finished") + (f"; resumed by {', '.join(resumed)}" if resumed else "") + ".")
     ev = (rep or {}).get("mlm_eval", {})
     if "teacher" in ev and "student" in ev:
         t, s = ev["teacher"], ev["student"]
