@@ -51,6 +51,7 @@ SLUGS = {"full triple loss": "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- 
 TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
                   "Per-task delta", "Excl. WNLI", "Paper delta", "source", "run_id", "note")
 NOISY_TASKS = ("wnli",)  # left out of the secondary "Excl. WNLI" macro (see the module doc)
+ROW_KEYS = ("score", "per_seed", "seeds", "tasks", "medians", "excl", "mlm_accuracy", "mlm_tokens", "run_id", "note")
 
 
 def parse_variants(variants) -> list[str]:
@@ -166,8 +167,9 @@ def _excl(r: dict, full: dict | None) -> str:
 
 def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     """Table 4 CSV (TABLE4_COLUMNS) from rows {Variant, score, per_seed, seeds, medians, excl, mlm_accuracy,
-    mlm_tokens, run_id, note} (excl: the variant_scores dict without NOISY_TASKS); Delta, Paired deltas, Per-task delta
-    and Excl. WNLI vs the full row; MLM accuracy in percent (its change vs the full row in brackets)."""
+    mlm_tokens, run_id, note} (excl: the variant_scores dict without NOISY_TASKS); Delta, Paired deltas,
+    Per-task delta and Excl. WNLI vs the full row; MLM accuracy in percent (its change vs the full row in
+    brackets; the full row names the number of masked tokens)."""
     import pandas as pd
 
     full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
@@ -229,10 +231,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         table = [rows[n] for n in VARIANTS if n in rows]
         tables_dir.mkdir(parents=True, exist_ok=True)
         prev_json.write_text(json.dumps(
-            {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in (
-                "score", "per_seed", "seeds", "tasks", "medians", "excl", "mlm_accuracy", "mlm_tokens", "run_id",
-                "note")}
-                for r in table},
+            {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in ROW_KEYS} for r in table},
              "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
              "distill_overrides": distill_overrides or {}}, indent=2, default=str))
         return write_table4(table, tables_dir / "table4_ablation.csv")

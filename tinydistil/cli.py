@@ -101,7 +101,8 @@ def reproduce(preset: str, extra: list[str]) -> dict:
 
 def ablate(preset: str, extra: list[str]):
     """`ablate`: the paper's Table 4 (see ablation.py). --variants no_ce,random_init picks some; --table-only
-    rebuilds the table from finished variants without training; --output-dir ROOT as for reproduce; other --field value pairs override the distillation config of every variant."""
+    rebuilds the table from finished variants without training; --output-dir ROOT as for reproduce; other
+    --field value pairs override the distillation config of every variant."""
     from .ablation import run_ablation
 
     variants, extra = _pop_option(extra, "--variants", "names, e.g. --variants no_ce,no_cos,no_mlm,random_init")
