@@ -10,9 +10,10 @@ Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full 
     - L_mlm       alpha_mlm = 0     (no masked-LM cross-entropy)           paper -0.31
     random init   student_init = random (no every-other-layer copy)       paper -3.69
 
-Every variant uses the preset's distillation budget and the preset's GLUE settings (same tasks, seeds, training
-subsets), so the only difference is the change itself. The full-loss row reuses `reproduce`'s student and its
-GLUE runs when their settings match. Score = mean over the GLUE tasks run of each task's median over seeds;
+Every variant uses the preset's distillation budget and one GLUE protocol (the preset's `ablation_glue`
+settings, else its `glue` ones: same tasks, seeds, training subsets), so the only difference is the change
+itself. The full-loss row reuses `reproduce`'s student, and its GLUE runs too when the protocol is Table 1's;
+otherwise it is fine-tuned again under the ablation protocol in its own folder (Table 1 stays as it is). Score = mean over the GLUE tasks run of each task's median over seeds;
 Spread = standard deviation and range over seeds of the per-seed macro score (seed k's scores averaged over the
 tasks), so a difference smaller than the spread is noise. Paired deltas = that per-seed macro minus the full
 loss's for the same seed (same training subset, data order and head initialisation), a finer test than the
@@ -219,7 +220,8 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     eval_root = Path(root) / preset / "eval" if root else Path("runs") / "eval"
     main_eval = eval_root / ("student" if root else f"{preset}_student") / "glue"
     tables_dir = Path(root) / preset / "results" if root else Path(p.tables_dir or runs / "results")
-    glue_cfg = _finetune_cfg(p.downstream.get("glue", {}))
+    glue_cfg = _finetune_cfg(p.downstream.get("ablation_glue", p.downstream.get("glue", {})))
+    table1_protocol = glue_cfg == _finetune_cfg(p.downstream.get("glue", {}))
     tasks = parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir
     rows, t_all = {}, time.time()
@@ -242,10 +244,12 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         glue_dir = eval_root / f"{preset}_ablation_{SLUGS[name]}" / "glue" if not root else \
             eval_root / f"ablation_{SLUGS[name]}" / "glue"
         if name == "full triple loss" and _same_run(Path(base_cfg.output_dir), cfg):
-            cfg, glue_dir = base_cfg, main_eval  # reproduce's student and its GLUE runs
-        t0 = time.time()
+            cfg = base_cfg  # reproduce's student (and its GLUE runs, under Table 1's protocol)
+            glue_dir = main_eval if table1_protocol else glue_dir
+        t0, distilled = time.time(), False
         if name in names:
             print(f"[tinydistil] ablation {names.index(name) + 1}/{len(names)}: {name}", file=sys.stderr, flush=True)
+            distilled = not (Path(cfg.output_dir) / "summary.json").is_file()
             Trainer(cfg, resume=True, progress=progress).setup().train()
             run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)
         elif not (Path(cfg.output_dir) / "summary.json").is_file():
@@ -254,8 +258,9 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         sc = variant_scores(glue_dir, tasks)
         if name not in names and sc["score"] is None:
             continue
-        note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; wall {time.time() - t0:.0f} s"
-                f"{' (incl. distillation)' if cfg is not base_cfg else ''}")
+        note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; {len(sc['per_seed'])} seeds x <= "
+                f"{glue_cfg.max_train_examples} examples; wall {time.time() - t0:.0f} s"
+                f"{' (incl. distillation)' if distilled else ' (GLUE only)'}")
         if name not in names:
             note = earlier.get(name, {}).get("note", f"{', '.join(TASKS[t].display for t in sc['tasks'])}; "
                                                      "finished by an earlier call")
@@ -264,8 +269,9 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
                       "run_id": str(glue_dir), "note": note}
         if sc["score"] is None:
             rows[name]["reason"] = "no GLUE task with data"
-        if cfg is not base_cfg:  # provenance next to the table: the run's config/log, per-seed GLUE results
+        if glue_dir != main_eval:  # provenance next to the table: per-seed GLUE results, the run's config/log
             _copy_results(glue_dir, tables_dir / "runs" / "eval" / f"{preset}_ablation_{SLUGS[name]}" / "glue")
+        if cfg is not base_cfg:
             dest = tables_dir / preset / "ablation" / SLUGS[name]
             dest.mkdir(parents=True, exist_ok=True)
             for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from .report import (PAPER_RETENTION_TEXT, PAPER_TABLE3, PAPER_TABLE4, Results, ablation, glue_retention,
-                     load_results, loss_terms, measurably_worse, num, paper_glue_retention, paper_speedup,
+                     load_results, loss_terms, main_records, measurably_worse, num, paper_glue_retention, paper_speedup,
                      paper_task_scores, role, TABLE_FILES, speedups, task_scores, teacher_student_pairs)
 from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_TASKS
 
@@ -146,7 +146,7 @@ def _method(res: Results) -> str:
 
 
 def _differences(res: Results) -> str:
-    recs = [r for ev in res.evals.values() for r in ev["records"]]
+    recs = main_records(res)
     seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
     subset = [r.get("train_examples") for r in recs if r.get("train_examples") is not None]
     tsum = res.runs["teacher"]["summary"] or {}

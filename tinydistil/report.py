@@ -137,6 +137,12 @@ def load_results(results_dir="results", preset: str = "cpu") -> Results:
     return res
 
 
+def main_records(res: Results) -> list[dict]:
+    """Per-seed fine-tuning records of Tables 1-2 (teacher, student, SQuAD (D)); Table 4's runs, which may use
+    their own protocol (runs/eval/<preset>_ablation_*), left out."""
+    return [r for k, ev in res.evals.items() if "_ablation_" not in k for r in ev["records"]]
+
+
 # ------------------------------------------------------------------ headline numbers
 def glue_retention(res: Results) -> list[dict]:
     """[{"model", "retention" (str from the file), "teacher_score", "score"}] for measured Table 1 rows that
@@ -550,7 +556,22 @@ def _section_table4(res: Results) -> str:
                          "Paper delta": f"{pd_:+.2f}", "source": "measured"})
     cols = [c for c in TABLE4_COLUMNS if c not in ("note", "run_id") and c in rows[0] or c == "Paper delta"]
     na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured", "Paired deltas": "n/a", "Per-task delta": "n/a"}
-    return "\n".join(out + [md_table(_present(disp, cols, na), cols), _notes(rows)])
+    return "\n".join(out + [*_table4_protocol(res), md_table(_present(disp, cols, na), cols), _notes(rows)])
+
+
+def _table4_protocol(res: Results) -> list[str]:
+    """One line naming Table 4's fine-tuning protocol (seeds, training examples) read from its per-seed runs."""
+    used = {r.get("run_id", "").rstrip("/").split("/")[-2] for r in res.tables.get("table4") or []
+            if r.get("run_id", "").count("/") >= 2}
+    recs = [r for k, ev in res.evals.items() if k in used for r in ev["records"]]
+    if not recs:
+        return []
+    seeds = sorted({r["seed"] for r in recs if r.get("seed") is not None})
+    n = max(num(r.get("train_examples")) or 0 for r in recs)
+    hp = recs[0].get("hyperparameters", {})
+    return [f"Every row fine-tuned the same way: {len(seeds)} seeds ({', '.join(map(str, seeds))}), at most "
+            f"{n:.0f} training examples per task (the same subset for every row and seed), {hp.get('epochs')} "
+            f"epochs, lr {hp.get('lr')}.", ""]
 
 
 def _section_differences(res: Results) -> str:
@@ -563,7 +584,7 @@ def _section_differences(res: Results) -> str:
               f"{t_sum.get('steps', '?')} updates ({t_sum.get('tokens', '?')} tokens)") if tc else "not run"
     ours_s = (f"{sp / 1e6:.1f} M parameters, {s_sum.get('steps', '?')} updates ({s_sum.get('tokens', '?')} tokens)"
               if sp else "not run")
-    recs = [r for ev in res.evals.values() for r in ev["records"]]
+    recs = main_records(res)
     seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
     subset = sorted({r.get("train_examples") for r in recs if r.get("train_examples") is not None})
     not_run = sorted({t for r in res.measured("table1") for t in TABLE1_TASKS
@@ -579,7 +600,7 @@ def _section_differences(res: Results) -> str:
            f"T = {sc.get('temperature')}" if sc else "") + f"), but at the small teacher's width: {ours_s}; "
         f"the paper's student has "
         f"{PAPER_TABLE3['DistilBERT'][0]} M (paper Table 3) and trains for far longer on a far larger corpus.",
-        "* **Seeds.** The paper reports the median of 5 fine-tuning runs on GLUE; here "
+        "* **Seeds.** The paper reports the median of 5 fine-tuning runs on GLUE; in Tables 1-2 here "
         + (f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))})" if seeds else "no downstream seeds were run")
         + ", to fit the CPU budget.",
         "* **Training subsets.** " + (f"Fine-tuning used at most {max(subset)} training examples per task"
