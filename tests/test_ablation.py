@@ -166,7 +166,49 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert [r["Score"] for r in left] == list(df2["Score"])
     # --table-only rebuilds the same table from the finished variants and trains nothing
     monkeypatch.setattr(Trainer, "train", lambda self: pytest.fail("table_only must not train"))
-    df3 = run_ablation("smoke", root=root, table_only=True, progress=False)
+    run_ablation("smoke", root=root, table_only=True, progress=False)
     with open(res / "table4_ablation.csv", newline="") as f:
         assert list(csv.DictReader(f)) == left  # the same table as the last call's, cell for cell
     assert not (tmp_path / "smoke" / "ablation" / "no_mlm" / "summary.json").exists()
+
+
+def test_ablation_protocol_of_its_own_leaves_table1_alone(tmp_path, monkeypatch):
+    """A preset whose `ablation_glue` differs from `glue`: every Table 4 row, the full loss's too, is fine-tuned
+    under it (the full row in its own folder, reusing reproduce's student); Table 1's GLUE runs stay untouched."""
+    import dataclasses
+
+    from tinydistil import presets
+    from tinydistil.report import _table4_protocol, load_results, main_records
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    root = str(tmp_path)
+    reproduce("smoke", root=root, skip="mlm_eval,imdb,squad,squad_d,speed,report", progress=False)
+    main_eval = tmp_path / "smoke" / "eval" / "student" / "glue"
+    before = {p: p.read_bytes() for p in main_eval.rglob("*.json")}
+    real = presets.get_preset
+
+    def with_protocol(name):
+        p = real(name)
+        return dataclasses.replace(p, downstream={**p.downstream, "ablation_glue": {
+            **p.downstream["glue"], "seeds": 2, "max_train_examples": 12}})
+
+    monkeypatch.setattr(presets, "get_preset", with_protocol)
+    df = run_ablation("smoke", root=root, variants="no_ce", progress=False)
+    full_dir = tmp_path / "smoke" / "eval" / "ablation_full" / "glue"
+    assert df["run_id"][0] == str(full_dir)
+    assert not (tmp_path / "smoke" / "ablation" / "full").exists()  # reproduce's student, not distilled again
+    for d in (full_dir, tmp_path / "smoke" / "eval" / "ablation_no_ce" / "glue"):
+        recs = [json.loads(p.read_text()) for p in d.rglob("seed*.json")]
+        assert sorted({r["seed"] for r in recs}) == [0, 1] and {r["train_examples"] for r in recs} == {12}
+        assert {r["model"] for r in recs} != {""}
+    assert json.loads(next(full_dir.rglob("seed0.json")).read_text())["model"].endswith("smoke/student/model")
+    assert {p: p.read_bytes() for p in main_eval.rglob("*.json")} == before  # Table 1's runs untouched
+    assert list(df["Seeds"]) == [2, 2]
+    assert "2 seeds x <= 12 examples" in df["note"][0] and "(GLUE only)" in df["note"][0]
+    assert "(incl. distillation)" in df["note"][1]
+    res_dir = tmp_path / "smoke" / "results"
+    assert len(list((res_dir / "runs" / "eval" / "smoke_ablation_full" / "glue").rglob("seed*.json"))) == 6
+    # the report: Table 4's protocol read from its runs; Tables 1-2's seeds and subsets from theirs only
+    res = load_results(res_dir, "smoke")
+    assert _table4_protocol(res)[0].startswith("Every row fine-tuned the same way: 2 seeds (0, 1), at most 12 ")
+    assert {r["seed"] for r in main_records(res)} == {0} and max(r["train_examples"] for r in main_records(res)) == 16

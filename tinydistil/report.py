@@ -561,9 +561,11 @@ def _section_table4(res: Results) -> str:
 
 def _table4_protocol(res: Results) -> list[str]:
     """One line naming Table 4's fine-tuning protocol (seeds, training examples) read from its per-seed runs."""
-    used = {r.get("run_id", "").rstrip("/").split("/")[-2] for r in res.tables.get("table4") or []
-            if r.get("run_id", "").count("/") >= 2}
-    recs = [r for k, ev in res.evals.items() if k in used for r in ev["records"]]
+    rows = res.tables.get("table4") or []
+    full = next((r for r in rows if r.get("Variant") == "full triple loss"), {})
+    shared = "ablation" not in full.get("run_id", "")  # the full row reuses Table 1's student runs
+    recs = [r for k, ev in res.evals.items()
+            if "_ablation_" in k or (shared and k == f"{res.preset}_student") for r in ev["records"]]
     if not recs:
         return []
     seeds = sorted({r["seed"] for r in recs if r.get("seed") is not None})
