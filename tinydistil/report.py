@@ -451,9 +451,10 @@ def _excl_wnli_lines(ab: dict) -> list[str]:
     worse = [v for v, m in deltas.items() if m and measurably_worse(float(m.group(1)), sd, cells[v])]
     rest = [v for v, m in deltas.items() if m and v not in worse]
     shown = ", ".join(f"{v} {m.group(1)}" for v, m in deltas.items() if m)
-    return [f"  * Without WNLI (secondary view, added after the first ablation showed a seed's WNLI score (71 "
-            f"adversarial dev examples) jumping between the majority class and far below it; the paper's macro "
-            f"above stays the headline): deltas "
+    return [f"  * Without WNLI (secondary view, chosen after a first ablation protocol showed a seed's WNLI score "
+            f"(71 adversarial dev examples) jumping between the majority class and far below it, and declared "
+            f"before the runs above (results/experiments/ablation_glue_protocol/); the paper's macro above stays "
+            f"the headline): deltas "
             f"{shown} (full loss sd {sd:.2f}); measurably worse: {', '.join(worse) or 'none'}"
             + (f"; not separable: {', '.join(rest)}" if rest else "") + "."]
 
