@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 from .report import (PAPER_RETENTION_TEXT, PAPER_TABLE3, PAPER_TABLE4, Results, ablation, glue_retention,
-                     load_results, loss_terms, main_records, measurably_worse, num, paper_glue_retention, paper_speedup,
-                     paper_task_scores, role, TABLE_FILES, speedups, task_scores, teacher_student_pairs)
+                     load_results, loss_terms, main_records, measurably_worse, num, paper_glue_retention,
+                     paper_speedup, paper_task_scores, role, TABLE_FILES, speedups, table4_protocol, task_scores,
+                     teacher_student_pairs)
 from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_TASKS
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
@@ -278,8 +279,10 @@ def poster_figure(res: Results):
                  "n/a" if r["Variant"] == "full triple loss" else first(r"\(([-+][0-9.]+)\)", r.get("Excl. WNLI")),
                  str(r.get("Paper delta", "")).strip() or str(PAPER_TABLE4.get(r["Variant"], "—"))]
                 for r in ab_rows]
-        note = ("seed sd: of the per-seed macro; seeds lower: paired with the full loss's seed; "
-                "Δ -WNLI: delta of the macro without WNLI")
+        proto = table4_protocol(res)
+        note = ((f"every row: {len(proto['seeds'])} seeds, <= {proto['max_examples']} training examples per task; "
+                 if proto else "") + "seed sd: of the per-seed macro; seeds lower: paired with the full loss's "
+                "seed; Δ -WNLI: delta of the macro without WNLI")
     else:
         rows = [[v, "not run", "not run", "—", "—", "—", "—", f"{d:+.2f}"] for v, d in PAPER_TABLE4.items()]
         note = "measured: " + res.missing.get("table4", "not run")

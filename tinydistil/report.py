@@ -560,21 +560,29 @@ def _section_table4(res: Results) -> str:
     return "\n".join(out + [*_table4_protocol(res), md_table(_present(disp, cols, na), cols), _notes(rows)])
 
 
-def _table4_protocol(res: Results) -> list[str]:
-    """One line naming Table 4's fine-tuning protocol (seeds, training examples) read from its per-seed runs."""
+def table4_protocol(res: Results) -> dict | None:
+    """{'seeds': [...], 'max_examples', 'epochs', 'lr'} of Table 4's fine-tuning, read from its per-seed runs."""
     rows = res.tables.get("table4") or []
     full = next((r for r in rows if r.get("Variant") == "full triple loss"), {})
     shared = "ablation" not in full.get("run_id", "")  # the full row reuses Table 1's student runs
     recs = [r for k, ev in res.evals.items()
             if "_ablation_" in k or (shared and k == f"{res.preset}_student") for r in ev["records"]]
     if not recs:
-        return []
-    seeds = sorted({r["seed"] for r in recs if r.get("seed") is not None})
-    n = max(num(r.get("train_examples")) or 0 for r in recs)
+        return None
     hp = recs[0].get("hyperparameters", {})
-    return [f"Every row fine-tuned the same way: {len(seeds)} seeds ({', '.join(map(str, seeds))}), at most "
-            f"{n:.0f} training examples per task (the same subset for every row and seed), {hp.get('epochs')} "
-            f"epochs, lr {hp.get('lr')}.", ""]
+    return {"seeds": sorted({r["seed"] for r in recs if r.get("seed") is not None}),
+            "max_examples": int(max(num(r.get("train_examples")) or 0 for r in recs)),
+            "epochs": hp.get("epochs"), "lr": hp.get("lr")}
+
+
+def _table4_protocol(res: Results) -> list[str]:
+    """One line naming Table 4's fine-tuning protocol (seeds, training examples) read from its per-seed runs."""
+    p = table4_protocol(res)
+    if p is None:
+        return []
+    return [f"Every row fine-tuned the same way: {len(p['seeds'])} seeds ({', '.join(map(str, p['seeds']))}), at "
+            f"most {p['max_examples']} training examples per task (the same subset for every row and seed), "
+            f"{p['epochs']} epochs, lr {p['lr']}.", ""]
 
 
 def _section_differences(res: Results) -> str:
