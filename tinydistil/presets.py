@@ -14,6 +14,8 @@ cpu    offline small teacher (WordPiece 8K, 4 x 256, grown from a 2-layer stem) 
          SQuAD: teacher, student, student (D); 1200 questions of half the dev articles,
                 scored on 600 of the other half; 1 seed                                     6.7 min
          Table 3 timing on 300 STS-B dev pairs (BERT-base / DistilBERT shapes too), tables, report  2.7 min
+       `ablate --preset cpu` (Table 4) comes after and is not in that budget: 12-19 min of distillation per variant,
+       then GLUE under `ablation_glue` (5 seeds x <= 2400 examples) ~18 min per row, 89 min for the five rows.
        Why a stem: a post-LayerNorm BERT of 4+ layers trained from scratch sits on the unigram plateau
        (always predicting "the") for thousands of updates; a 2-layer one leaves it within ~150, and its
        stacked copy (Gong et al. 2019) starts off the plateau (results/experiments/teacher_plateau/).
