@@ -13,8 +13,8 @@ Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full 
 Every variant uses the preset's distillation budget and one GLUE protocol (the preset's `ablation_glue`
 settings, else its `glue` ones: same tasks, seeds, training subsets), so the only difference is the change
 itself. The full-loss row reuses `reproduce`'s student, and its GLUE runs too when the protocol is Table 1's;
-otherwise it is fine-tuned again under the ablation protocol in its own folder (Table 1 stays as it is). Score = mean over the GLUE tasks run of each task's median over seeds;
-Spread = standard deviation and range over seeds of the per-seed macro score (seed k's scores averaged over the
+otherwise it is fine-tuned again under the ablation protocol in its own folder (Table 1 stays as it is).
+Score = mean over the GLUE tasks run of each task's median over seeds; Spread = standard deviation and range over seeds of the per-seed macro score (seed k's scores averaged over the
 tasks), so a difference smaller than the spread is noise. Paired deltas = that per-seed macro minus the full
 loss's for the same seed (same training subset, data order and head initialisation), a finer test than the
 spread when seed effects are shared. Held-out MLM acc = top-1 accuracy on masked WikiText-2 validation tokens

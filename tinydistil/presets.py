@@ -72,7 +72,7 @@ def _cpu() -> Preset:
     glue = dict(seeds=3, epochs=3, max_train_examples=1200, lr=2e-4)
     # Table 4's GLUE protocol (`ablate`), declared before it was run (results/experiments/ablation_glue_protocol/):
     # 1,200 examples x 3 seeds left the ablation deltas inside seed noise, so every Table 4 row (the full loss's
-    # too, in its own folder; Table 1 keeps `glue`) gets twice the training data and 5 seeds (~14 min per row)
+    # too, in its own folder; Table 1 keeps `glue`) gets twice the training data and 5 seeds (~18 min per row)
     ablation_glue = dict(glue, seeds=5, max_train_examples=2400)
     return Preset(
         TeacherConfig(**common, **size, output_dir="runs/cpu/teacher", num_layers=4, max_steps=1000,

@@ -140,7 +140,12 @@ def load_results(results_dir="results", preset: str = "cpu") -> Results:
 def main_records(res: Results) -> list[dict]:
     """Per-seed fine-tuning records of Tables 1-2 (teacher, student, SQuAD (D)); Table 4's runs, which may use
     their own protocol (runs/eval/<preset>_ablation_*), left out."""
-    return [r for k, ev in res.evals.items() if "_ablation_" not in k for r in ev["records"]]
+    return [r for k, ev in res.evals.items() if not _is_ablation(k) for r in ev["records"]]
+
+
+def _is_ablation(eval_folder: str) -> bool:
+    """True for Table 4's fine-tuning folders (<preset>_ablation_<variant>, as ablation.run_ablation names them)."""
+    return "_ablation_" in eval_folder
 
 
 # ------------------------------------------------------------------ headline numbers
@@ -566,7 +571,7 @@ def table4_protocol(res: Results) -> dict | None:
     full = next((r for r in rows if r.get("Variant") == "full triple loss"), {})
     shared = "ablation" not in full.get("run_id", "")  # the full row reuses Table 1's student runs
     recs = [r for k, ev in res.evals.items()
-            if "_ablation_" in k or (shared and k == f"{res.preset}_student") for r in ev["records"]]
+            if _is_ablation(k) or (shared and k == f"{res.preset}_student") for r in ev["records"]]
     if not recs:
         return None
     hp = recs[0].get("hyperparameters", {})
