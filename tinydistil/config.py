@@ -89,9 +89,20 @@ class TeacherConfig(TrainConfig):
     # post-LN BERT trained from scratch sits on the unigram plateau (loss ~ unigram entropy) for thousands of
     # updates, a 2-layer one leaves it within ~150; its stacked copy starts off the plateau. Tokenizer from it.
     grow_from: str | None = None
+    # A pretrained encoder to continue masked-LM training from instead of training from scratch: a folder, a
+    # hub id, or a known name (teacher.ENCODERS, e.g. "all-MiniLM-L6-v2": pinned package / hub revision, sha256
+    # checked). Its architecture and tokenizer are used, so the size fields above do not apply; a missing MLM
+    # head is initialised fresh with its decoder tied to the word embeddings.
+    init_from: str | None = None
 
     def validate(self) -> None:
         super().validate()
+        if self.init_from is not None:
+            if not str(self.init_from).strip():
+                raise ValueError("TeacherConfig: init_from must be an encoder folder, hub id or known name (or unset)")
+            if self.grow_from is not None:
+                raise ValueError("TeacherConfig: set init_from or grow_from, not both")
+            return  # the architecture comes from the encoder
         if self.hidden_size % self.num_heads:
             raise ValueError("TeacherConfig: hidden_size must be divisible by num_heads")
         if self.max_position_embeddings < self.block_size:

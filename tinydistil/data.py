@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,16 @@ CORPUS_HELP = ('corpus must be "wikitext2", "wikipedia+books" (hub) or comma-sep
                '(.txt / .raw / .tokens: one text per line; .parquet: a "text" column)')
 DATA_DIR_HELP = ("set --data-dir (or the environment variable TINYDISTIL_DATA_DIR) to a folder holding "
                  "wikitext-2/wiki.train.tokens or wikitext-2-raw/wiki.train.raw")
+
+
+# WikiText's tokenised release (and the hub's raw one) splits numbers and hyphenated words with " @-@ ",
+# " @,@ ", " @.@ "; a pretrained tokenizer never saw those, so they are joined back ("1 @,@ 000" -> "1,000").
+WIKITEXT_MARKER = re.compile(r" @([-,.])@ ")
+WIKITEXT_UNK = "<unk>"  # the tokenised release's unknown word; mapped to the tokenizer's own unknown token
+
+
+def undo_wikitext_markers(text: str) -> str:
+    return WIKITEXT_MARKER.sub(r"\1", text)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None, fix: str = DATA_DIR_HELP) -> Path | None:
@@ -121,7 +132,8 @@ def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: in
         ds = ds.select(range(min(max_texts, len(ds))))
     if len(ds) == 0:
         raise ValueError(f"the WikiText-2 {split} split is empty; {DATA_DIR_HELP}")
-    return ds
+    return ds.map(lambda b: {"text": [undo_wikitext_markers(t) for t in b["text"]]}, batched=True,
+                  desc="joining @-@ markers")
 
 
 def tokenize_corpus(ds, tokenizer, block_size: int, packing: bool = True):
@@ -135,18 +147,23 @@ def tokenize_corpus(ds, tokenizer, block_size: int, packing: bool = True):
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     if cls is None or sep is None:
         raise ValueError("the tokenizer has no [CLS]/[SEP] tokens; use a BERT-style (WordPiece) tokenizer")
+    # "<unk>" would be read as the word pieces "<", "un", "##k", ">": use the tokenizer's unknown token
+    unk = tokenizer.unk_token if tokenizer.unk_token and WIKITEXT_UNK not in tokenizer.get_vocab() else None
+
+    def text_of(batch):
+        return [t.replace(WIKITEXT_UNK, unk) for t in batch["text"]] if unk else batch["text"]
 
     if packing:
         body = block_size - 2
 
         def fn(batch):
-            ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+            ids = tokenizer(text_of(batch), add_special_tokens=False)["input_ids"]
             stream = [t for line in ids for t in (*line, sep)]
             n = len(stream) // body
             return {"input_ids": [[cls, *stream[i * body:(i + 1) * body], sep] for i in range(n)]}
     else:
         def fn(batch):
-            enc = tokenizer(batch["text"], truncation=True, max_length=block_size)
+            enc = tokenizer(text_of(batch), truncation=True, max_length=block_size)
             return {"input_ids": enc["input_ids"]}
 
     out = ds.map(fn, batched=True, batch_size=2000, remove_columns=ds.column_names,

@@ -1,22 +1,68 @@
-"""Device and precision, resolved the same way for pretraining, distillation and fine-tuning."""
+"""Device and precision, resolved the same way for pretraining, distillation and fine-tuning.
+
+precision "auto": fp16 on pre-Ampere CUDA (a T4), bf16 on newer CUDA, and on CPU bf16 autocast only where
+the processor computes bf16 natively (AVX512-BF16 or AMX on x86, FEAT_BF16 on Arm), fp32 elsewhere: on a
+CPU without it bf16 is emulated and slower than fp32. Master weights, optimiser state and the loss terms
+stay float32 in every case (autocast only lowers the matmuls).
+"""
 from __future__ import annotations
 
 import contextlib
+import functools
+import platform
+import subprocess
+from pathlib import Path
 
 import torch
 
+# /proc/cpuinfo flags of x86 processors with native bf16 arithmetic
+X86_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The processor's feature flags (Linux /proc/cpuinfo 'flags' / 'Features'); empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU has bf16 arithmetic in hardware (detected, never assumed)."""
+    flags = cpu_flags()
+    if flags & set(X86_BF16_FLAGS) or "bf16" in flags:  # x86 AVX512-BF16 / AMX; Arm Linux 'Features: bf16'
+        return True
+    if platform.system() == "Darwin":  # Apple M2 and later
+        try:
+            out = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True,
+                                 timeout=5).stdout.strip()
+            return out == "1"
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return False
+
 
 def resolve_runtime(device: str = "auto", precision: str = "auto") -> tuple[torch.device, str]:
-    """(device, precision): auto -> CUDA if present; fp16 on pre-Ampere CUDA (T4), bf16 on newer, fp32 on CPU."""
+    """(device, precision): auto -> CUDA if present; see the module docstring for precision "auto"."""
     name = device if device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name} asked for but this machine has no CUDA GPU; use --device auto or cpu")
     prec = precision
     if prec == "auto":
-        prec = "fp32"
         if dev.type == "cuda":
             prec = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
-    if prec in ("fp16", "bf16") and dev.type != "cuda":
-        raise ValueError(f"precision {prec} needs a CUDA device; use --precision fp32 on {name}")
+        else:
+            prec = "bf16" if cpu_has_native_bf16() else "fp32"
+    if prec == "fp16" and dev.type != "cuda":
+        raise ValueError(f"precision fp16 needs a CUDA device; use --precision bf16 or fp32 on {name}")
     return dev, prec
 
 

