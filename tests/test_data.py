@@ -228,3 +228,16 @@ def test_load_corpus_hub_offline_gives_clear_error(monkeypatch):
         load_corpus(None)
     assert "hub" in str(e.value)
     assert time.time() - t0 < 30  # offline mode fails fast instead of waiting on the network
+
+
+def test_wikitext_markers_are_joined_and_unk_becomes_the_tokenizers_unknown(tmp_path, tok):
+    from tinydistil.data import undo_wikitext_markers
+
+    assert undo_wikitext_markers("a 1 @,@ 000 @-@ strong well @-@ known 3 @.@ 5 m") == "a 1,000-strong well-known 3.5 m"
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "wiki.train.tokens").write_text(" the <unk> of 1 @,@ 000 men \n")
+    ds = load_corpus(str(tmp_path), "train")
+    assert ds["text"] == [" the <unk> of 1,000 men "]
+    blocks = tokenize_corpus(ds, tok, 64, packing=False)
+    assert tok.unk_token_id in blocks[0]["input_ids"]
+    assert tok.convert_ids_to_tokens(blocks[0]["input_ids"]).count(tok.unk_token) == 1

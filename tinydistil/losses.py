@@ -58,28 +58,45 @@ class _ChunkedKLCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
                 temperature, alpha_kl, alpha_ce, chunk_size):
+        device = feats.device.type
+        # Under autocast (bf16 on CPU / GPU, fp16 on a T4) the projections run in that dtype, as autocast would
+        # run them; softmax, KL, CE and the accumulated gradients stay float32.
+        mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+        with torch.autocast(device, enabled=False):
+            return _ChunkedKLCE._forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
+                                         temperature, alpha_kl, alpha_ce, chunk_size, mm)
+
+    @staticmethod
+    def _forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
+                 temperature, alpha_kl, alpha_ce, chunk_size, mm):
         n_kl = int(kl_rows.sum())
         ce_rows = labels != -100
         n_ce = int(ce_rows.sum())
         use_kl = t_feats is not None and n_kl > 0
         use_ce = n_ce > 0
         rows = torch.nonzero((kl_rows if use_kl else torch.zeros_like(kl_rows)) | ce_rows).flatten()
+        w_mm, b_mm = weight.to(mm), bias.to(mm)
+        # gradient matmuls: in bf16 under bf16 autocast, else float32 (in fp16, gradients of size ~1/rows
+        # would underflow: GradScaler's scale only reaches them in backward)
+        gm = torch.bfloat16 if mm == torch.bfloat16 else torch.float32
         w32 = weight.float()
+        if use_kl:
+            tw_mm, tb_mm = t_weight.to(mm), t_bias.to(mm)
         grad_feats = torch.zeros_like(feats, dtype=torch.float32)
-        grad_w = torch.zeros_like(w32)
+        grad_w = torch.zeros_like(weight, dtype=torch.float32)
         grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=feats.device)
         kl_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
         ce_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
         # Each chunk keeps about three (chunk x V) float32 tensors alive; in-place ops avoid more.
         for idx in rows.split(chunk_size):
-            f = feats[idx]
-            z = F.linear(f, weight.to(f.dtype), bias.to(f.dtype)).float()  # (c, V) student logits
+            f = feats[idx].to(mm)
+            z = F.linear(f, w_mm, b_mm).float()  # (c, V) student logits
             g = None  # d(loss)/dz for this chunk
             if use_kl:
                 sel = kl_rows[idx]
                 every = bool(sel.all())
-                ft = t_feats[idx] if every else t_feats[idx[sel]]
-                lt = F.linear(ft, t_weight.to(ft.dtype), t_bias.to(ft.dtype)).float().div_(temperature)
+                ft = (t_feats[idx] if every else t_feats[idx[sel]]).to(mm)
+                lt = F.linear(ft, tw_mm, tb_mm).float().div_(temperature)
                 lt = F.log_softmax(lt, dim=-1)
                 ls = F.log_softmax((z if every else z[sel]) / temperature, dim=-1)
                 kl_sum += F.kl_div(ls, lt, log_target=True, reduction="sum")
@@ -105,9 +122,14 @@ class _ChunkedKLCE(torch.autograd.Function):
             del z
             if g is None:
                 continue
-            grad_feats[idx] = g @ w32
-            grad_w.addmm_(g.t(), f.float())
             grad_b += g.sum(0)
+            if gm == torch.float32:
+                grad_feats[idx] = g @ w32
+                grad_w.addmm_(g.t(), f.float())
+            else:  # bf16 has float32's range: the small per-row gradients do not underflow
+                g = g.to(gm)
+                grad_feats[idx] = (g @ w_mm).float()
+                grad_w += (g.t() @ f).float()
         kl = kl_sum * temperature**2 / max(n_kl, 1) if use_kl else kl_sum
         ce = ce_sum / max(n_ce, 1)
         ctx.save_for_backward(grad_feats.to(feats.dtype), grad_w.to(weight.dtype), grad_b.to(bias.dtype))

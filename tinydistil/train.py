@@ -64,9 +64,10 @@ class Trainer:
     def setup(self) -> "Trainer":
         self._setup_device()
         self.source = None  # where a teacher prepared from an encoder comes from (recorded in run.json)
+        # inputs are checked before anything is written: the encoder resolved and hash-checked, the teacher loaded
         if not self.is_distill and self.cfg.init_from:
-            # resolved and hash-checked before anything is written
             self.encoder_dir, self.source = resolve_encoder(self.cfg.init_from)
+        self._loaded_teacher = load_teacher(self.cfg.teacher) if self.is_distill else None
         with D.main_first():  # rank 0 writes run.json, the tokenizer and the datasets caches first
             if self.rank == 0:
                 self._setup_output()
@@ -130,7 +131,8 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         if self.is_distill:
-            teacher, self.tokenizer = load_teacher(cfg.teacher)
+            teacher, self.tokenizer = self._loaded_teacher
+            self._loaded_teacher = None
             self.teacher = teacher.to(self.device).eval().requires_grad_(False)
             self.model = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)
         else:
