@@ -133,8 +133,11 @@ def _method(res: Results) -> str:
     nl = t.get("num_layers")
     student = (f"{nl // 2}-layer DistilBERT" if isinstance(nl, int) else "DistilBERT") + (
         f", {sp / 1e6:.1f} M params" if sp else "" if s else ", not run")
+    how = (f", MLM continued from {t['init_from']}" if t.get("init_from") else ", MLM from scratch") if t else ""
+    if t.get("init_from"):
+        teacher = t["init_from"] + (f", {tp / 1e6:.1f} M params" if tp else "")
     lines = [
-        "1. Teacher: " + teacher + (", MLM from scratch" if t else ""),
+        "1. Teacher: " + teacher + how,
         "   on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if num(walls.get("teacher")) else ""),
         "2. Student init: every other teacher layer",
         "   + embeddings + MLM head -> " + student,
@@ -151,10 +154,15 @@ def _differences(res: Results) -> str:
     seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
     subset = [r.get("train_examples") for r in recs if r.get("train_examples") is not None]
     tsum = res.runs["teacher"]["summary"] or {}
+    init_from = ((res.runs["teacher"]["run"] or {}).get("config") or {}).get("init_from")
+    teacher = ([f"- Teacher: {init_from} (pretrained, itself distilled; saw NLI/QQP",
+                "  pairs), MLM head trained on WikiText-2" + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else "")]
+               if init_from else
+               ["- Teacher: small BERT trained from scratch offline on WikiText-2"
+                + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else ""),
+                "  instead of BERT-base on Wikipedia + BookCorpus (no hub offline)"])
     lines = [
-        "- Teacher: small BERT trained from scratch offline on WikiText-2"
-        + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else ""),
-        "  instead of BERT-base on Wikipedia + BookCorpus (no hub offline)",
+        *teacher,
         "- Fine-tuning: " + (f"{len(seeds)} seed(s), at most {max(subset)} training examples per task"
                              if recs else "not run"),
         "  (paper: median of 5 seeds, full training sets)",

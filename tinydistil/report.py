@@ -590,6 +590,35 @@ def _table4_protocol(res: Results) -> list[str]:
             f"{p['epochs']} epochs, lr {p['lr']}.", ""]
 
 
+# What a known encoder saw before it became our teacher (from its model card), keyed by TeacherConfig.init_from
+ENCODER_NOTES = {
+    "all-MiniLM-L6-v2": (
+        "all-MiniLM-L6-v2 is itself a distilled model (MiniLM, from a larger teacher) and was then trained as a "
+        "sentence encoder on about 1 B sentence pairs, which include SNLI, MultiNLI and QQP (none of which is "
+        "scored locally here); its GLUE-style ability is not only what masked-LM pretraining gives."),
+}
+
+
+def prepared_teacher(run: dict, summary: dict) -> str | None:
+    """One sentence on a teacher prepared from a pretrained encoder (TeacherConfig.init_from), from its run.json and
+    summary.json: the encoder, where it came from (package / hub, sha256), the MLM updates; None otherwise."""
+    cfg = (run or {}).get("config", {})
+    name = cfg.get("init_from")
+    if not name:
+        return None
+    src = run.get("teacher_source") or {}
+    where = {"package": f"the PyPI package {src.get('package')}",
+             "hub": f"the hub ({src.get('hub_id')} at {str(src.get('revision', ''))[:12]})",
+             "folder": f"the folder {src.get('path')}"}.get(src.get("source"), "an unrecorded source")
+    sha = (src.get("sha256") or {}).get("model.safetensors")
+    params = num((summary or {}).get("parameters"))
+    return (f"Here the teacher is {name} from {where}" + (f" (model.safetensors sha256 {sha[:16]}...)" if sha else "")
+            + (f", {params / 1e6:.1f} M parameters with its MLM head" if params else "")
+            + ": it has no MLM head, so masked-LM training of the whole encoder was continued with a fresh head "
+            f"(decoder tied to the word embeddings) for {(summary or {}).get('steps', '?')} updates "
+            f"({(summary or {}).get('tokens', '?')} tokens) of WikiText-2 train. " + ENCODER_NOTES.get(name, ""))
+
+
 def _section_differences(res: Results) -> str:
     t_run, s_run = res.runs["teacher"]["run"] or {}, res.runs["student"]["run"] or {}
     t_sum, s_sum = res.runs["teacher"]["summary"] or {}, res.runs["student"]["summary"] or {}
@@ -598,6 +627,7 @@ def _section_differences(res: Results) -> str:
     ours_t = (f"a {tc.get('num_layers')}-layer, {tc.get('hidden_size')}-wide BERT"
               + (f" ({tp / 1e6:.1f} M parameters)" if tp else "") + f" trained from scratch for "
               f"{t_sum.get('steps', '?')} updates ({t_sum.get('tokens', '?')} tokens)") if tc else "not run"
+    prepared = prepared_teacher(t_run, t_sum)
     ours_s = (f"{sp / 1e6:.1f} M parameters, {s_sum.get('steps', '?')} updates ({s_sum.get('tokens', '?')} tokens)"
               if sp else "not run")
     recs = main_records(res)
@@ -607,10 +637,12 @@ def _section_differences(res: Results) -> str:
                       if num(r.get(t)) is None and t in r})
     lines = [
         "## What differs from the paper, and why", "",
-        f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
-        "pretrained on English Wikipedia + Toronto BookCorpus. Offline on 2 CPU cores neither the hub checkpoint nor "
-        f"that corpus is available, so the teacher here is {ours_t} on WikiText-2; it is far weaker, so every "
-        "downstream number measures a small model, and retention compares two weak models.",
+        (f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
+         "pretrained on English Wikipedia + Toronto BookCorpus. " + prepared if prepared else
+         f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
+         "pretrained on English Wikipedia + Toronto BookCorpus. Offline on 2 CPU cores neither the hub checkpoint nor "
+         f"that corpus is available, so the teacher here is {ours_t} on WikiText-2; it is far weaker, so every "
+         "downstream number measures a small model, and retention compares two weak models."),
         "* **Student.** Same recipe (half the layers, every other teacher layer, triple loss"
         + (f" with alpha ce/mlm/cos {sc.get('alpha_ce')}/{sc.get('alpha_mlm')}/{sc.get('alpha_cos')}, "
            f"T = {sc.get('temperature')}" if sc else "") + f"), but at the small teacher's width: {ours_s}; "

