@@ -4,8 +4,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from tinydistil.losses import chunked_kl_ce, hidden_cosine_loss, mlm_cross_entropy, soft_target_kl
+from tinydistil.losses import (DistilLoss, chunked_kl_ce, hidden_cosine_loss, mlm_cross_entropy,
+                               soft_target_kl)
+from tinydistil.mlm import MLMParts
 
 
 # ------------------------------------------------------------------ independent references (float64)
@@ -152,8 +155,10 @@ def test_guard_chunked_nothing_selected():
     feats = torch.randn(5, 4, requires_grad=True)
     w = torch.randn(6, 4, requires_grad=True)
     b = torch.randn(6, requires_grad=True)
-    loss, kl, ce = chunked_kl_ce(feats, w, b, torch.randn(5, 3), torch.randn(6, 3), torch.randn(6),
-                                 torch.zeros(5, dtype=torch.bool), torch.full((5,), -100), 2.0, 5.0, 2.0, 2)
+    loss, kl, ce = chunked_kl_ce(feats, w, b, teacher_feats=torch.randn(5, 3), teacher_weight=torch.randn(6, 3),
+                                 teacher_bias=torch.randn(6), kl_rows=torch.zeros(5, dtype=torch.bool),
+                                 labels=torch.full((5,), -100), temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0,
+                                 chunk_size=2)
     assert float(kl) == 0.0 and float(ce) == 0.0
     _assert_zero_with_zero_grad(loss, feats)
     for p in (w, b):
@@ -214,7 +219,8 @@ def test_chunked_equals_plain(chunk, case):
         kl_rows = torch.zeros_like(kl_rows)
 
     def chunked(f, w_, b_):
-        return chunked_kl_ce(f, w_, b_, tf, tw, tb, kl_rows, labels, T, a_kl, a_ce, chunk)
+        return chunked_kl_ce(f, w_, b_, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                             labels=labels, temperature=T, alpha_kl=a_kl, alpha_mlm=a_ce, chunk_size=chunk)
 
     def plain(f, w_, b_):
         if case == "no_kl_rows":  # no KL row: the plain KL is the empty-selection 0
@@ -235,7 +241,8 @@ def test_chunked_equals_plain(chunk, case):
 def test_chunked_kl_and_ce_outputs_carry_no_gradient_and_total_is_weighted_sum():
     feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=12)
     feats.requires_grad_()
-    total, kl, ce = chunked_kl_ce(feats, w, b, tf, tw, tb, kl_rows, labels, 3.0, 1.5, 0.25, 4)
+    total, kl, ce = chunked_kl_ce(feats, w, b, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                                  labels=labels, temperature=3.0, alpha_kl=1.5, alpha_mlm=0.25, chunk_size=4)
     assert total.requires_grad and not kl.requires_grad and not ce.requires_grad
     assert float(total.detach()) == pytest.approx(1.5 * float(kl) + 0.25 * float(ce), rel=1e-6)
     # against the independent references too
@@ -250,7 +257,8 @@ def test_chunked_teacher_gets_no_gradient():
     tf.requires_grad_()
     tw.requires_grad_()
     feats.requires_grad_()
-    total, _, _ = chunked_kl_ce(feats, w, b, tf, tw, tb, kl_rows, labels, 2.0, 1.0, 1.0, 5)
+    total, _, _ = chunked_kl_ce(feats, w, b, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                                labels=labels, temperature=2.0, alpha_kl=1.0, alpha_mlm=1.0, chunk_size=5)
     total.backward()
     assert tf.grad is None and tw.grad is None
     assert feats.grad is not None and torch.count_nonzero(feats.grad) > 0
@@ -260,7 +268,8 @@ def test_chunked_float64_matches_float64_autograd():
     feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=14, dtype=torch.float64)
 
     def chunked(f, w_, b_):
-        return chunked_kl_ce(f, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 5.0, 2.0, 3)
+        return chunked_kl_ce(f, w_, b_, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                             labels=labels, temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, chunk_size=3)
 
     def plain(f, w_, b_):
         return _plain(f, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 5.0, 2.0)
@@ -285,6 +294,72 @@ def test_chunked_gradcheck_loose():
     labels = torch.tensor([2, -100, 4, 0])
 
     def f(x, w_, b_):
-        return chunked_kl_ce(x, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 1.0, 1.0, 3)[0]
+        return chunked_kl_ce(x, w_, b_, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                             labels=labels, temperature=2.0, alpha_kl=1.0, alpha_mlm=1.0, chunk_size=3)[0]
 
     assert torch.autograd.gradcheck(f, (feats, w, b), eps=1e-3, atol=2e-3, rtol=2e-2)
+
+
+# ------------------------------------------------------------------ DistilLoss: the assembled objective
+def _parts(seed=0, B=3, L=5, D=8, V=20):
+    g = torch.Generator().manual_seed(seed)
+    s = MLMParts(torch.randn(B, L, D, generator=g), torch.randn(B, L, D, generator=g),
+                 torch.randn(V, D, generator=g) * 0.5, torch.randn(V, generator=g) * 0.5)
+    t = MLMParts(torch.randn(B, L, D, generator=g), torch.randn(B, L, D, generator=g),
+                 torch.randn(V, D, generator=g) * 0.5, torch.randn(V, generator=g) * 0.5)
+    am = torch.ones(B, L, dtype=torch.long)
+    am[0, 3:] = 0  # padding
+    labels = torch.full((B, L), -100)
+    labels[0, 1], labels[1, 0], labels[2, 4] = 3, 17, 0
+    return s, t, am, labels
+
+
+def _reference_step(s, t, am, labels, T, a_kl, a_mlm, a_cos, masked_only=False):
+    """The reference distiller's step() written out: full logits, masked_select, KLDivLoss(batchmean) * T^2,
+    CrossEntropyLoss(ignore_index=-100), CosineEmbeddingLoss(target 1) over non-pad positions."""
+    z_s = s.feats @ s.weight.T + s.bias
+    z_t = t.feats @ t.weight.T + t.bias
+    sel = (labels != -100) if masked_only else am.bool()
+    V = z_s.shape[-1]
+    zs_sel, zt_sel = z_s[sel].view(-1, V), z_t[sel].view(-1, V)
+    kl = torch.nn.KLDivLoss(reduction="batchmean")(F.log_softmax(zs_sel / T, -1), F.softmax(zt_sel / T, -1)) * T**2
+    mlm = torch.nn.CrossEntropyLoss(ignore_index=-100)(z_s.view(-1, V), labels.view(-1))
+    hs, ht = s.hidden[am.bool()], t.hidden[am.bool()]
+    cos = torch.nn.CosineEmbeddingLoss(reduction="mean")(hs, ht, torch.ones(hs.shape[0]))
+    return {"kl": kl, "mlm": mlm, "cos": cos, "total": a_kl * kl + a_mlm * mlm + a_cos * cos}
+
+
+@pytest.mark.parametrize("masked_only", [False, True])
+@pytest.mark.parametrize("chunked", [True, False])
+def test_distil_loss_equals_the_reference_step(chunked, masked_only):
+    s, t, am, labels = _parts(seed=3)
+    loss = DistilLoss(temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, alpha_cos=1.0, kl_on_masked_only=masked_only,
+                      chunked=chunked, chunk_size=4)
+    leaves = [x.clone().requires_grad_() for x in (s.hidden, s.feats, s.weight, s.bias)]
+    got = loss(MLMParts(*leaves), labels, am, t)
+    got["total"].backward()
+    ref_leaves = [x.clone().requires_grad_() for x in (s.hidden, s.feats, s.weight, s.bias)]
+    ref = _reference_step(MLMParts(*ref_leaves), t, am, labels, 2.0, 5.0, 2.0, 1.0, masked_only)
+    ref["total"].backward()
+    for k in ("kl", "mlm", "cos", "total"):
+        assert float(got[k]) == pytest.approx(float(ref[k]), rel=1e-5), k
+        assert got[k].dtype == torch.float32
+    for a, b in zip(leaves, ref_leaves):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_mlm_only_is_the_masked_cross_entropy():
+    s, _, am, labels = _parts(seed=5)
+    got = DistilLoss.mlm_only()(s, labels, am)
+    z = s.feats.flatten(0, 1) @ s.weight.T + s.bias
+    assert float(got["total"]) == pytest.approx(float(F.cross_entropy(z, labels.flatten(), ignore_index=-100)), rel=1e-5)
+    assert float(got["kl"]) == 0.0 and float(got["cos"]) == 0.0
+
+
+def test_distil_loss_from_config_maps_alpha_ce_to_the_kl_weight():
+    from tinydistil.config import DistillConfig
+
+    loss = DistilLoss.from_config(DistillConfig(alpha_ce=3.0, alpha_mlm=0.5, alpha_cos=0.0, temperature=4.0,
+                                                restrict_ce_to_mask=True))
+    assert (loss.alpha_kl, loss.alpha_mlm, loss.alpha_cos, loss.temperature, loss.kl_on_masked_only) == (
+        3.0, 0.5, 0.0, 4.0, True)

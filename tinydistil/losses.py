@@ -1,8 +1,13 @@
-"""The DistilBERT triple loss, as small functions computed in float32.
+"""The DistilBERT objective: `DistilLoss` and the float32 terms it is made of.
 
-    L = alpha_ce * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))    soft targets
-      + alpha_mlm * CE(z_s, masked labels)                             hard targets
-      + alpha_cos * (1 - cos(h_s, h_t))                                 hidden-state alignment
+    L = alpha_kl  * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))    soft targets        term "kl"
+      + alpha_mlm * CE(z_s, masked labels)                             hard targets        term "mlm"
+      + alpha_cos * (1 - cos(h_s, h_t))                                 hidden alignment    term "cos"
+
+`DistilLoss` holds the temperature and the weights and returns the named terms and their weighted "total";
+teacher pretraining is the same object with only the MLM weight (`DistilLoss.mlm_only()`). The reference
+distiller (and our config, `DistillConfig.alpha_ce`) calls the soft-target weight `alpha_ce` and logs the term
+as `loss_ce`; here it is `alpha_kl` / "kl", since it is a KL divergence, not the MLM cross-entropy.
 
 Conventions follow the reference distiller: the KL is summed over the vocabulary and averaged over
 the selected positions (every non-pad token, or only masked ones), the CE is averaged over masked
@@ -12,11 +17,16 @@ position to average over.
 `chunked_kl_ce` computes the same KL and CE from the hidden features and the projection weights,
 a chunk of rows at a time, with the gradient worked out during the forward pass (as fused
 linear-loss kernels do), so the (rows x vocabulary) logits never exist for the whole batch.
+`DistilLoss(chunked=False)` is its plain twin on full logits (tested equal).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from .mlm import MLMParts
 
 
 def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -53,22 +63,22 @@ def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
 
 
 class _ChunkedKLCE(torch.autograd.Function):
-    """Forward returns (alpha_kl * KL + alpha_ce * CE, KL, CE); only the first carries a gradient."""
+    """Forward returns (alpha_kl * KL + alpha_mlm * CE, KL, CE); only the first carries a gradient."""
 
     @staticmethod
     def forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
-                temperature, alpha_kl, alpha_ce, chunk_size):
+                temperature, alpha_kl, alpha_mlm, chunk_size):
         device = feats.device.type
         # Under autocast (bf16 on CPU / GPU, fp16 on a T4) the projections run in that dtype, as autocast would
         # run them; softmax, KL, CE and the accumulated gradients stay float32.
         mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
         with torch.autocast(device, enabled=False):
             return _ChunkedKLCE._forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
-                                         temperature, alpha_kl, alpha_ce, chunk_size, mm)
+                                         temperature, alpha_kl, alpha_mlm, chunk_size, mm)
 
     @staticmethod
     def _forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
-                 temperature, alpha_kl, alpha_ce, chunk_size, mm):
+                 temperature, alpha_kl, alpha_mlm, chunk_size, mm):
         n_kl = int(kl_rows.sum())
         ce_rows = labels != -100
         n_ce = int(ce_rows.sum())
@@ -118,7 +128,7 @@ class _ChunkedKLCE(torch.autograd.Function):
                     pc[torch.arange(len(lab), device=pc.device), lab] -= 1.0
                     if g is None:
                         g = torch.zeros_like(z)
-                    g.index_add_(0, pos, pc, alpha=alpha_ce / n_ce)
+                    g.index_add_(0, pos, pc, alpha=alpha_mlm / n_ce)
             del z
             if g is None:
                 continue
@@ -134,7 +144,7 @@ class _ChunkedKLCE(torch.autograd.Function):
         ce = ce_sum / max(n_ce, 1)
         ctx.save_for_backward(grad_feats.to(feats.dtype), grad_w.to(weight.dtype), grad_b.to(bias.dtype))
         ctx.mark_non_differentiable(kl, ce)
-        return alpha_kl * kl + alpha_ce * ce, kl, ce
+        return alpha_kl * kl + alpha_mlm * ce, kl, ce
 
     @staticmethod
     def backward(ctx, grad_total, _gkl, _gce):
@@ -142,11 +152,11 @@ class _ChunkedKLCE(torch.autograd.Function):
         return gf * grad_total, gw * grad_total, gb * grad_total, *([None] * 9)
 
 
-def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                  teacher_feats: torch.Tensor | None, teacher_weight: torch.Tensor | None,
-                  teacher_bias: torch.Tensor | None, kl_rows: torch.Tensor, labels: torch.Tensor,
-                  temperature: float, alpha_kl: float, alpha_ce: float, chunk_size: int = 0):
-    """(alpha_kl * KL + alpha_ce * CE, KL, CE) without materialising all logits at once.
+def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
+                  teacher_feats: torch.Tensor | None = None, teacher_weight: torch.Tensor | None = None,
+                  teacher_bias: torch.Tensor | None = None, kl_rows: torch.Tensor, labels: torch.Tensor,
+                  temperature: float = 1.0, alpha_kl: float = 0.0, alpha_mlm: float = 1.0, chunk_size: int = 0):
+    """(alpha_kl * KL + alpha_mlm * CE, KL, CE) without materialising all logits at once.
 
     feats: (N, D) student features entering the vocabulary projection (weight (V, D), bias (V,)).
     teacher_feats: (N, D_t) teacher features (no gradient) with teacher_weight/bias; None skips KL.
@@ -160,4 +170,69 @@ def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
         teacher_feats = teacher_feats.detach()
         teacher_weight, teacher_bias = teacher_weight.detach(), teacher_bias.detach()
     return _ChunkedKLCE.apply(feats, weight, bias, teacher_feats, teacher_weight, teacher_bias,
-                              kl_rows, labels, float(temperature), float(alpha_kl), float(alpha_ce), int(chunk_size))
+                              kl_rows, labels, float(temperature), float(alpha_kl), float(alpha_mlm), int(chunk_size))
+
+
+@dataclass(frozen=True)
+class DistilLoss:
+    """The weighted triple loss over one batch of student (and teacher) MLMParts.
+
+    temperature: T of the soft targets (the KL is multiplied by T^2).
+    alpha_kl, alpha_mlm, alpha_cos: weights of the terms; a weight of 0 skips its term's computation.
+    kl_on_masked_only: KL on masked positions only instead of every non-pad one (`restrict_ce_to_mask`).
+    chunked: compute KL + CE with `chunked_kl_ce` (chunk_size rows at a time, 0 = auto) or on full logits.
+    """
+
+    temperature: float = 2.0
+    alpha_kl: float = 5.0
+    alpha_mlm: float = 2.0
+    alpha_cos: float = 1.0
+    kl_on_masked_only: bool = False
+    chunked: bool = True
+    chunk_size: int = 0
+
+    @classmethod
+    def mlm_only(cls, chunk_size: int = 0) -> "DistilLoss":
+        """Teacher pretraining: the MLM cross-entropy alone."""
+        return cls(temperature=1.0, alpha_kl=0.0, alpha_mlm=1.0, alpha_cos=0.0, chunk_size=chunk_size)
+
+    @classmethod
+    def from_config(cls, cfg) -> "DistilLoss":
+        """From a DistillConfig (alpha_ce is the soft-target weight there, as in the reference distiller)."""
+        return cls(temperature=cfg.temperature, alpha_kl=cfg.alpha_ce, alpha_mlm=cfg.alpha_mlm,
+                   alpha_cos=cfg.alpha_cos, kl_on_masked_only=cfg.restrict_ce_to_mask, chunk_size=cfg.loss_chunk_size)
+
+    def __call__(self, student: MLMParts, labels: torch.Tensor, attention_mask: torch.Tensor,
+                 teacher: MLMParts | None = None) -> dict[str, torch.Tensor]:
+        """{"kl", "mlm", "cos", "total"}: float32 scalars; only "total" carries a gradient through the chunked path.
+
+        student / teacher: MLMParts with hidden (B, L, D), feats (B, L, D'), weight (V, D'), bias (V,); teacher
+        None (pretraining) leaves KL and cosine at 0. labels: (B * L,) or (B, L), -100 = not masked.
+        attention_mask: (B, L), 0 = padding.
+        """
+        labels = labels.flatten()
+        nonpad = attention_mask.flatten().bool()
+        kl_rows = labels != -100 if self.kl_on_masked_only else nonpad
+        zero = student.feats.new_zeros((), dtype=torch.float32)
+        use_kl = teacher is not None and self.alpha_kl > 0
+        s_feats = student.feats.flatten(0, 1)
+        t_feats = teacher.feats.flatten(0, 1) if use_kl else None
+        if self.chunked:
+            total, kl, mlm = chunked_kl_ce(
+                s_feats, student.weight, student.bias, teacher_feats=t_feats,
+                teacher_weight=teacher.weight if use_kl else None, teacher_bias=teacher.bias if use_kl else None,
+                kl_rows=kl_rows, labels=labels, temperature=self.temperature, alpha_kl=self.alpha_kl if use_kl else 0.0,
+                alpha_mlm=self.alpha_mlm, chunk_size=self.chunk_size)
+        else:
+            z = F.linear(s_feats, student.weight, student.bias)
+            mlm = mlm_cross_entropy(z, labels)
+            kl = zero
+            if use_kl:
+                zt = F.linear(t_feats, teacher.weight, teacher.bias).detach()
+                kl = soft_target_kl(z[kl_rows], zt[kl_rows], self.temperature)
+            total = self.alpha_kl * kl + self.alpha_mlm * mlm
+        cos = zero
+        if teacher is not None and self.alpha_cos > 0:
+            cos = hidden_cosine_loss(student.hidden.flatten(0, 1), teacher.hidden.flatten(0, 1).detach(), nonpad)
+            total = total + self.alpha_cos * cos
+        return {"kl": kl, "mlm": mlm, "cos": cos, "total": total}

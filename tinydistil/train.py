@@ -33,7 +33,7 @@ from transformers import get_linear_schedule_with_warmup
 from . import config as C
 from . import distributed as D
 from .data import load_corpus, make_batches, token_counts, tokenize_corpus
-from .losses import chunked_kl_ce, hidden_cosine_loss
+from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
 from .mlm import MLMParts, mlm_parts
 from .provenance import run_info
@@ -42,6 +42,7 @@ from .student import init_student
 from .teacher import (check_tokenizer, encoder_as_masked_lm, grow_teacher, load_teacher, new_teacher,
                       resolve_encoder, train_tokenizer)
 
+# log keys of the loss terms, as the reference distiller logs them: "loss_ce" is the soft-target KL
 TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
 
 
@@ -51,6 +52,7 @@ class Trainer:
         self.cfg, self.resume, self.progress = cfg, resume, progress
         self.out = Path(cfg.output_dir)
         self.is_distill = isinstance(cfg, C.DistillConfig)
+        self.objective = DistilLoss.from_config(cfg) if self.is_distill else DistilLoss.mlm_only()
         self.teacher = None
         self.step = self.epoch = self.batch_idx = self.micro = self.tokens = 0
         self.elapsed = 0.0
@@ -251,8 +253,9 @@ class Trainer:
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mask the batch (seeded by the global micro-batch index) and return every loss term.
 
-        batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars; "loss" is the
-        weighted total. Without a teacher only the MLM term is active.
+        batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars under the log keys (TERMS):
+        "loss" the weighted total, "loss_ce" the soft-target KL (the reference distiller's name), "loss_mlm",
+        "loss_cos". Without a teacher only the MLM term is active.
         """
         cfg = self.cfg
         # self.micro counts global batches; this rank's batch is number micro - (world - 1 - rank)
@@ -260,28 +263,17 @@ class Trainer:
         ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self.mask_weights,
                                   self.tokenizer.mask_token_id, gen, cfg.mlm_probability,
                                   cfg.word_mask, cfg.word_keep, cfg.word_rand)
-        ids, labels = ids.to(self.device), labels.to(self.device).flatten()
+        ids, labels = ids.to(self.device), labels.to(self.device)
         am = batch["attention_mask"].to(self.device)
-        nonpad = am.flatten().bool()
         s = mlm_parts(self.model, ids, am) if self._ddp is None else MLMParts(*self._ddp(ids, am))
-        zero = torch.zeros((), device=self.device)
-        if self.teacher is None:
-            loss, kl, mlm = chunked_kl_ce(s.feats.flatten(0, 1), s.weight, s.bias, None, None, None, nonpad,
-                                          labels, 1.0, 0.0, 1.0, getattr(cfg, "loss_chunk_size", 0))
-            return {"loss": loss, "loss_ce": kl, "loss_mlm": mlm, "loss_cos": zero}
-        with torch.inference_mode():
-            t = mlm_parts(self.teacher, ids, am)
-        t_hidden, t_feats = t.hidden.clone(), t.feats.clone()  # leave inference mode: autograd may save them
-        kl_rows = labels != -100 if cfg.restrict_ce_to_mask else nonpad
-        use_kl = cfg.alpha_ce > 0
-        loss, kl, mlm = chunked_kl_ce(
-            s.feats.flatten(0, 1), s.weight, s.bias, t_feats.flatten(0, 1) if use_kl else None,
-            t.weight, t.bias, kl_rows, labels, cfg.temperature, cfg.alpha_ce, cfg.alpha_mlm, cfg.loss_chunk_size)
-        cos = zero
-        if cfg.alpha_cos > 0:
-            cos = hidden_cosine_loss(s.hidden.flatten(0, 1), t_hidden.flatten(0, 1), nonpad)
-            loss = loss + cfg.alpha_cos * cos
-        return {"loss": loss, "loss_ce": kl, "loss_mlm": mlm, "loss_cos": cos}
+        t = None
+        if self.teacher is not None:
+            with torch.inference_mode():
+                t = mlm_parts(self.teacher, ids, am)
+            # out of inference mode (autograd may save them); the weights are parameters already
+            t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())
+        terms = self.objective(s, labels, am, t)
+        return {"loss": terms["total"], "loss_ce": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         """This rank's batch of the next micro-step: the global order advances by `world` batches and
