@@ -241,10 +241,10 @@ def test_reproduce_output_dir_override_keeps_stages_apart(fake_trainer, tmp_path
     assert Path(d_cfg.teacher) == Path(t_cfg.output_dir) / "model"
 
 
-def test_reproduce_cpu_grows_the_teacher_from_its_stem(fake_trainer, tmp_path):
+def test_reproduce_cpu_prepares_minilm_then_distils_it(fake_trainer, tmp_path):
     assert cli.main(["reproduce", "--preset", "cpu", "--output-dir", str(tmp_path), "--skip", "downstream"]) == 0
-    (s_cfg, _), (t_cfg, _), (d_cfg, _) = fake_trainer
-    assert s_cfg.num_layers == 2 and t_cfg.num_layers == 4 and t_cfg.grow_from == str(Path(s_cfg.output_dir) / "model")
+    (t_cfg, _), (d_cfg, _) = fake_trainer
+    assert t_cfg.init_from == "all-MiniLM-L6-v2" and t_cfg.grow_from is None
     assert Path(d_cfg.teacher) == Path(t_cfg.output_dir) / "model"
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -282,6 +283,23 @@ def report_command(preset: str, extra: list[str]) -> tuple:
     return md, pdf, png
 
 
+def os_error_line(e: OSError) -> str:
+    """An operating-system error as one line naming the path and the fix."""
+    import errno
+
+    where = f" ({e.filename})" if e.filename else ""
+    fix = {errno.ENOSPC: "the disk is full: free space, then continue a run with --resume",
+           errno.EDQUOT: "the disk quota is full: free space, then continue a run with --resume",
+           errno.EACCES: "no permission to write there: choose another path",
+           errno.EPERM: "the file or folder may not be changed (read-only or immutable): choose another path",
+           errno.EROFS: "the filesystem is read-only: choose another path",
+           errno.ENOTDIR: "a file is in the way of that folder: choose another path",
+           errno.EISDIR: "a folder is in the way of that file: choose another path",
+           errno.EEXIST: "something is already there: choose another path"}.get(
+        e.errno, "check the path, free space and permissions; a run continues from its last checkpoint with --resume")
+    return f"{e.strerror or e}{where}: {fix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tinydistil", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -318,6 +336,19 @@ def main(argv: list[str] | None = None) -> int:
             over = dict(zip(("teacher", "distill"), _parse_overrides(args.preset, extra)))[stage]
             _run(stage_config(args.preset, stage, **over), stage, args.resume)
     except (ValueError, FloatingPointError) as e:
+        if os.environ.get("TINYDISTIL_DEBUG") == "1":
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only folder, a file where a folder should be, ...
+        if os.environ.get("TINYDISTIL_DEBUG") == "1":
+            raise
+        print(f"error: {os_error_line(e)} (TINYDISTIL_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt as e:
+        if os.environ.get("TINYDISTIL_DEBUG") == "1":
+            raise
+        print(str(e) if str(e) else "interrupted: finished work is kept; run the same command (with --resume for "
+              "pretrain-teacher / distill) to continue", file=sys.stderr)
+        return 130
     return 0

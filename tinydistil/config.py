@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass
 
@@ -63,8 +64,11 @@ class TrainConfig:
             (abs(self.word_mask + self.word_keep + self.word_rand - 1) < 1e-6,
              "word_mask + word_keep + word_rand must sum to 1"),
             (self.mlm_smoothing >= 0, "mlm_smoothing must be >= 0 (0 = uniform masking)"),
+            (self.max_steps >= 0, "max_steps must be >= 0 (0 = derived from epochs)"),
+            (self.tokens_per_update >= 1, "tokens_per_update must be >= 1"),
+            (math.isfinite(self.epochs) and self.epochs >= 0, "epochs must be a finite number >= 0"),
             (self.epochs > 0 or self.max_steps > 0, "set epochs > 0 or max_steps > 0"),
-            (self.lr > 0, "lr must be > 0"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr must be a finite number > 0"),
             (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)"),
             (0 <= self.warmup_frac < 1, "warmup_frac must be in [0, 1)"),
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision must be auto, fp32, fp16 or bf16"),
@@ -135,6 +139,15 @@ class DistillConfig(TrainConfig):
             raise ValueError("DistillConfig: student_init must be 'teacher' or 'random'")
         if self.loss_chunk_size < 0:
             raise ValueError("DistillConfig: loss_chunk_size must be >= 0 (0 = auto)")
+        layers = self.student_layers
+        if layers is not None:
+            if (not isinstance(layers, (list, tuple)) or not layers
+                    or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in layers)):
+                raise ValueError(f"DistillConfig: student_layers {layers!r} must be a non-empty list of teacher layer "
+                                 "indices (integers >= 0), e.g. [0,2,5]")
+            if any(b <= a for a, b in zip(layers, layers[1:])):
+                raise ValueError(f"DistillConfig: student_layers {list(layers)} must be strictly increasing "
+                                 "(each teacher layer once, bottom to top)")
 
 
 def to_dict(cfg: TrainConfig) -> dict:
@@ -160,9 +173,35 @@ def replace(cfg: TrainConfig, **changes) -> TrainConfig:
         raise ValueError(f"unknown {type(cfg).__name__} field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
     if "betas" in changes and changes["betas"] is not None:
         changes["betas"] = tuple(changes["betas"])
+    hints = typing.get_type_hints(type(cfg))
+    for name, value in changes.items():
+        check_type(type(cfg).__name__, name, value, hints[name])
     new = dataclasses.replace(cfg, **changes)
     new.validate()
     return new
+
+
+def check_type(owner: str, name: str, value, hint) -> None:
+    """ValueError naming the field when `value` does not fit its annotation (str, int, float, bool, None,
+    tuple/list of numbers); ints are accepted for floats, bools are not numbers here."""
+    args = typing.get_args(hint) or (hint,)
+    if value is None:
+        if type(None) in args:
+            return
+    else:
+        for t in args:
+            origin = typing.get_origin(t) or t
+            if origin is bool and isinstance(value, bool):
+                return
+            if isinstance(value, bool):
+                continue
+            if origin is float and isinstance(value, (int, float)):
+                return
+            if origin in (int, str) and isinstance(value, origin):
+                return
+            if origin in (list, tuple) and isinstance(value, (list, tuple)):
+                return
+    raise ValueError(f"{owner}.{name}: {value!r} is not a {getattr(hint, '__name__', str(hint))}")
 
 
 def parse_value(cfg: TrainConfig, name: str, text: str):

@@ -37,6 +37,7 @@ from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
 from .mlm import MLMParts, mlm_parts
 from .provenance import run_info
+from .rundir import LOCK_NAME, FolderLock, read_jsonl, write_json_atomic
 from .runtime import autocast, resolve_runtime
 from .student import init_student
 from .teacher import (check_tokenizer, encoder_as_masked_lm, grow_teacher, load_teacher, new_teacher,
@@ -61,6 +62,8 @@ class Trainer:
         self.accum = cfg.grad_accum  # micro-batches per update on this rank
         self._unsynced_tokens = 0  # this rank's tokens not yet summed into self.tokens
         self._ddp = None
+        self._saved_step = 0  # update of the last checkpoint written or loaded
+        self._lock = None  # FolderLock of the output folder, held by rank 0 while the run works
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Trainer":
@@ -70,6 +73,7 @@ class Trainer:
         if not self.is_distill and self.cfg.init_from:
             self.encoder_dir, self.source = resolve_encoder(self.cfg.init_from)
         self._loaded_teacher = load_teacher(self.cfg.teacher) if self.is_distill else None
+        self._check_against_teacher()
         with D.main_first():  # rank 0 writes run.json, the tokenizer and the datasets caches first
             if self.rank == 0:
                 self._setup_output()
@@ -77,7 +81,10 @@ class Trainer:
             self._setup_models(corpus)
             self._setup_data(corpus)
         self._setup_optimizer()
-        if self.resume and (self.out / "checkpoint" / "state.pt").is_file():
+        ckpt = self.out / "checkpoint" / "state.pt"
+        if self.resume and ckpt.exists() and not ckpt.is_file():
+            raise ValueError(f"cannot resume from {ckpt}: it is not a file; move it away to restart the run")
+        if self.resume and ckpt.is_file():
             self._load_checkpoint()
         if self.world > 1:
             self._ddp = torch.nn.parallel.DistributedDataParallel(
@@ -86,30 +93,65 @@ class Trainer:
                 find_unused_parameters=self.is_distill and self.cfg.alpha_ce == self.cfg.alpha_mlm == 0)
         return self
 
+    # fields that may differ between the calls of one run (where it runs, how often it logs)
+    RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir"})
+    PATH_FIELDS = ("teacher", "grow_from", "init_from", "data_dir")  # compared as resolved paths when local
+
+    def _comparable(self, d: dict) -> dict:
+        out = dict(d)
+        for k in self.PATH_FIELDS:
+            v = out.get(k)
+            if isinstance(v, str) and v and Path(v).expanduser().exists():
+                out[k] = str(Path(v).expanduser().resolve())
+        return out
+
+    def config_diff(self, saved: dict) -> list[str]:
+        """Fields of a saved config (run.json / checkpoint) that differ from this run's, paths resolved."""
+        mine = self._comparable(json.loads(json.dumps(C.to_dict(self.cfg))))
+        saved = self._comparable(saved)
+        default = json.loads(json.dumps(C.to_dict(type(self.cfg)())))  # fields added since the run began
+        return sorted(k for k in set(saved) | set(mine)
+                      if k not in self.RESUME_IGNORES and saved.get(k, default.get(k)) != mine.get(k))
+
     def _setup_output(self) -> None:
         mine = json.loads(json.dumps(C.to_dict(self.cfg)))
         run_file = self.out / "run.json"
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--output-dir {self.out} is a file; choose a folder")
         if run_file.is_file():
             if not self.resume:
                 raise ValueError(f"{self.out} already holds a run; pass --resume to continue it "
                                  "or choose another --output-dir")
+            self._lock = FolderLock(self.out).acquire()
             try:
                 saved = json.loads(run_file.read_text())["config"]
             except (ValueError, KeyError):
                 raise ValueError(f"{run_file} is unreadable; choose another --output-dir") from None
-            ignore = {"save_every", "log_every", "device", "output_dir", "data_dir"}
-            default = json.loads(json.dumps(C.to_dict(type(self.cfg)())))  # fields added since the run began
-            diff = sorted(k for k in set(saved) | set(mine)
-                          if k not in ignore and saved.get(k, default.get(k)) != mine.get(k))
+            diff = self.config_diff(saved)
             if diff:
                 raise ValueError(f"--resume: {self.out} holds a run with other settings ({', '.join(diff)}); "
                                  "use the same settings or another --output-dir")
             return
-        if self.out.exists() and any(self.out.iterdir()):
+        if self.out.exists() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
             raise ValueError(f"{self.out} is not empty and holds no tinydistil run; choose another --output-dir")
         self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = FolderLock(self.out).acquire()
         extra = {"teacher_source": self.source} if self.source else {}
-        run_file.write_text(json.dumps({"config": mine, **run_info(), **extra}, indent=2))
+        write_json_atomic(run_file, {"config": mine, **run_info(), **extra})
+
+    def _check_against_teacher(self) -> None:
+        """What can only be checked against the teacher, before anything is written: positions vs block_size,
+        student layers vs the teacher's depth."""
+        if self._loaded_teacher is None:
+            return
+        tcfg = self._loaded_teacher[0].config
+        positions = getattr(tcfg, "max_position_embeddings", None)
+        if positions is not None and self.cfg.block_size > positions:
+            raise ValueError(f"block_size {self.cfg.block_size} exceeds the teacher's {positions} position "
+                             f"embeddings; use --block-size {positions} or less")
+        layers, n = self.cfg.student_layers, getattr(tcfg, "num_hidden_layers", None)
+        if layers is not None and n is not None and max(layers) >= n:
+            raise ValueError(f"student_layers {layers}: the teacher has layers 0..{n - 1} only")
 
     def _setup_device(self) -> None:
         self.device, self.precision = resolve_runtime(self.cfg.device, self.cfg.precision)
@@ -185,11 +227,37 @@ class Trainer:
         """Run until `total_steps` updates; returns the folder of the final model."""
         cfg, final = self.cfg, self.out / "model"
         if (self.out / "summary.json").is_file() and final.is_dir():
+            self.release()
             return final  # finished earlier
         if self.resume and self.rank == 0:
             self._record_call()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
+        try:
+            return self._train(bar, final)
+        except KeyboardInterrupt:
+            bar.close()
+            ckpt = self._checkpoint_step()
+            raise RunInterrupted(f"interrupted at update {self.step} of {self.total_steps}; "
+                                 + (f"the last checkpoint (update {ckpt}) in {self.out} is kept: run the same "
+                                    "command with --resume to continue from it" if ckpt else
+                                    f"no checkpoint yet in {self.out}: run the same command with --resume to "
+                                    "start it again")) from None
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let other processes work in the output folder (train() does this when it ends, however it ends)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _checkpoint_step(self) -> int:
+        """The update of the checkpoint on disk (0: none), from the step this process saved last."""
+        return self._saved_step if (self.out / "checkpoint" / "state.pt").is_file() else 0
+
+    def _train(self, bar, final: Path) -> Path:
+        cfg = self.cfg
         window = dict.fromkeys(TERMS, 0.0)
         window_micro, window_tokens, t_start = 0, 0, time.time()
         last = {}
@@ -212,9 +280,11 @@ class Trainer:
                 window_tokens += n_tok
                 self._unsynced_tokens += n_tok
             if self.precision != "fp16" and not bool(torch.isfinite(window["loss"])):  # one sync per update
+                ckpt = self._checkpoint_step()
+                keep = (f"the last checkpoint (update {ckpt}) in {self.out} is intact, continue from it with --resume"
+                        if ckpt else "no checkpoint was written yet; start again with other settings")
                 raise FloatingPointError(f"the loss became {float(window['loss'])} at update {self.step + 1}: lower --lr "
-                                         f"or use --precision fp32; the last checkpoint in {self.out} is intact, "
-                                         "continue from it with --resume")
+                                         f"or use --precision fp32; {keep}")
             self.scaler.unscale_(self.optimizer)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
             self.scaler.step(self.optimizer)
@@ -319,20 +389,32 @@ class Trainer:
         tmp = folder / "state.pt.tmp"
         torch.save(state, tmp)
         os.replace(tmp, folder / "state.pt")
+        self._saved_step = self.step
         return folder / "state.pt"
 
     def _load_checkpoint(self) -> None:
         path = self.out / "checkpoint" / "state.pt"
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
+            diff = self.config_diff(state["config"])
+        except Exception as e:  # truncated or empty file, not a checkpoint
+            first = (str(e).splitlines() or [""])[0][:200]
+            raise ValueError(f"cannot resume from {path}: {type(e).__name__}: {first}; move that file away to "
+                             "restart the run, or choose another --output-dir") from None
+        if diff:
+            raise ValueError(f"cannot resume from {path}: it belongs to a run with other settings ({', '.join(diff)}); "
+                             "move that file away to restart the run, or choose another --output-dir")
+        try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.scaler.load_state_dict(state["scaler"])
             pos = state["position"]
-        except Exception as e:  # truncated file, other model, other optimizer layout, ...
-            raise ValueError(f"cannot resume from {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}; "
+        except Exception as e:  # other model, other optimizer layout, ...
+            first = (str(e).splitlines() or [""])[0][:200]
+            raise ValueError(f"cannot resume from {path}: {type(e).__name__}: {first}; "
                              "move that file away to restart the run, or choose another --output-dir") from None
+        self._saved_step = pos["step"]
         self.step, self.epoch, self.batch_idx = pos["step"], pos["epoch"], pos["batch_idx"]
         self.micro, self.tokens, self.elapsed = pos["micro"], pos["tokens"], pos["elapsed"]
         torch.set_rng_state(state["rng"]["torch"])
@@ -346,14 +428,17 @@ class Trainer:
         run_file, info = self.out / "run.json", run_info()
         rec = json.loads(run_file.read_text())
         if self.step == 0:
-            rec = {"config": rec["config"], **info}
+            rec = {"config": rec["config"], **info, **({"teacher_source": rec["teacher_source"]}
+                                                       if "teacher_source" in rec else {})}
         else:
             rec.setdefault("resumed", []).append({**info, "from_step": self.step})
-        run_file.write_text(json.dumps(rec, indent=2))
+        write_json_atomic(run_file, rec)
         log = self.out / "log.jsonl"
-        if log.is_file():
-            keep = [ln for ln in log.read_text().splitlines() if ln and json.loads(ln)["step"] <= self.step]
-            log.write_text("".join(ln + "\n" for ln in keep))
+        if log.is_file():  # a torn last line (killed mid-write) is dropped with the lines past the checkpoint
+            keep = [r for r in read_jsonl(log) if r.get("step", 0) <= self.step]
+            tmp = log.with_name("log.jsonl.tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+            os.replace(tmp, log)
 
     def _save_final(self, folder: Path, last: dict) -> None:
         self.model.save_pretrained(folder)
@@ -361,7 +446,11 @@ class Trainer:
         summary = {"steps": self.step, "tokens": self.tokens, "train_wall_time_s": round(self.elapsed, 1),
                    "final_log": last, "model_dir": str(folder),
                    "parameters": sum(p.numel() for p in self.model.parameters())}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json_atomic(self.out / "summary.json", summary)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run can continue from."""
 
 
 class _PartsModule(torch.nn.Module):

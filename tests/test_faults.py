@@ -1,0 +1,191 @@
+"""Faults and bad input: one clear error before anything is written, atomic run files, one process per run
+folder, resume that refuses what is not its own, Ctrl-C that says how to continue."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from transformers import DistilBertForMaskedLM
+
+from tinydistil import cli
+from tinydistil.presets import stage_config
+from tinydistil.rundir import FolderLock, read_jsonl, write_json_atomic
+from tinydistil.train import RunInterrupted, Trainer, distill
+
+
+def _cfg(tmp_path, teacher, name="run", **kw):
+    return stage_config("smoke", "distill", teacher=str(teacher), output_dir=str(tmp_path / name), **kw)
+
+
+def _weights(folder):
+    return DistilBertForMaskedLM.from_pretrained(folder).state_dict()
+
+
+def _cut_after(cfg, steps):
+    """Train `cfg` and stop after `steps` updates (as a kill after the checkpoint at `steps` would)."""
+    t = Trainer(cfg, progress=False).setup()
+    t.total_steps = steps
+    t.train()
+    (t.out / "summary.json").unlink()
+    shutil.rmtree(t.out / "model")
+
+
+# ------------------------------------------------------------------ validated before anything is written
+@pytest.mark.parametrize("change, message", [
+    ({"max_steps": -5}, "max_steps must be >= 0"),
+    ({"tokens_per_update": -100}, "tokens_per_update must be >= 1"),
+    ({"lr": float("inf")}, "lr must be a finite number"),
+    ({"student_layers": [1, 0]}, "strictly increasing"),
+    ({"student_layers": [0, 0]}, "strictly increasing"),
+    ({"student_layers": [0.5]}, "integers >= 0"),
+    ({"lr": "abc"}, "'abc' is not a float"),
+])
+def test_values_that_make_no_sense_are_refused(tmp_path, smoke_teacher, change, message):
+    with pytest.raises(ValueError, match=message):
+        _cfg(tmp_path, smoke_teacher, **change)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"block_size": 600}, "exceeds the teacher's 512 position embeddings"),
+    ({"student_layers": [0, 5]}, "the teacher has layers 0..1 only"),
+    ({"teacher": "/nonexistent/teacher"}, "has no config.json"),
+])
+def test_what_needs_the_teacher_is_checked_before_the_folder_is_claimed(tmp_path, smoke_teacher, change, message):
+    teacher = change.pop("teacher", smoke_teacher)
+    with pytest.raises(ValueError, match=message):
+        Trainer(_cfg(tmp_path, teacher, **change), progress=False).setup()
+    assert not (tmp_path / "run").exists()
+    # the corrected command then works in the same folder
+    Trainer(_cfg(tmp_path, smoke_teacher, max_steps=1), progress=False).setup().train()
+
+
+def test_output_dir_that_is_a_file_is_one_line(tmp_path, smoke_teacher, capsys):
+    (tmp_path / "file").write_text("mine")
+    args = ["distill", "--preset", "smoke", "--teacher", str(smoke_teacher), "--max-steps", "1"]
+    assert cli.main(args + ["--output-dir", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "mine"
+    assert cli.main(args + ["--output-dir", str(tmp_path / "file" / "under")]) == 3  # NotADirectoryError
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: Not a directory") and "a file is in the way" in last and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ atomic files, torn lines
+def test_write_json_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = write_json_atomic(tmp_path / "run.json", {"a": 1})
+
+    class Boom:
+        pass
+
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": Boom()})  # json.dumps fails half way
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume(tmp_path, smoke_teacher):
+    cfg = _cfg(tmp_path, smoke_teacher, max_steps=4, save_every=2, log_every=1)
+    _cut_after(cfg, 2)
+    log = tmp_path / "run" / "log.jsonl"
+    log.write_text(log.read_text() + '{"step": 3, "loss": 1.')  # killed mid-line
+    assert [r["step"] for r in read_jsonl(log)] == [1, 2]
+    Trainer(cfg, resume=True, progress=False).setup().train()
+    assert [r["step"] for r in read_jsonl(log)] == [1, 2, 3, 4]
+    assert all(json.loads(line) for line in log.read_text().splitlines())
+
+
+# ------------------------------------------------------------------ one process per folder
+def test_a_second_process_on_the_same_folder_gets_the_holders_pid(tmp_path, smoke_teacher):
+    cfg = _cfg(tmp_path, smoke_teacher, max_steps=4, save_every=2)
+    _cut_after(cfg, 2)
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; sys.path.insert(0, sys.argv[1]); from tinydistil.rundir import FolderLock; "
+        "FolderLock(sys.argv[2]).acquire(); print('locked', flush=True); time.sleep(60)"),
+        os.getcwd(), str(tmp_path / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=f"another process \\(PID {holder.pid}\\)"):
+            Trainer(cfg, resume=True, progress=False).setup()
+    finally:
+        holder.kill()
+        holder.wait()
+    Trainer(cfg, resume=True, progress=False).setup().train()  # free again once the holder is gone
+    lock = FolderLock(tmp_path / "run").acquire()  # and released when training ended
+    lock.release()
+
+
+# ------------------------------------------------------------------ resume refuses what is not its own
+def test_a_checkpoint_of_another_run_is_refused_with_the_fields(tmp_path, smoke_teacher):
+    _cut_after(_cfg(tmp_path, smoke_teacher, "a", max_steps=4, save_every=2, lr=1e-3), 2)
+    b = _cfg(tmp_path, smoke_teacher, "b", max_steps=4, save_every=2, lr=2e-3)
+    _cut_after(b, 2)
+    shutil.copyfile(tmp_path / "a" / "checkpoint" / "state.pt", tmp_path / "b" / "checkpoint" / "state.pt")
+    with pytest.raises(ValueError, match=r"belongs to a run with other settings \(lr\)"):
+        Trainer(b, resume=True, progress=False).setup()
+
+
+@pytest.mark.parametrize("damage, message", [("empty", "cannot resume from"), ("folder", "it is not a file")])
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path, smoke_teacher, damage, message):
+    cfg = _cfg(tmp_path, smoke_teacher, max_steps=4, save_every=2)
+    _cut_after(cfg, 2)
+    state = tmp_path / "run" / "checkpoint" / "state.pt"
+    state.unlink()
+    if damage == "empty":
+        state.write_bytes(b"")
+    else:
+        state.mkdir()
+    with pytest.raises(ValueError, match=message):
+        Trainer(cfg, resume=True, progress=False).setup()
+
+
+def test_the_same_teacher_by_a_relative_path_is_the_same_run(tmp_path, smoke_teacher, monkeypatch):
+    cfg = _cfg(tmp_path, smoke_teacher, max_steps=4, save_every=2)
+    _cut_after(cfg, 2)
+    monkeypatch.chdir(smoke_teacher.parent)
+    rel = _cfg(tmp_path, os.path.join(".", smoke_teacher.name), max_steps=4, save_every=2)
+    assert Trainer(rel, resume=True, progress=False).setup().step == 2
+
+
+# ------------------------------------------------------------------ Ctrl-C and a diverging loss
+def test_ctrl_c_names_the_checkpoint_to_resume_from_and_resume_is_exact(tmp_path, smoke_teacher, capsys):
+    full = distill(_cfg(tmp_path, smoke_teacher, "full", max_steps=4, save_every=2), progress=False)
+    cfg = _cfg(tmp_path, smoke_teacher, max_steps=4, save_every=2)
+    t = Trainer(cfg, progress=False).setup()
+    real = t.loss_terms
+
+    def interrupt_at_update_3(batch):
+        if t.step == 2:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    t.loss_terms = interrupt_at_update_3
+    with pytest.raises(RunInterrupted, match=r"interrupted at update 2 of 4; the last checkpoint \(update 2\)"):
+        t.train()
+    folder = Trainer(cfg, resume=True, progress=False).setup().train()
+    a, b = _weights(full), _weights(folder)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_in_the_cli_is_one_line_and_exit_130(tmp_path, smoke_teacher, monkeypatch, capsys):
+    def interrupted(self):
+        raise RunInterrupted("interrupted at update 1 of 4; no checkpoint yet")
+
+    monkeypatch.setattr(Trainer, "train", interrupted)
+    code = cli.main(["distill", "--preset", "smoke", "--teacher", str(smoke_teacher), "--output-dir",
+                     str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 130 and err.strip().splitlines()[-1] == "interrupted at update 1 of 4; no checkpoint yet"
+    assert "Traceback" not in err
+
+
+def test_a_diverging_loss_before_any_checkpoint_does_not_promise_one(tmp_path, smoke_teacher):
+    t = Trainer(_cfg(tmp_path, smoke_teacher, max_steps=4, save_every=100), progress=False).setup()
+    real = t.loss_terms
+    t.loss_terms = lambda batch: {k: v * float("nan") for k, v in real(batch).items()}
+    with pytest.raises(FloatingPointError, match="no checkpoint was written yet"):
+        t.train()
