@@ -114,6 +114,16 @@ def test_parse_variants():
         parse_variants("no_kl")
 
 
+def test_first_layers_variant_takes_the_teachers_bottom_half(smoke_teacher, tmp_path):
+    from tinydistil.ablation import variant_config
+    from tinydistil.presets import stage_config
+
+    base = stage_config("smoke", "distill", teacher=str(smoke_teacher), output_dir=str(tmp_path / "s"))
+    cfg = variant_config(base, "first layers", str(tmp_path / "first"))
+    assert cfg.student_layers == [0] and base.student_layers is None  # the smoke teacher has 2 layers
+    assert parse_variants("first_layers") == ["full triple loss", "first layers"]
+
+
 def test_ablation_needs_a_trained_teacher(tmp_path):
     with pytest.raises(ValueError, match="reproduce --preset smoke"):
         run_ablation("smoke", root=str(tmp_path), progress=False)

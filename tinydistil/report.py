@@ -552,7 +552,8 @@ def _section_table4(res: Results) -> str:
     for r in rows:
         d = dict(r)
         if not str(d.get("Paper delta", "")).strip():
-            d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == "full triple loss" else "")
+            d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == "full triple loss"
+                                                else "not in the paper")
         disp.append(d)
     for v, pd_ in PAPER_TABLE4.items():  # the paper's variants this table does not hold yet
         if v not in {r["Variant"] for r in rows}:
