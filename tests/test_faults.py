@@ -189,3 +189,48 @@ def test_a_diverging_loss_before_any_checkpoint_does_not_promise_one(tmp_path, s
     t.loss_terms = lambda batch: {k: v * float("nan") for k, v in real(batch).items()}
     with pytest.raises(FloatingPointError, match="no checkpoint was written yet"):
         t.train()
+
+
+# ------------------------------------------------------------------ a user's files are not replaced
+def test_speed_out_does_not_replace_a_users_file(tmp_path, smoke_teacher):
+    from tinydistil.speed import run_speed
+
+    mine = tmp_path / "mine.csv"
+    mine.write_text("my,numbers\n")
+    (tmp_path / "mine.json").write_text('{"mine": true}')
+    with pytest.raises(ValueError, match="not written by tinydistil; pass --overwrite"):
+        run_speed(str(smoke_teacher), str(smoke_teacher), out_csv=str(mine), max_examples=2, repeats=1)
+    assert mine.read_text() == "my,numbers\n" and (tmp_path / "mine.json").read_text() == '{"mine": true}'
+    with pytest.raises(ValueError, match="is a folder"):
+        run_speed(str(smoke_teacher), str(smoke_teacher), out_csv=str(tmp_path), max_examples=2, repeats=1)
+
+
+def test_report_does_not_replace_a_users_report_or_poster(tmp_path, capsys):
+    (tmp_path / "results").mkdir()  # no results yet: the report says "not run" everywhere
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "report.md").write_text("# my notes\n")
+    (tmp_path / "post").mkdir()
+    (tmp_path / "post" / "poster.png").write_bytes(b"\x89PNG my drawing")
+    args = ["report", "--results-dir", str(tmp_path / "results"), "--preset", "smoke"]
+    assert cli.main(args + ["--report-dir", str(tmp_path / "rep"), "--poster-dir", str(tmp_path / "p2")]) == 2
+    assert "report.md exists and was not written by tinydistil" in capsys.readouterr().err
+    assert (tmp_path / "rep" / "report.md").read_text() == "# my notes\n"
+    assert cli.main(args + ["--report-dir", str(tmp_path / "r2"), "--poster-dir", str(tmp_path / "post")]) == 2
+    assert (tmp_path / "post" / "poster.png").read_bytes() == b"\x89PNG my drawing"
+    # our own outputs are replaced when generated again, and --overwrite replaces the user's
+    assert cli.main(args + ["--report-dir", str(tmp_path / "r3"), "--poster-dir", str(tmp_path / "p3")]) == 0
+    assert cli.main(args + ["--report-dir", str(tmp_path / "r3"), "--poster-dir", str(tmp_path / "p3")]) == 0
+    assert cli.main(args + ["--report-dir", str(tmp_path / "rep"), "--poster-dir", str(tmp_path / "post"),
+                            "--overwrite"]) == 0
+    assert (tmp_path / "rep" / "report.md").read_text().startswith("# tinydistil")
+
+
+def test_a_model_that_is_not_a_masked_lm_is_named(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tinydistil.teacher import load_teacher
+
+    folder = tmp_path / "gpt2"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50, n_positions=16)).save_pretrained(folder)
+    with pytest.raises(ValueError, match="is a gpt2 model, not a masked LM"):
+        load_teacher(str(folder))

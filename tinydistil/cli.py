@@ -222,13 +222,14 @@ def speed_command(extra: list[str]):
     p.add_argument("--out", default="results/table3_speed.csv")
     p.add_argument("--no-reference-archs", action="store_true", help="skip the BERT-base / DistilBERT architectures")
     p.add_argument("--no-deployed", action="store_true", help="skip PyTorch int8 / ONNX Runtime forms")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out file tinydistil did not write")
     a = p.parse_args(extra)
     from .speed import run_speed
 
     try:
         df = run_speed(a.teacher, a.student, a.data_dir, a.out, a.max_examples, a.repeats,
                        include_reference_archs=not a.no_reference_archs, deployed_forms=not a.no_deployed,
-                       stsb_model=a.stsb_model)
+                       stsb_model=a.stsb_model, overwrite=a.overwrite)
     except (FileNotFoundError, FileExistsError) as e:
         raise ValueError(str(e)) from None
     print(df.drop(columns=["note", "run_id"]).to_string(index=False))
@@ -265,17 +266,19 @@ def report_command(preset: str, extra: list[str]) -> tuple:
     from .report import write_report
 
     names = {"results_dir": "results", "report_dir": "report", "poster_dir": "poster"}
+    overwrite = "--overwrite" in extra
+    extra = [x for x in extra if x != "--overwrite"]
     opts, i = dict(names), 0
     while i < len(extra):
         name = extra[i][2:].replace("-", "_") if extra[i].startswith("--") else ""
         if name not in names or i + 1 >= len(extra):
             raise ValueError(f"cannot read {extra[i]!r}: report takes --results-dir DIR, --report-dir DIR, "
-                             "--poster-dir DIR (and --preset NAME)")
+                             "--poster-dir DIR, --overwrite (and --preset NAME)")
         opts[name] = extra[i + 1]
         i += 2
     try:
-        md = write_report(opts["results_dir"], opts["report_dir"], preset)
-        pdf, png = write_poster(opts["results_dir"], opts["poster_dir"], preset)
+        md = write_report(opts["results_dir"], opts["report_dir"], preset, overwrite=overwrite)
+        pdf, png = write_poster(opts["results_dir"], opts["poster_dir"], preset, overwrite=overwrite)
     except FileNotFoundError as e:
         raise ValueError(str(e)) from None
     for path in (md, pdf, png):

@@ -300,15 +300,21 @@ def poster_figure(res: Results):
     return fig
 
 
-def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu") -> tuple[Path, Path]:
-    """Write `poster_dir`/poster.pdf and poster.png from `results_dir`; returns (pdf, png)."""
+def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu",
+                 overwrite: bool = False) -> tuple[Path, Path]:
+    """Write `poster_dir`/poster.pdf and poster.png from `results_dir`; returns (pdf, png). A poster file there
+    that tinydistil (matplotlib) did not write is kept unless `overwrite`."""
     import matplotlib.pyplot as plt
 
-    res = load_results(results_dir, preset)
+    from .rundir import made_by_matplotlib, refuse_foreign
+
     out = Path(poster_dir)
+    pdf, png = out / "poster.pdf", out / "poster.png"
+    for f in (pdf, png):
+        refuse_foreign(f, made_by_matplotlib, overwrite)
+    res = load_results(results_dir, preset)
     out.mkdir(parents=True, exist_ok=True)
     fig = poster_figure(res)
-    pdf, png = out / "poster.pdf", out / "poster.png"
     fig.savefig(pdf)
     fig.savefig(png, dpi=PNG_DPI)
     plt.close(fig)

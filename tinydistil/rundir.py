@@ -69,3 +69,36 @@ class FolderLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
+
+
+def refuse_foreign(path: str | os.PathLike, ours, overwrite: bool = False) -> None:
+    """ValueError when `path` exists and `ours(path)` says tinydistil did not write it (unless overwrite), or
+    when it is a folder where a file goes: no command replaces a user's file without --overwrite."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file path")
+    if path.exists() and not overwrite and not ours(path):
+        raise ValueError(f"{path} exists and was not written by tinydistil; pass --overwrite to replace it or "
+                         "choose another path")
+
+
+def json_with(path: Path, *keys: str) -> bool:
+    """True when `path` is a JSON object holding every key in `keys` (how our provenance files look)."""
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and all(k in d for k in keys)
+
+
+def made_by_matplotlib(path: Path) -> bool:
+    """PNG / PDF files written by matplotlib (our figures and poster) name it in their metadata: a PNG's
+    first bytes (Software), a PDF's Info dictionary near its end (Producer), before the cross-reference table."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return False
+    return any(b"atplotlib" in x for x in (head, tail))

@@ -237,7 +237,7 @@ class _Entry:
 
 def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv", max_examples: int | None = None,
               repeats: int = 3, include_reference_archs: bool = True, deployed_forms: bool = True,
-              progress: bool = True, stsb_model=None, device: str = "cpu", warmup: int = 10):
+              progress: bool = True, stsb_model=None, device: str = "cpu", warmup: int = 10, overwrite: bool = False):
     """Measure Table 3 and write `out_csv` (+ .json provenance; out_csv=None writes nothing); returns the
     table (paper rows first) as a DataFrame with COLUMNS.
 
@@ -245,7 +245,14 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     stsb_model: optional folder of the student fine-tuned on STS-B (AutoModelForSequenceClassification,
     1 output); the deployed forms are then built from it and report their change in dev Pearson.
     device: "cpu" (the paper's protocol) or "cuda" (PyTorch rows only; deployed forms are CPU-only).
+    overwrite: replace an `out_csv` (or its .json) that tinydistil did not write; checked before timing.
     """
+    if out_csv is not None:
+        from .rundir import json_with, refuse_foreign
+
+        meta = Path(out_csv).with_suffix(".json")
+        refuse_foreign(meta, lambda p: json_with(p, "rows", "git_sha"), overwrite)
+        refuse_foreign(out_csv, lambda p: json_with(meta, "rows", "git_sha"), overwrite)
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     from .export import check_model_dir, export_model, input_names, load_for_inference, onnx_session, quantize_onnx

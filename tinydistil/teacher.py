@@ -160,9 +160,18 @@ def load_teacher(name_or_path: str):
                                                                output_loading_info=True)
     except OSError as e:
         where = "folder" if looks_local else "hub id"
-        raise ValueError(f"could not load teacher {where} {name_or_path!r} ({str(e).splitlines()[0][:160]}); "
+        raise ValueError(f"could not load teacher {where} {name_or_path!r} ({(str(e).splitlines() or [''])[0][:160]}); "
                          "offline, prepare a teacher with `python -m tinydistil pretrain-teacher --preset cpu` "
                          "and pass its folder as --teacher") from None
+    except ValueError as e:  # transformers: a configuration class with no masked-LM head (GPT-2, T5, ...)
+        if "Unrecognized configuration class" not in str(e):
+            raise
+        from transformers import AutoConfig
+
+        kind = AutoConfig.from_pretrained(str(local) if looks_local else name_or_path).model_type
+        raise ValueError(f"{name_or_path!r} is a {kind} model, not a masked LM; a teacher must be a BERT-style "
+                         "masked LM (e.g. bert-base-uncased) or an encoder prepared with `python -m tinydistil "
+                         "pretrain-teacher --init-from ...`") from None
     fresh = [k for k in info.get("missing_keys", []) if k.startswith(HEAD_KEYS) and not k.endswith("decoder.weight")]
     if fresh:
         raise ValueError(f"{name_or_path!r} has no trained MLM head (missing {fresh[0]}, ...): it is an encoder; "
