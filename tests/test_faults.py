@@ -234,3 +234,31 @@ def test_a_model_that_is_not_a_masked_lm_is_named(tmp_path):
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=50, n_positions=16)).save_pretrained(folder)
     with pytest.raises(ValueError, match="is a gpt2 model, not a masked LM"):
         load_teacher(str(folder))
+
+
+def _squad_file(path, offsets):
+    ctx = "The cat sat on the mat. The dog sat too."
+    qas = [{"id": f"q{i}", "question": "Who sat?", "answers": [{"text": "dog", "answer_start": o}]}
+           for i, o in enumerate(offsets)]
+    path.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [{"context": ctx, "qas": qas}]}]}))
+    return path
+
+
+def test_squad_answers_off_their_context_are_moved_or_refused(tmp_path):
+    from tinydistil.squad import read_squad_json
+
+    right = "The cat sat on the mat. The dog sat too.".index("dog")
+    with pytest.warns(UserWarning, match="1 of 3 answers were not at their answer_start.*1 moved"):
+        rows = read_squad_json(_squad_file(tmp_path / "few.json", [right, right, 3]))
+    assert [r["answers"]["answer_start"][0] for r in rows] == [right] * 3
+    with pytest.raises(ValueError, match="2 of 3 answers are not at their answer_start"):
+        read_squad_json(_squad_file(tmp_path / "most.json", [right, 0, 3]))
+
+
+def test_a_binary_corpus_file_is_one_line(tmp_path):
+    from tinydistil.data import load_corpus
+
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "wiki.train.tokens").write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(ValueError, match="is not a text file"):
+        load_corpus(str(tmp_path), "train")

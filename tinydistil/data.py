@@ -52,6 +52,21 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, fix: str = DATA_DIR_HEL
     return path
 
 
+def check_text_file(path: Path, probe: int = 1 << 16) -> None:
+    """ValueError when `path` does not start like UTF-8 text (a binary or compressed file in its place)."""
+    with open(path, "rb") as f:
+        head = f.read(probe)
+    if b"\0" in head:
+        raise ValueError(f"{path} is not a text file (it holds NUL bytes: binary or compressed?); put the plain-text "
+                         "WikiText-2 file there")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:  # not just a character cut at the probe's end
+            raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); put the plain-text WikiText-2 file "
+                             "there") from None
+
+
 def find_local_corpus(data_dir: Path, split: str = "train") -> Path:
     for folder, pattern in LOCAL_LAYOUTS:
         path = data_dir / folder / pattern.format(split=split)
@@ -120,6 +135,7 @@ def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: in
         path = find_local_corpus(local, split)
         if path.stat().st_size == 0:
             raise ValueError(f"{path} is empty; {DATA_DIR_HELP}")
+        check_text_file(path)
         ds = datasets.load_dataset("text", data_files={split: str(path)}, split=split)
     else:
         try:

@@ -107,50 +107,43 @@ def read_squad_json(path) -> list[dict]:
         if not r["answers"]["text"]:
             raise ValueError(f"{path}: question {r['id']} has no answer; SQuAD v1.1 needs one per question "
                              "(v2.0 unanswerable questions are not supported)")
+    check_answer_spans(rows, path)
     return rows
 
 
-def split_articles(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Rows of a fixed random `fraction` of the articles (by title), then the rest's: no context is shared."""
-    titles = sorted({r["title"] for r in rows})
-    random.Random(seed).shuffle(titles)
-    chosen = set(titles[:max(1, round(fraction * len(titles)))])
-    if len(chosen) == len(titles):
-        raise ValueError("the dev file has a single article: it cannot be split into fine-tuning and scoring parts")
-    return [r for r in rows if r["title"] in chosen], [r for r in rows if r["title"] not in chosen]
+MAX_BAD_SPANS = 0.5  # a file where more answers than this miss their context is refused
 
 
-def load_local(data_dir: Path, opts: SquadConfig) -> SquadData:
-    import datasets
+def check_answer_spans(rows: list[dict], path) -> int:
+    """Check that each answer's text is at its `answer_start` in the context (a wrong offset would silently
+    train on the [CLS] label). A mismatched answer whose text occurs in the context is moved to the occurrence
+    nearest its offset (warned, counted); a file where more than MAX_BAD_SPANS of the answers mismatch is
+    refused. Returns the number of mismatches."""
+    import warnings
 
-    folder = next((data_dir / f for f in LOCAL_FOLDERS if (data_dir / f).is_dir()), None)
-    if folder is None or not (folder / "dev-v1.1.json").is_file():
-        raise NoData(f"no {' or '.join(f + '/dev-v1.1.json' for f in LOCAL_FOLDERS)} in {data_dir}")
-    dev = read_squad_json(folder / "dev-v1.1.json")
-    if (folder / "train-v1.1.json").is_file():
-        return SquadData(datasets.Dataset.from_list(read_squad_json(folder / "train-v1.1.json")),
-                         datasets.Dataset.from_list(dev), str(folder), True)
-    train, held = split_articles(dev, opts.dev_train_fraction)
-    n_art = lambda rs: len({r["title"] for r in rs})  # noqa: E731
-    source = (f"{folder}/dev-v1.1.json only: fine-tuned on {n_art(train)} dev articles ({len(train)} questions), "
-              f"scored on the other {n_art(held)} ({len(held)} questions)")
-    return SquadData(datasets.Dataset.from_list(train), datasets.Dataset.from_list(held), source, False)
-
-
-def load_hub() -> SquadData:
-    import datasets
-
-    try:
-        dd = datasets.load_dataset(HUB_DATASET)
-    except Exception as e:  # no network, hub down, ...
-        raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__})") from None
-    return SquadData(dd["train"], dd["validation"], f"hub:{HUB_DATASET}", True)
-
-
-def load_squad(data_dir=None, opts: SquadConfig | None = None) -> SquadData:
-    """Local files when a data directory is given (or TINYDISTIL_DATA_DIR is set), else the hub."""
-    local = _resolve_dir(data_dir, DATA_DIR_HELP)
-    return load_local(local, opts or SquadConfig()) if local is not None else load_hub()
+    total = bad = moved = 0
+    first = None
+    for r in rows:
+        ctx, starts = r["context"], r["answers"]["answer_start"]
+        for k, (text, start) in enumerate(zip(r["answers"]["text"], starts)):
+            total += 1
+            if ctx[start:start + len(text)] == text:
+                continue
+            bad += 1
+            first = first or (r["id"], start, text)
+            hits = [i for i in range(len(ctx)) if ctx.startswith(text, i)] if text else []
+            if hits:
+                starts[k] = min(hits, key=lambda i: abs(i - start))
+                moved += 1
+    if bad > MAX_BAD_SPANS * total:
+        raise ValueError(f"{path}: {bad} of {total} answers are not at their answer_start in the context (e.g. "
+                         f"question {first[0]}: {first[2][:40]!r} at {first[1]}); the offsets must be character "
+                         "positions in the context, as in the official SQuAD files")
+    if bad:
+        warnings.warn(f"{path}: {bad} of {total} answers were not at their answer_start (e.g. question {first[0]}); "
+                      f"{moved} moved to where their text occurs, {bad - moved} left (trained as no-answer windows)",
+                      stacklevel=2)
+    return bad
 
 
 # ------------------------------------------------------------------ windows
