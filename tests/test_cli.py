@@ -251,3 +251,29 @@ def test_reproduce_cpu_prepares_minilm_then_distils_it(fake_trainer, tmp_path):
 def test_reproduce_unknown_skip_stage_is_a_clear_error(capsys):
     assert cli.main(["reproduce", "--preset", "smoke", "--skip", "glu"]) == 2
     assert "unknown stage 'glu'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", list(cli.COMMANDS))
+def test_every_command_has_its_own_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith(f"usage: python -m tinydistil {command}")
+    assert cli.COMMANDS[command][1].split()[0] in out  # the command's own description, not the top-level one
+    assert ("--preset" in out) == cli.COMMANDS[command][2]
+
+
+def test_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from tinydistil import cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False False"
+
+
+def test_preset_is_refused_where_it_means_nothing(capsys):
+    assert cli.main(["glue", "--preset", "cpu", "--model", "x"]) == 2
+    assert "unknown option --preset for glue" in capsys.readouterr().err

@@ -262,3 +262,69 @@ def test_a_binary_corpus_file_is_one_line(tmp_path):
     (tmp_path / "wikitext-2" / "wiki.train.tokens").write_bytes(bytes(range(256)) * 40)
     with pytest.raises(ValueError, match="is not a text file"):
         load_corpus(str(tmp_path), "train")
+
+
+# ------------------------------------------------------------------ real kills, a full disk
+def _distill_cmd(teacher, out, *extra):
+    return [sys.executable, "-m", "tinydistil", "distill", "--preset", "smoke", "--teacher", str(teacher),
+            "--output-dir", str(out), "--max-steps", "6", "--save-every", "2", "--log-every", "1", *extra]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run(_distill_cmd(smoke_teacher, out), check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return _weights(out / "model")
+
+
+@pytest.mark.parametrize("when", ["run.json", "first checkpoint", "later"])
+def test_sigkill_then_resume_is_bit_identical(tmp_path, smoke_teacher, uninterrupted, when):
+    """SIGKILL the real CLI at a point in its run (polling the folder), then resume to the end."""
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(_distill_cmd(smoke_teacher, out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ready = {"run.json": lambda: (out / "run.json").exists(),
+             "first checkpoint": lambda: (out / "checkpoint" / "state.pt").exists(),
+             "later": lambda: len(read_jsonl(out / "log.jsonl")) >= 3}[when]
+    deadline = time.time() + 120
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    done = subprocess.run(_distill_cmd(smoke_teacher, out, "--resume"), env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = _weights(out / "model")
+    assert all(torch.equal(got[k], uninterrupted[k]) for k in uninterrupted)
+    assert [r["step"] for r in read_jsonl(out / "log.jsonl")] == list(range(1, 7))
+
+
+def test_disk_full_during_a_checkpoint_is_one_line_and_resume_recovers(tmp_path, smoke_teacher, monkeypatch, capsys):
+    import errno
+
+    import tinydistil.train as T
+
+    base = ["distill", "--preset", "smoke", "--teacher", str(smoke_teacher), "--max-steps", "6", "--save-every", "2",
+            "--log-every", "1"]
+    assert cli.main(base + ["--output-dir", str(tmp_path / "full")]) == 0  # in this process: same threads
+    uninterrupted = _weights(tmp_path / "full" / "model")
+    real_save, calls = torch.save, []
+
+    def save_until_full(obj, f, *a, **k):
+        calls.append(f)
+        if len(calls) == 2:  # the checkpoint at update 4: the disk fills up mid-write
+            with open(f, "wb") as fh:
+                fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(T.torch, "save", save_until_full)
+    args = base + ["--output-dir", str(tmp_path / "run")]
+    assert cli.main(args) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "No space left on device" in err and "the disk is full: free space, then continue a run with --resume" in err
+    monkeypatch.setattr(T.torch, "save", real_save)
+    assert cli.main(args + ["--resume"]) == 0  # the checkpoint at update 2 survived the failed write
+    got = _weights(tmp_path / "run" / "model")
+    assert all(torch.equal(got[k], uninterrupted[k]) for k in uninterrupted)

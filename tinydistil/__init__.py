@@ -1,16 +1,28 @@
-"""tinydistil: DistilBERT (Sanh et al., 2019) re-implemented small and sharp."""
-from .config import DistillConfig, TeacherConfig, TrainConfig
-from .train import Trainer, distill, pretrain_teacher
-from .losses import DistilLoss, chunked_kl_ce, hidden_cosine_loss, mlm_cross_entropy, soft_target_kl
-from .presets import get_preset, stage_config
-from .student import default_student_layers, init_student
-from .finetune import FinetuneConfig, predict  # not `finetune`: it would hide the module of that name
-from .glue import run_glue
-from .imdb import run_imdb
-from .tables import write_table1, write_table2
+"""tinydistil: DistilBERT (Sanh et al., 2019) re-implemented small and sharp.
 
-__all__ = ["DistillConfig", "TeacherConfig", "TrainConfig", "Trainer", "distill", "pretrain_teacher",
-           "DistilLoss", "chunked_kl_ce", "hidden_cosine_loss", "mlm_cross_entropy", "soft_target_kl", "get_preset",
-           "stage_config", "default_student_layers", "init_student", "FinetuneConfig", "predict",
-           "run_glue", "run_imdb", "write_table1", "write_table2"]
+Names are imported on first use (PEP 562), so `python -m tinydistil --help` answers without loading torch.
+"""
+import importlib
+
+_EXPORTS = {
+    "DistillConfig": "config", "TeacherConfig": "config", "TrainConfig": "config",
+    "Trainer": "train", "distill": "train", "pretrain_teacher": "train",
+    "DistilLoss": "losses", "chunked_kl_ce": "losses", "hidden_cosine_loss": "losses",
+    "mlm_cross_entropy": "losses", "soft_target_kl": "losses",
+    "get_preset": "presets", "stage_config": "presets",
+    "default_student_layers": "student", "init_student": "student",
+    "FinetuneConfig": "finetune", "predict": "finetune",
+    "run_glue": "glue", "run_imdb": "imdb", "write_table1": "tables", "write_table2": "tables",
+}
+__all__ = list(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'tinydistil' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

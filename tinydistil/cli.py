@@ -1,6 +1,7 @@
 """Command line: python -m tinydistil COMMAND --preset NAME [--field value ...] [--resume]
 
-    pretrain-teacher   WordPiece tokenizer + small BERT teacher with MLM (offline path)
+    pretrain-teacher   the teacher's masked LM: continued from an encoder (cpu: all-MiniLM-L6-v2, fresh MLM head)
+                       or trained from scratch with a WordPiece tokenizer (smoke)
     distill            DistilBERT student from the preset's teacher (folder or hub id)
     reproduce          every stage of the preset in order (pretraining, distillation, GLUE / IMDb / SQuAD of
                        teacher and student, SQuAD (D), Table 3 timing, tables, report, poster); finished stages
@@ -28,6 +29,8 @@ Size and speed (paper Table 3; see tinydistil/speed.py, tinydistil/export.py):
     export   --model DIR --format onnx [--int8] [--output PATH] [--overwrite]
 
 Report and poster (read only the files under --results-dir):
+
+Every command has its own help: python -m tinydistil COMMAND --help.
 
     report   [--results-dir results] [--report-dir report] [--poster-dir poster] [--preset cpu]
              -> report/report.md, report/figures/*.png, poster/poster.pdf, poster/poster.png
@@ -210,20 +213,21 @@ def tables_command(extra: list[str]):
     return t1, t2
 
 
-def speed_command(extra: list[str]):
-    """`speed`: Table 3 (params, disk, STS-B dev CPU time at batch size 1) -> CSV + JSON provenance."""
-    p = argparse.ArgumentParser(prog="python -m tinydistil speed")
+def speed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", required=True, help="teacher model folder, e.g. runs/cpu/teacher/model")
     p.add_argument("--student", required=True, help="student model folder, e.g. runs/cpu/student/model")
     p.add_argument("--data-dir", help="folder with glue/STS-B/dev.tsv (default $TINYDISTIL_DATA_DIR, then the hub)")
     p.add_argument("--max-examples", type=int, help="time only the first N dev pairs (smoke runs)")
     p.add_argument("--repeats", type=int, default=3, help="full passes; the median is reported")
     p.add_argument("--stsb-model", help="the student fine-tuned on STS-B: deployed forms report Pearson change")
-    p.add_argument("--out", default="results/table3_speed.csv")
+    p.add_argument("--out", default="results/table3_speed.csv", help="the CSV (its provenance goes to .json)")
     p.add_argument("--no-reference-archs", action="store_true", help="skip the BERT-base / DistilBERT architectures")
     p.add_argument("--no-deployed", action="store_true", help="skip PyTorch int8 / ONNX Runtime forms")
     p.add_argument("--overwrite", action="store_true", help="replace an --out file tinydistil did not write")
-    a = p.parse_args(extra)
+
+
+def speed_command(a: argparse.Namespace):
+    """`speed`: Table 3 (params, disk, STS-B dev CPU time at batch size 1) -> CSV + JSON provenance."""
     from .speed import run_speed
 
     try:
@@ -237,15 +241,16 @@ def speed_command(extra: list[str]):
     return df
 
 
-def export_command(extra: list[str]):
-    """`export`: a model folder -> ONNX (+ tokenizer files), checked against PyTorch."""
-    p = argparse.ArgumentParser(prog="python -m tinydistil export")
+def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder written by save_pretrained")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 quantisation of the weights")
     p.add_argument("--output", help="folder (default MODEL/onnx) or a path ending in .onnx")
     p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
-    a = p.parse_args(extra)
+
+
+def export_command(a: argparse.Namespace):
+    """`export`: a model folder -> ONNX (+ tokenizer files), checked against PyTorch."""
     from .export import FP32_ATOL, check_export, export_onnx
 
     try:
@@ -303,14 +308,93 @@ def os_error_line(e: OSError) -> str:
     return f"{e.strerror or e}{where}: {fix}"
 
 
-def main(argv: list[str] | None = None) -> int:
+PRESET_HELP = f"one of {', '.join(PRESETS)} (default cpu)"
+OVERRIDES = ("Any config field of the stage can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,2,5], "
+             "--teacher bert-base-uncased, --output-dir DIR (python -m tinydistil show-config --preset NAME lists them).")
+FINETUNE_HELP = ("Options: --model PATH_OR_HUB_ID, --data-dir DIR, --output-dir DIR{extra}, and any FinetuneConfig "
+                 "field (--seeds 3, --epochs 3, --lr 5e-5, --max-train-examples N, --max-seq-len 128, ...). "
+                 "Finished (task, seed) runs are skipped when run again.")
+# name -> (one-line help, description, takes --preset, takes --resume, argument builder)
+COMMANDS = {
+    "pretrain-teacher": ("the teacher's masked LM (cpu: continue all-MiniLM-L6-v2 with a fresh MLM head)",
+                         "Train the preset's teacher stage: continue masked-LM training from an encoder "
+                         "(--init-from; the cpu preset: all-MiniLM-L6-v2) or train a small BERT from scratch. "
+                         + OVERRIDES, True, True, None),
+    "distill": ("distil the preset's teacher into a half-depth DistilBERT student",
+                "Distil the preset's teacher (a folder or hub id with an MLM head) into a DistilBERT student "
+                "initialised from every other teacher layer, with the triple loss. " + OVERRIDES, True, True, None),
+    "reproduce": ("every stage of the preset in order, skipping finished ones",
+                  "Teacher, distillation, held-out MLM, GLUE / IMDb / SQuAD of teacher and student, SQuAD (D), "
+                  "Table 3, tables, report and poster; finished stages are skipped, interrupted ones resumed. "
+                  "--skip speed,squad_d (or --skip downstream) leaves stages out; --output-dir ROOT puts "
+                  "everything under ROOT/<preset>/. " + OVERRIDES, True, False, None),
+    "ablate": ("the paper's Table 4 (after reproduce)",
+               "Distil again without L_ce / L_cos / L_mlm, from random init and from the teacher's first layers, "
+               "fine-tune each on GLUE -> results/table4_ablation.csv. --variants no_ce,random_init picks some; "
+               "--table-only rebuilds the table from finished variants without training.", True, False, None),
+    "show-config": ("print the resolved configs of the preset's stages; runs nothing",
+                    "Print every stage's config of the preset (with overrides applied) and its downstream "
+                    "settings. " + OVERRIDES, True, False, None),
+    "glue": ("fine-tune and score one model on GLUE", FINETUNE_HELP.format(extra=", --tasks cola,rte"),
+             False, False, None),
+    "imdb": ("fine-tune one model on IMDb (epoch selected on dev), score on test", FINETUNE_HELP.format(extra=""),
+             False, False, None),
+    "squad": ("fine-tune one model on SQuAD v1.1; with --teacher: DistilBERT (D)",
+              FINETUNE_HELP.format(extra=", --teacher SQUAD_FINETUNED_DIR (DistilBERT (D)), SquadConfig fields "
+                                         "(--doc-stride 128, --max-eval-examples 500)"), False, False, None),
+    "tables": ("Tables 1-2 from evaluation folders",
+               "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--results-dir results] -> "
+               "table1_glue.csv, table2_downstream.csv", False, False, None),
+    "speed": ("Table 3: size and CPU inference time", "Parameters, size on disk and STS-B dev CPU time at batch "
+              "size 1 of the BERT-base / DistilBERT architectures, the teacher, the student and its int8 / ONNX "
+              "Runtime forms.", False, False, speed_args),
+    "export": ("a model folder -> ONNX (fp32 or int8)", "Export a model folder to ONNX (checked against PyTorch).",
+               False, False, export_args),
+    "report": ("report/report.md and the poster from results/",
+               "Write the report and the poster from the files under --results-dir (DIR, default results); "
+               "--report-dir DIR, --poster-dir DIR, --overwrite to replace files tinydistil did not write. "
+               "--preset names the results layout.", True, False, None),
+}
+
+
+def show_downstream(preset: str) -> None:
+    """The fine-tuning configs `reproduce` uses per task (preset overrides on FinetuneConfig's defaults), the
+    SQuAD / speed options and the wall-time budget."""
+    from .pipeline import _finetune_cfg
+    from .squad import SQUAD_FINETUNE
+
+    p = get_preset(preset)
+    ds = p.downstream
+    resolved = {task: dataclasses.asdict(_finetune_cfg(ds.get(task, {}), **(SQUAD_FINETUNE if task == "squad" else {})))
+                for task in ("glue", "imdb", "squad")}
+    if "ablation_glue" in ds:
+        resolved["ablation_glue"] = dataclasses.asdict(_finetune_cfg(ds["ablation_glue"]))
+    extra = {k: v for k, v in ds.items() if k not in resolved}
+    print("downstream", json.dumps({**resolved, **extra, "budget_min": p.budget_min}, indent=2, default=str))
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tinydistil", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["pretrain-teacher", "distill", "reproduce", "show-config", "ablate", "glue", "imdb", "squad",
-                                            "tables", "speed", "export", "report"])
-    parser.add_argument("--preset", default="cpu", help=f"one of {', '.join(PRESETS)} (default cpu)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (short, desc, preset, resume, build) in COMMANDS.items():
+        sp = sub.add_parser(name, help=short, description=desc)
+        if preset:
+            sp.add_argument("--preset", default="cpu", help=PRESET_HELP)
+        if resume:
+            sp.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+        if build:
+            build(sp)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if COMMANDS[args.command][4] is not None and extra:  # commands with a fixed set of options
+        parser.parse_args(argv)  # argparse's own "unrecognized arguments" message, exit 2
+    args.preset = getattr(args, "preset", "cpu")
+    args.resume = getattr(args, "resume", False)
     try:
         if args.command in ("glue", "imdb", "squad"):
             finetune_command(args.command, extra)
@@ -319,9 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "report":
             report_command(args.preset, extra)
         elif args.command == "speed":
-            speed_command(extra)
+            speed_command(args)
         elif args.command == "export":
-            export_command(extra)
+            export_command(args)
         elif args.command == "reproduce":
             reproduce(args.preset, extra)
         elif args.command == "ablate":
@@ -333,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 over = dict(zip(("teacher", "distill"), _parse_overrides(args.preset, extra)))[stage]
                 cfg = stage_config(args.preset, stage, **over)
                 print(stage, json.dumps(dataclasses.asdict(cfg), indent=2))
+            show_downstream(args.preset)
         else:
             stage = "teacher" if args.command == "pretrain-teacher" else "distill"
             stage_config(args.preset, stage)  # clear error for a preset without this stage

@@ -184,7 +184,10 @@ def replace(cfg: TrainConfig, **changes) -> TrainConfig:
 def check_type(owner: str, name: str, value, hint) -> None:
     """ValueError naming the field when `value` does not fit its annotation (str, int, float, bool, None,
     tuple/list of numbers); ints are accepted for floats, bools are not numbers here."""
-    args = typing.get_args(hint) or (hint,)
+    import types
+
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
     if value is None:
         if type(None) in args:
             return
