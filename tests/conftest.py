@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+import tinydistil.train  # noqa: F401  (its model imports replace sys.modules["transformers"] in transformers 5: do it
+# before the test modules `import transformers`, so their monkeypatches reach the module the package uses)
 from tinydistil.presets import stage_config
 
 

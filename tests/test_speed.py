@@ -187,3 +187,14 @@ def test_sweep_grid(tiny_models):
     df = sweep(tiny_models["distilbert"], batch_sizes=(1, 4), seq_lens=(8, 16), repeats=1, warmup=0)
     assert list(zip(df["batch_size"], df["seq_len"])) == [(1, 8), (1, 16), (4, 8), (4, 16)]
     assert np.allclose(df["sequences_per_s"], df["batch_size"] / df["seconds"])
+
+
+def test_missing_onnx_makes_its_rows_not_run(tiny_models, fixture_data, tmp_path, monkeypatch):
+    import tinydistil.speed as S
+
+    monkeypatch.setattr(S, "missing_modules", lambda *names: ["onnxruntime"])
+    df = S.run_speed(tiny_models["bert"], tiny_models["distilbert"], fixture_data, str(tmp_path / "t3.csv"),
+                     max_examples=4, repeats=1, include_reference_archs=False, progress=False, warmup=0)
+    row = df[df["Model"].str.contains("ONNX")]
+    assert len(row) == 1 and row["note"].iloc[0] == "not run: pip install onnxruntime"
+    assert df["Model"].str.contains("PyTorch int8").any()  # the other deployed form still ran

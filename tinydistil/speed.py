@@ -308,6 +308,8 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
         add(ref_name, stsb_m, "logits", "stsb", "teacher (PyTorch fp32)", str(folders["stsb"]),
             collect=deployed_forms, change_output="logits")
     tmp = tempfile.TemporaryDirectory()
+    not_run: list[dict] = []  # rows of forms that could not be measured here, with the reason
+    missing_onnx: list[str] = []
     if deployed_forms:
         if device != "cpu":
             log("deployed forms are CPU-only: not run on " + device)
@@ -318,6 +320,12 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
                 "torch.ao.quantization.quantize_dynamic on nn.Linear; disk = torch.save(state_dict)",
                 collect=True, change_output=form_out, params=params)
             names = input_names(base, tokenizers[form_key])
+            missing_onnx = missing_modules("onnx", "onnxruntime")
+        if deployed_forms and device == "cpu" and missing_onnx:
+            log(f"ONNX Runtime forms not run: pip install {' '.join(missing_onnx)}")
+            not_run.append({"Model": "student (ONNX Runtime fp32 / int8)", "source": "measured",
+                            "note": f"not run: pip install {' '.join(missing_onnx)}"})
+        elif deployed_forms and device == "cpu":
             fp32 = export_model(base, Path(tmp.name) / "model.onnx", names, form_out)
             int8 = quantize_onnx(fp32, Path(tmp.name) / "model_int8.onnx")
             for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
@@ -357,7 +365,14 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
             "data": data_dir and str(data_dir), "teacher": str(folders["teacher"]), "student": str(folders["student"]),
             "stsb_model": stsb_model and str(folders["stsb"]),
             "accuracy_proxy": "STS-B Pearson change" if stsb_model else "output difference vs fp32 student"}
-    return write_table3(paper_rows() + rows, out_csv, prov)
+    return write_table3(paper_rows() + rows + not_run, out_csv, prov)
+
+
+def missing_modules(*names: str) -> list[str]:
+    """The optional packages among `names` that are not installed (pip names)."""
+    import importlib.util
+
+    return [n for n in names if importlib.util.find_spec(n) is None]
 
 
 def sweep(model_dir, batch_sizes=(1, 8, 32), seq_lens=(32, 128), repeats: int = 3, warmup: int = 2,
