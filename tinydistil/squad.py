@@ -146,6 +146,49 @@ def check_answer_spans(rows: list[dict], path) -> int:
     return bad
 
 
+def split_articles(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """Rows of a fixed random `fraction` of the articles (by title), then the rest's: no context is shared."""
+    titles = sorted({r["title"] for r in rows})
+    random.Random(seed).shuffle(titles)
+    chosen = set(titles[:max(1, round(fraction * len(titles)))])
+    if len(chosen) == len(titles):
+        raise ValueError("the dev file has a single article: it cannot be split into fine-tuning and scoring parts")
+    return [r for r in rows if r["title"] in chosen], [r for r in rows if r["title"] not in chosen]
+
+
+def load_local(data_dir: Path, opts: SquadConfig) -> SquadData:
+    import datasets
+
+    folder = next((data_dir / f for f in LOCAL_FOLDERS if (data_dir / f).is_dir()), None)
+    if folder is None or not (folder / "dev-v1.1.json").is_file():
+        raise NoData(f"no {' or '.join(f + '/dev-v1.1.json' for f in LOCAL_FOLDERS)} in {data_dir}")
+    dev = read_squad_json(folder / "dev-v1.1.json")
+    if (folder / "train-v1.1.json").is_file():
+        return SquadData(datasets.Dataset.from_list(read_squad_json(folder / "train-v1.1.json")),
+                         datasets.Dataset.from_list(dev), str(folder), True)
+    train, held = split_articles(dev, opts.dev_train_fraction)
+    n_art = lambda rs: len({r["title"] for r in rs})  # noqa: E731
+    source = (f"{folder}/dev-v1.1.json only: fine-tuned on {n_art(train)} dev articles ({len(train)} questions), "
+              f"scored on the other {n_art(held)} ({len(held)} questions)")
+    return SquadData(datasets.Dataset.from_list(train), datasets.Dataset.from_list(held), source, False)
+
+
+def load_hub() -> SquadData:
+    import datasets
+
+    try:
+        dd = datasets.load_dataset(HUB_DATASET)
+    except Exception as e:  # no network, hub down, ...
+        raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__})") from None
+    return SquadData(dd["train"], dd["validation"], f"hub:{HUB_DATASET}", True)
+
+
+def load_squad(data_dir=None, opts: SquadConfig | None = None) -> SquadData:
+    """Local files when a data directory is given (or TINYDISTIL_DATA_DIR is set), else the hub."""
+    local = _resolve_dir(data_dir, DATA_DIR_HELP)
+    return load_local(local, opts or SquadConfig()) if local is not None else load_hub()
+
+
 # ------------------------------------------------------------------ windows
 def _window(tokenizer, batch, max_seq_len: int, stride: int):
     enc = tokenizer([q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
