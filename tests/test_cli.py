@@ -169,7 +169,8 @@ def _show(capsys, argv):
 
 def test_show_config_reflects_override(capsys):
     base = _show(capsys, ["--preset", "smoke"])
-    assert set(base) == {"teacher", "distill"}
+    assert set(base) == {"teacher", "distill", "downstream"}
+    assert base["downstream"]["glue"]["seeds"] == 1 and "budget_min" in base["downstream"]
     assert base["distill"]["lr"] == DistillConfig.lr and base["teacher"]["lr"] == 1e-3
     shown = _show(capsys, ["--preset", "smoke", "--lr", "0.0123", "--max-steps", "7"])
     for stage in ("teacher", "distill"):
@@ -180,7 +181,7 @@ def test_show_config_reflects_override(capsys):
 
 def test_show_config_hub_preset_has_only_distill(capsys):
     shown = _show(capsys, ["--preset", "t4", "--temperature", "3.5"])
-    assert set(shown) == {"distill"} and shown["distill"]["temperature"] == 3.5
+    assert set(shown) == {"distill", "downstream"} and shown["distill"]["temperature"] == 3.5
     assert shown["distill"]["teacher"] == "bert-base-uncased"
 
 

@@ -240,4 +240,5 @@ def test_wikitext_markers_are_joined_and_unk_becomes_the_tokenizers_unknown(tmp_
     assert ds["text"] == [" the <unk> of 1,000 men "]
     blocks = tokenize_corpus(ds, tok, 64, packing=False)
     assert tok.unk_token_id in blocks[0]["input_ids"]
-    assert tok.convert_ids_to_tokens(blocks[0]["input_ids"]).count(tok.unk_token) == 1
+    pieces = tok.convert_ids_to_tokens(blocks[0]["input_ids"])
+    assert "<" not in pieces and ">" not in pieces and "##k" not in pieces  # not read as "<", "un", "##k", ">"

@@ -328,3 +328,19 @@ def test_disk_full_during_a_checkpoint_is_one_line_and_resume_recovers(tmp_path,
     assert cli.main(args + ["--resume"]) == 0  # the checkpoint at update 2 survived the failed write
     got = _weights(tmp_path / "run" / "model")
     assert all(torch.equal(got[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_a_read_only_folder_is_one_line(tmp_path, smoke_teacher, monkeypatch, capsys):
+    """Root ignores permission bits, so the read-only filesystem is simulated where run.json is written."""
+    import errno
+
+    import tinydistil.train as T
+
+    def read_only(path, obj, **kw):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(T, "write_json_atomic", read_only)
+    code = cli.main(["distill", "--preset", "smoke", "--teacher", str(smoke_teacher), "--output-dir",
+                     str(tmp_path / "ro"), "--max-steps", "1"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 3 and "Read-only file system" in last and "choose another path" in last

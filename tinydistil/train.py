@@ -244,6 +244,7 @@ class Trainer:
                                     f"no checkpoint yet in {self.out}: run the same command with --resume to "
                                     "start it again")) from None
         finally:
+            bar.close()  # before any error line reaches the console
             self.release()
 
     def release(self) -> None:
