@@ -157,7 +157,7 @@ def _differences(res: Results) -> str:
     init_from = ((res.runs["teacher"]["run"] or {}).get("config") or {}).get("init_from")
     teacher = ([f"- Teacher: {init_from} (pretrained, itself distilled; saw NLI/QQP",
                 "  pairs), MLM head trained on WikiText-2" + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else "")]
-               if init_from else
+               if init_from else ["- Teacher: not run (no teacher run.json in the results)"] if not tsum else
                ["- Teacher: small BERT trained from scratch offline on WikiText-2"
                 + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else ""),
                 "  instead of BERT-base on Wikipedia + BookCorpus (no hub offline)"])

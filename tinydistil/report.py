@@ -640,6 +640,8 @@ def _section_differences(res: Results) -> str:
         "## What differs from the paper, and why", "",
         (f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
          "pretrained on English Wikipedia + Toronto BookCorpus. " + prepared if prepared else
+         f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3). "
+         "Ours: not run (no teacher run.json in the results)." if not tc else
          f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
          "pretrained on English Wikipedia + Toronto BookCorpus. Offline on 2 CPU cores neither the hub checkpoint nor "
          f"that corpus is available, so the teacher here is {ours_t} on WikiText-2; it is far weaker, so every "
