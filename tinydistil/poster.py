@@ -189,7 +189,8 @@ def poster_figure(res: Results):
     where = (f" on {m['gpu']}" if m.get("gpu") else f" on {m['cpu_count']} CPU cores" if m.get("cpu_count") else "")
     fig.text(0.03, 0.955, f"tinydistil: DistilBERT (Sanh et al., 2019) reproduced{where}", fontsize=26,
              fontweight="bold", va="center")
-    fig.text(0.03, 0.905, f"preset '{res.preset}'; git {str(rep.get('git_sha', 'not recorded'))[:10]}; "
+    git = f"git {str(rep['git_sha'])[:10]}" if rep.get("git_sha") else "git not recorded"
+    fig.text(0.03, 0.905, f"preset '{res.preset}'; {git}; "
              f"{rep.get('machine', {}).get('cpu', 'machine not recorded')}; measured numbers read from "
              f"{res.results_dir}/ (grey rows / labels = the paper's numbers; 'not run' = not run yet)",
              fontsize=12, color="0.3", va="center")
