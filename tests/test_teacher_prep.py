@@ -75,6 +75,14 @@ def test_preparation_trains_the_whole_encoder_and_records_its_source(tmp_path, e
     assert all(r["loss_mlm"] > 0 and r["loss_ce"] == 0 and r["loss_cos"] == 0 for r in log)
 
 
+def test_a_resumed_preparation_keeps_its_source_record(tmp_path, encoder_dir):
+    """--resume on a fresh folder (what reproduce does) starts from update 0 and rewrites run.json: the encoder's
+    source and hashes must stay in it."""
+    pretrain_teacher(_prep_cfg(tmp_path, encoder_dir), resume=True, progress=False)
+    run = json.loads((tmp_path / "prep" / "run.json").read_text())
+    assert run["teacher_source"]["sha256"]["model.safetensors"] == sha256_file(encoder_dir / "model.safetensors")
+
+
 def test_known_encoder_comes_from_its_package_with_hashes_checked(fake_package):
     folder, enc = fake_package
     path, source = resolve_encoder("tiny")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass
 
@@ -184,8 +185,6 @@ def replace(cfg: TrainConfig, **changes) -> TrainConfig:
 def check_type(owner: str, name: str, value, hint) -> None:
     """ValueError naming the field when `value` does not fit its annotation (str, int, float, bool, None,
     tuple/list of numbers); ints are accepted for floats, bools are not numbers here."""
-    import types
-
     union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     args = typing.get_args(hint) if union else (hint,)
     if value is None:

@@ -309,7 +309,6 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
             collect=deployed_forms, change_output="logits")
     tmp = tempfile.TemporaryDirectory()
     not_run: list[dict] = []  # rows of forms that could not be measured here, with the reason
-    missing_onnx: list[str] = []
     if deployed_forms:
         if device != "cpu":
             log("deployed forms are CPU-only: not run on " + device)
@@ -321,19 +320,19 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
                 collect=True, change_output=form_out, params=params)
             names = input_names(base, tokenizers[form_key])
             missing_onnx = missing_modules("onnx", "onnxruntime")
-        if deployed_forms and device == "cpu" and missing_onnx:
-            log(f"ONNX Runtime forms not run: pip install {' '.join(missing_onnx)}")
-            not_run.append({"Model": "student (ONNX Runtime fp32 / int8)", "source": "measured",
-                            "note": f"not run: pip install {' '.join(missing_onnx)}"})
-        elif deployed_forms and device == "cpu":
-            fp32 = export_model(base, Path(tmp.name) / "model.onnx", names, form_out)
-            int8 = quantize_onnx(fp32, Path(tmp.name) / "model_int8.onnx")
-            for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
-                                      ("int8", int8, "onnxruntime.quantization.quantize_dynamic (QInt8 weights)")):
+            if missing_onnx:
+                log(f"ONNX Runtime forms not run: pip install {' '.join(missing_onnx)}")
+                not_run.append({"Model": "student (ONNX Runtime fp32 / int8)", "source": "measured",
+                                "note": f"not run: pip install {' '.join(missing_onnx)}"})
+            else:
+                fp32 = export_model(base, Path(tmp.name) / "model.onnx", names, form_out)
+                int8 = quantize_onnx(fp32, Path(tmp.name) / "model_int8.onnx")
                 enc = encode_pairs(tokenizers[form_key], pairs, names)
-                entries.append((_Entry(f"student (ONNX Runtime {label})", onnx_runner(onnx_session(path, threads)),
-                                       params, path.stat().st_size / 1e6, "CPU (onnxruntime)",
-                                       "teacher (PyTorch fp32)", note, True, form_out), enc))
+                for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
+                                          ("int8", int8, "onnxruntime.quantization.quantize_dynamic (QInt8 weights)")):
+                    entries.append((_Entry(f"student (ONNX Runtime {label})", onnx_runner(onnx_session(path, threads)),
+                                           params, path.stat().st_size / 1e6, "CPU (onnxruntime)",
+                                           "teacher (PyTorch fp32)", note, True, form_out), enc))
 
     timings: dict[str, Timing] = {}
     for e, enc in entries:

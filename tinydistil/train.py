@@ -69,12 +69,12 @@ class Trainer:
     def setup(self) -> "Trainer":
         self._setup_device()
         self.source = None  # where a teacher prepared from an encoder comes from (recorded in run.json)
-        # inputs are checked before anything is written: the encoder resolved and hash-checked, the teacher loaded
-        if not self.is_distill and self.cfg.init_from:
-            self.encoder_dir, self.source = resolve_encoder(self.cfg.init_from)
-        self._loaded_teacher = load_teacher(self.cfg.teacher) if self.is_distill else None
-        self._check_against_teacher()
-        with D.main_first():  # rank 0 writes run.json, the tokenizer and the datasets caches first
+        with D.main_first():  # rank 0 downloads, writes run.json, the tokenizer and the datasets caches first
+            # inputs are checked before anything is written: the encoder resolved and hash-checked, the teacher loaded
+            if not self.is_distill and self.cfg.init_from:
+                self.encoder_dir, self.source = resolve_encoder(self.cfg.init_from)
+            self._loaded_teacher = load_teacher(self.cfg.teacher) if self.is_distill else None
+            self._check_against_teacher()
             if self.rank == 0:
                 self._setup_output()
             corpus = load_corpus(self.cfg.data_dir, "train", self.cfg.max_train_texts, self.cfg.corpus)
@@ -236,7 +236,6 @@ class Trainer:
         try:
             return self._train(bar, final)
         except KeyboardInterrupt:
-            bar.close()
             ckpt = self._checkpoint_step()
             raise RunInterrupted(f"interrupted at update {self.step} of {self.total_steps}; "
                                  + (f"the last checkpoint (update {ckpt}) in {self.out} is kept: run the same "
