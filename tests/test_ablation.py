@@ -222,3 +222,22 @@ def test_ablation_protocol_of_its_own_leaves_table1_alone(tmp_path, monkeypatch)
     res = load_results(res_dir, "smoke")
     assert _table4_protocol(res)[0].startswith("Every row fine-tuned the same way: 2 seeds (0, 1), at most 12 ")
     assert {r["seed"] for r in main_records(res)} == {0} and max(r["train_examples"] for r in main_records(res)) == 16
+
+
+def test_cpu_preset_runs_the_declared_table4_protocol():
+    """results/table4_protocol.md was committed before the runs; the preset must still say what it declares."""
+    import re
+    from pathlib import Path
+
+    from tinydistil.ablation import protocol
+    from tinydistil.glue import parse_tasks
+
+    text = (Path(__file__).resolve().parents[1] / "results" / "table4_protocol.md").read_text()
+    declared = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))
+    glue_cfg, tasks, distill = protocol("cpu")
+    for k, v in declared["ablation_glue"].items():
+        assert getattr(glue_cfg, k) == v, k
+    assert tasks == parse_tasks(declared["ablation_tasks"]) == ["cola", "sst2", "mrpc", "stsb"]
+    assert distill == declared["ablation_distill"]
+    assert protocol("cpu", {"max_steps": 7, "lr": 1e-3})[2] == {"max_steps": 7, "lr": 1e-3}  # flags win
+    assert protocol("smoke")[2] == {}  # no ablation settings: the preset's own distillation

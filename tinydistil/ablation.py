@@ -216,6 +216,20 @@ def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     return df
 
 
+def protocol(preset: str, distill_overrides=None) -> tuple["FinetuneConfig", list[str], dict]:  # noqa: F821
+    """(GLUE fine-tuning config, GLUE tasks, DistillConfig overrides) every Table 4 row of `preset` gets: the
+    preset's `ablation_glue` / `ablation_tasks` / `ablation_distill` (defaults: its `glue` settings and
+    tasks, no overrides), then `distill_overrides` on top."""
+    from .glue import parse_tasks
+    from .pipeline import _finetune_cfg
+    from .presets import get_preset
+
+    ds = get_preset(preset).downstream
+    glue_cfg = _finetune_cfg(ds.get("ablation_glue", ds.get("glue", {})))
+    tasks = parse_tasks(ds.get("ablation_tasks", ds.get("glue_tasks")))
+    return glue_cfg, tasks, {**ds.get("ablation_distill", {}), **(distill_overrides or {})}
+
+
 def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, distill_overrides=None,
                  progress: bool = True, table_only: bool = False):
     """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it.
@@ -228,6 +242,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
 
     names = [] if table_only else parse_variants(variants)
     p = get_preset(preset)
+    glue_cfg, tasks, distill_overrides = protocol(preset, distill_overrides)
     base_cfg = dict(preset_stages(preset, root=root, distill_overrides=distill_overrides))["distill"]
     for stage, cfg in preset_stages(preset, root=root):
         if stage != "distill" and not (Path(cfg.output_dir) / "summary.json").is_file():
@@ -237,9 +252,8 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     eval_root = Path(root) / preset / "eval" if root else Path("runs") / "eval"
     main_eval = eval_root / ("student" if root else f"{preset}_student") / "glue"
     tables_dir = Path(root) / preset / "results" if root else Path(p.tables_dir or runs / "results")
-    glue_cfg = _finetune_cfg(p.downstream.get("ablation_glue", p.downstream.get("glue", {})))
-    table1_protocol = glue_cfg == _finetune_cfg(p.downstream.get("glue", {}))
-    tasks = parse_tasks(p.downstream.get("glue_tasks"))
+    table1_protocol = glue_cfg == _finetune_cfg(p.downstream.get("glue", {})) and \
+        tasks == parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir
     rows, t_all = {}, time.time()
     prev_json = tables_dir / "table4_ablation.json"
