@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from distill_throughput import Tiny, default_data_dir  # noqa: E402
 from tinydistil.presets import stage_config  # noqa: E402
-from tinydistil.provenance import git_sha, machine  # noqa: E402
+from tinydistil.rundir import git_sha, machine  # noqa: E402
 from tinydistil.runtime import X86_BF16_FLAGS, autocast, cpu_flags, cpu_has_native_bf16, resolve_runtime  # noqa: E402
 from tinydistil.teacher import encoder_as_masked_lm, resolve_encoder  # noqa: E402
 from tinydistil.train import TERMS, Trainer  # noqa: E402

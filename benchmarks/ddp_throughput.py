@@ -90,7 +90,7 @@ def main() -> None:
         return worker(args.worker)
 
     from tinydistil.presets import stage_config
-    from tinydistil.provenance import git_sha, machine
+    from tinydistil.rundir import git_sha, machine
 
     load_before = os.getloadavg()  # other jobs on the machine skew both sides
     t_start, started = time.time(), time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

@@ -50,7 +50,7 @@ from tinydistil.data import load_corpus, make_batches, token_counts, tokenize_co
 from tinydistil.train import TERMS, Trainer  # noqa: E402
 from tinydistil.masking import mask_tokens, token_weights  # noqa: E402
 from tinydistil.presets import get_preset, stage_config  # noqa: E402
-from tinydistil.provenance import git_sha, machine  # noqa: E402
+from tinydistil.rundir import git_sha, machine  # noqa: E402
 from tinydistil.student import init_student  # noqa: E402
 from tinydistil.teacher import load_teacher, new_teacher, train_tokenizer  # noqa: E402
 

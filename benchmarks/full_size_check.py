@@ -19,7 +19,7 @@ from transformers import BertConfig, BertForMaskedLM
 from tinydistil.data import load_corpus
 from tinydistil.train import Trainer
 from tinydistil.presets import stage_config
-from tinydistil.provenance import git_sha, machine
+from tinydistil.rundir import git_sha, machine
 from tinydistil.student import default_student_layers
 from tinydistil.teacher import train_tokenizer
 

@@ -33,9 +33,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tinydistil.export import export_model, input_names, load_for_inference, onnx_session, quantize_onnx  # noqa: E402
-from tinydistil.provenance import run_info  # noqa: E402
-from tinydistil.speed import (count_parameters, describe_change, encode_pairs, onnx_runner, output_change,  # noqa: E402
+from tinydistil.deploy.export import export_model, input_names, load_for_inference, onnx_session, quantize_onnx  # noqa: E402
+from tinydistil.rundir import run_info  # noqa: E402
+from tinydistil.deploy.speed import (count_parameters, describe_change, encode_pairs, onnx_runner, output_change,  # noqa: E402
                               quantize_int8, stsb_dev, time_pass, torch_runner)
 
 TARGETS = {"DistilBERT arch / BERT-base arch (PyTorch fp32)": 1.9,
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
     elif student_dir:
         tok = AutoTokenizer.from_pretrained(student_dir)
     else:
-        from tinydistil.glue import load_task
+        from tinydistil.eval.glue import load_task
         from tinydistil.teacher import train_tokenizer
 
         train = load_task("stsb", args.data_dir).train

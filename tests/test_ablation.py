@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tinydistil.ablation import (PAPER_DELTA, held_out_mlm, paired_deltas, parse_variants, run_ablation,
+from tinydistil.paper import PAPER_TABLE4
+from tinydistil.study.ablation import (held_out_mlm, paired_deltas, parse_variants, run_ablation,
                                  scores_without, variant_scores, write_table4)
-from tinydistil.pipeline import reproduce
+from tinydistil.study.pipeline import reproduce
 
 
 def _seed_files(folder, scores: dict):
@@ -64,7 +65,7 @@ def test_table4_deltas_spread_and_paper_column(tmp_path):
     with open(tmp_path / "t4.csv", newline="") as f:
         got = {r["Variant"]: r for r in csv.DictReader(f)}
     assert got["- L_ce"]["Delta"] == "-2.50" and got["full triple loss"]["Delta"] == "0.00"
-    assert got["- L_ce"]["Paper delta"] == f"{PAPER_DELTA['- L_ce']:+.2f}" == "-2.96"
+    assert got["- L_ce"]["Paper delta"] == f"{PAPER_TABLE4['- L_ce']:+.2f}" == "-2.96"
     assert got["full triple loss"]["Spread"] == "sd 1.41; range 59.00-61.00"
     assert got["random init"]["Score"].startswith("not run") and got["random init"]["Delta"] == ""
     assert len(df) == 3
@@ -87,7 +88,7 @@ def test_paired_deltas_and_mlm_column(tmp_path):
 def test_held_out_mlm_scores_the_student_once_and_caches(tmp_path):
     import shutil
 
-    from tinydistil.mlm_eval import evaluate_mlm
+    from tinydistil.eval.mlm_eval import evaluate_mlm
     from tinydistil.presets import SAMPLE_DATA
 
     data = tmp_path / "data" / "wikitext-2"
@@ -115,7 +116,7 @@ def test_parse_variants():
 
 
 def test_first_layers_variant_takes_the_teachers_bottom_half(smoke_teacher, tmp_path):
-    from tinydistil.ablation import variant_config
+    from tinydistil.study.ablation import variant_config
     from tinydistil.presets import stage_config
 
     base = stage_config("smoke", "distill", teacher=str(smoke_teacher), output_dir=str(tmp_path / "s"))
@@ -188,7 +189,8 @@ def test_ablation_protocol_of_its_own_leaves_table1_alone(tmp_path, monkeypatch)
     import dataclasses
 
     from tinydistil import presets
-    from tinydistil.report import _table4_protocol, load_results, main_records
+    from tinydistil.study.report import _table4_protocol
+    from tinydistil.study.results import load_results, main_records
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     root = str(tmp_path)
@@ -229,8 +231,8 @@ def test_cpu_preset_runs_the_declared_table4_protocol():
     import re
     from pathlib import Path
 
-    from tinydistil.ablation import protocol
-    from tinydistil.glue import parse_tasks
+    from tinydistil.study.ablation import protocol
+    from tinydistil.eval.glue import parse_tasks
 
     text = (Path(__file__).resolve().parents[1] / "results" / "table4_protocol.md").read_text()
     declared = json.loads(re.search(r"```json\n(.*?)```", text, re.S).group(1))
@@ -241,3 +243,7 @@ def test_cpu_preset_runs_the_declared_table4_protocol():
     assert distill == declared["ablation_distill"]
     assert protocol("cpu", {"max_steps": 7, "lr": 1e-3})[2] == {"max_steps": 7, "lr": 1e-3}  # flags win
     assert protocol("smoke")[2] == {}  # no ablation settings: the preset's own distillation
+    from tinydistil.presets import get_preset
+
+    rule = get_preset("cpu").downstream["ablation_rule"]
+    assert rule["min_paired_seeds_lower"] == declared["rule"]["min_paired_seeds_lower"] == 4

@@ -6,7 +6,7 @@ import pytest
 
 from tiny_downstream import fixture_data, one_thread, tiny_models  # noqa: F401
 from tinydistil import cli
-from tinydistil.glue import NOT_RUN
+from tinydistil.eval.runner import NOT_RUN
 
 
 def _error(capsys) -> str:
@@ -76,7 +76,7 @@ def test_glue_imdb_tables_end_to_end(capsys, tmp_path, tiny_models, fixture_data
 
 
 def test_default_output_dir_from_model_path(tmp_path, monkeypatch):
-    from tinydistil.glue import default_output_dir, model_slug
+    from tinydistil.eval.runner import default_output_dir, model_slug
 
     assert model_slug("runs/cpu/teacher/model") == "cpu_teacher"
     assert model_slug("./runs/cpu/student/model/") == "cpu_student"

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer
 from transformers import AutoModel, DistilBertConfig, DistilBertForSequenceClassification
 
 from tinydistil.cli import main
-from tinydistil.export import FP32_ATOL, check_export, export_onnx, input_names
+from tinydistil.deploy.export import FP32_ATOL, check_export, export_onnx, input_names
 
 TEXTS = ["the cat sat on the mat", "good", "a big red house by the river and a small blue tree over it"]
 

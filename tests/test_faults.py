@@ -193,7 +193,7 @@ def test_a_diverging_loss_before_any_checkpoint_does_not_promise_one(tmp_path, s
 
 # ------------------------------------------------------------------ a user's files are not replaced
 def test_speed_out_does_not_replace_a_users_file(tmp_path, smoke_teacher):
-    from tinydistil.speed import run_speed
+    from tinydistil.deploy.speed import run_speed
 
     mine = tmp_path / "mine.csv"
     mine.write_text("my,numbers\n")
@@ -245,7 +245,7 @@ def _squad_file(path, offsets):
 
 
 def test_squad_answers_off_their_context_are_moved_or_refused(tmp_path):
-    from tinydistil.squad import read_squad_json
+    from tinydistil.eval.squad import read_squad_json
 
     right = "The cat sat on the mat. The dog sat too.".index("dog")
     with pytest.warns(UserWarning, match="1 of 3 answers were not at their answer_start.*1 moved"):

@@ -7,8 +7,9 @@ import torch
 
 from tiny_downstream import fixture_data, one_thread, synthetic_rows, tiny_models  # noqa: F401
 from tinydistil.config import replace
-from tinydistil.finetune import (FinetuneConfig, finetune, length_grouped_batches, load_classifier, load_tokenizer,
-                                 predict, tokenize)
+from tinydistil.eval.finetune import (FinetuneConfig, finetune, length_grouped_batches, load_classifier, predict,
+                                      tokenize)
+from tinydistil.hf import load_tokenizer
 
 
 def _tokenized(tok, rows, max_len=64):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from tiny_downstream import fixture_data, one_thread, synthetic_rows, tiny_models, write_glue_fixture  # noqa: F401
-from tinydistil import glue
-from tinydistil.finetune import FinetuneConfig
-from tinydistil.glue import NOT_RUN, TASKS, load_local, median_over_seeds, parse_tasks, read_glue_tsv, run_glue
+from tinydistil.eval import glue
+from tinydistil.eval.finetune import FinetuneConfig
+from tinydistil.eval.glue import TASKS, load_local, parse_tasks, read_glue_tsv, run_glue
+from tinydistil.eval.runner import NOT_RUN, median_over_seeds
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = dict(lr=1e-3, batch_size=16, epochs=1, seeds=1)
@@ -205,7 +206,7 @@ def test_run_glue_median_from_seed_files(tmp_path, tiny_models, fixture_data, mo
 
 def test_run_glue_is_resumable(tmp_path, tiny_models, fixture_data, monkeypatch):
     """A rerun skips finished (task, seed) runs; more seeds only run the new ones; other settings are refused."""
-    import tinydistil.finetune as ft
+    import tinydistil.eval.finetune as ft
 
     calls = []
     real = ft.finetune
@@ -234,7 +235,7 @@ def test_run_glue_refuses_foreign_folder(tmp_path, tiny_models, fixture_data):
 
 
 def test_max_train_examples_same_subset_for_every_model(tmp_path, tiny_models, fixture_data, monkeypatch):
-    import tinydistil.finetune as ft
+    import tinydistil.eval.finetune as ft
 
     seen = []
     real = ft.finetune
@@ -304,7 +305,7 @@ def test_real_glue_files_load():
 def test_real_imdb_files_load():
     from collections import Counter
 
-    from tinydistil.imdb import load_local as imdb_local
+    from tinydistil.eval.imdb import load_local as imdb_local
 
     data = imdb_local(REAL)
     assert (len(data.train), len(data.evals["dev"]), len(data.evals["test"])) == (1707, 245, 488)

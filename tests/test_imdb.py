@@ -5,10 +5,10 @@ import json
 import pytest
 
 from tiny_downstream import one_thread, tiny_models, write_imdb_fixture  # noqa: F401
-from tinydistil import imdb
-from tinydistil.finetune import FinetuneConfig
-from tinydistil.glue import NOT_RUN
-from tinydistil.imdb import read_imdb_tsv, run_imdb
+from tinydistil.eval import imdb
+from tinydistil.eval.finetune import FinetuneConfig
+from tinydistil.eval.runner import NOT_RUN
+from tinydistil.eval.imdb import read_imdb_tsv, run_imdb
 
 FAST = dict(lr=1e-3, batch_size=16, epochs=2, seeds=1)
 
@@ -68,7 +68,7 @@ def test_hub_unreachable_is_not_run(tmp_path, monkeypatch, tiny_models):
 
 def test_run_imdb_selects_on_dev_and_scores_test(tmp_path, tiny_models, monkeypatch):
     """The dev set is evaluated after every epoch (selection); test exactly once per seed, after training."""
-    import tinydistil.finetune as ft
+    import tinydistil.eval.finetune as ft
 
     sizes = []
     real = ft.predict

@@ -1,11 +1,11 @@
-"""Tests for tinydistil.metrics, checked against hand-worked values."""
+"""Tests for tinydistil.eval.metrics, checked against hand-worked values."""
 import math
 import warnings
 
 import numpy as np
 import pytest
 
-from tinydistil.metrics import (
+from tinydistil.eval.metrics import (
     GLUE_TASK_METRICS,
     accuracy,
     exact_match_score,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tinydistil.pipeline import STAGES, parse_skip, reproduce
+from tinydistil.study.pipeline import STAGES, parse_skip, reproduce
 
 
 def _rows(path):
@@ -63,7 +63,7 @@ def test_speed_is_timed_again_for_models_newer_than_its_table(smoke_run):
     import os
     import time
 
-    from tinydistil.pipeline import _speed
+    from tinydistil.study.pipeline import _speed
     from tinydistil.presets import SAMPLE_DATA
 
     root, summary = smoke_run
@@ -84,7 +84,7 @@ def test_parse_skip():
 
 
 def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
-    from tinydistil.pipeline import _carry_over
+    from tinydistil.study.pipeline import _carry_over
 
     summary = {"stage_wall_time_s": {"teacher": 0.4, "distill": 0.3, "glue": 50.0},
                "stage_status": {"teacher": "already finished", "distill": "already finished", "glue": "done"}}

@@ -11,10 +11,12 @@ import matplotlib.image as mpimg  # noqa: E402
 import pytest  # noqa: E402
 
 from tinydistil.cli import main  # noqa: E402
-from tinydistil.poster import poster_figure, write_poster  # noqa: E402
-from tinydistil.report import (PAPER_TABLE3, PAPER_TABLE4, load_results, loss_terms, per_task_retention,  # noqa: E402
-                               write_report)
-from tinydistil.tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS  # noqa: E402
+from tinydistil.study.poster import poster_figure, write_poster  # noqa: E402
+from tinydistil.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4  # noqa: E402
+from tinydistil.study.figures import loss_terms  # noqa: E402
+from tinydistil.study.report import write_report  # noqa: E402
+from tinydistil.study.results import load_results, per_task_retention  # noqa: E402
+from tinydistil.study.tables import TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS  # noqa: E402
 
 NR = "not run: no data"
 # measured fixture numbers (none of them equal to a paper number)
@@ -229,8 +231,9 @@ def test_cli_report(results, tmp_path, capsys):
 
 
 def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
-    from tinydistil.ablation import write_table4
-    from tinydistil.report import _section_headlines, load_results
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.report import _section_headlines
+    from tinydistil.study.results import load_results
 
     write_table4([{"Variant": "full triple loss", "score": 50.0, "per_seed": [48.0, 52.0]},   # sd 2.83
                   {"Variant": "- L_ce", "score": 49.0, "per_seed": [48.5, 49.5]},
@@ -244,7 +247,7 @@ def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
     # random init: -5 beyond sd 2.83 and lower on both seeds; - L_ce: -1, inside the spread
     assert ("on every paired seed): random init; not separable from the full loss on GLUE at this scale: - L_ce."
             in text)
-    from tinydistil.report import _section_table4
+    from tinydistil.study.report import _section_table4
     table = _section_table4(load_results(tmp_path, "cpu"))
     assert "| - L_cos | not run (`ablate --variants no_cos` not run yet) |" in table
     assert "| full triple loss | 50.00 | 0.00 | sd 2.83; range 48.00-52.00 | n/a |" in table
@@ -256,23 +259,21 @@ def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
     (7500.0, 7500.0, None, "over**"),  # no budget_min in the file: the cpu preset's own (120 min) is used
 ])
 def test_end_to_end_time_against_the_budget(tmp_path, call_s, study_s, budget, want):
-    from tinydistil.report import _section_run, load_results
+    from tinydistil.study.what_ran import section_run
+    from tinydistil.study.results import load_results
 
     root = make_results(tmp_path / "results")
     path = root / "cpu" / "reproduce.json"
     rep = json.loads(path.read_text())
     rep.update({"total_wall_time_s": call_s, "study_wall_time_s": study_s, "budget_min": budget})
     path.write_text(json.dumps(rep))
-    assert want in _section_run(load_results(root, "cpu"))
+    assert want in section_run(load_results(root, "cpu"))
 
 
 def test_ablation_verdict_without_wnli_is_a_separate_line(tmp_path):
-    from tinydistil.ablation import write_table4
-    from tinydistil.report import _section_headlines, load_results, measurably_worse
-
-    assert measurably_worse(-1.0, 0.5, "-1.2 -0.8 (2/2 lower)")
-    assert not measurably_worse(-1.0, 0.5, "-1.2 +0.8 (1/2 lower)") and not measurably_worse(-0.4, 0.5, "(2/2 lower)")
-    assert not measurably_worse(-1.0, None, "(2/2 lower)") and not measurably_worse(-1.0, 0.5, "")
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.report import _section_headlines
+    from tinydistil.study.results import load_results
     full = {"Variant": "full triple loss", "score": 40.0, "per_seed": [39.0, 41.0], "seeds": [0, 1],
             "medians": {"sst2": 64.0, "wnli": 38.0},
             "excl": {"score": 64.0, "per_seed": [63.8, 64.2], "seeds": [0, 1]}}
@@ -288,7 +289,7 @@ def test_ablation_verdict_without_wnli_is_a_separate_line(tmp_path):
 
 
 def test_what_was_run_names_each_ablation_variants_own_call(tmp_path):
-    from tinydistil.report import _section_run
+    from tinydistil.study.what_ran import section_run
 
     root = make_results(tmp_path / "results")
     d = root / "cpu" / "ablation" / "no_cos"
@@ -299,7 +300,7 @@ def test_what_was_run_names_each_ablation_variants_own_call(tmp_path):
         "resumed": [{"command": "python -m tinydistil ablate --preset cpu", "git_sha": "b" * 40, "from_step": 300}]}))
     (d / "summary.json").write_text(json.dumps({"steps": 647, "train_wall_time_s": 1110.6}))
     (root / "cpu" / "ablation" / "random_init").mkdir()  # started, nothing written yet
-    text = _section_run(load_results(root, "cpu"))
+    text = section_run(load_results(root, "cpu"))
     assert ("* Table 4 `- L_cos` distilled by `python -m tinydistil ablate --preset cpu --variants no_cos` at git SHA "
             "`aaaaaaa`, started 2026-11-30T17:34:18+00:00; 647 updates, 1111 s training; resumed by "
             "`python -m tinydistil ablate --preset cpu` at `bbbbbbb` from update 300.") in text
@@ -308,8 +309,9 @@ def test_what_was_run_names_each_ablation_variants_own_call(tmp_path):
 
 
 def test_mlm_accuracy_verdict_uses_two_standard_errors_of_a_difference(tmp_path):
-    from tinydistil.ablation import write_table4
-    from tinydistil.report import _section_headlines, load_results
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.report import _section_headlines
+    from tinydistil.study.results import load_results
 
     # n = 10,000 masked tokens, 15 % vs 14 %: se = 100 * sqrt(.15 * .85 / 1e4 + .14 * .86 / 1e4) = 0.498 points,
     # so -1.00 is beyond 2 se (0.996) and -0.98 is not
@@ -328,7 +330,7 @@ def test_mlm_accuracy_verdict_uses_two_standard_errors_of_a_difference(tmp_path)
 
 
 def test_poster_table4_keeps_spread_paired_seeds_and_mlm_accuracy(tmp_path):
-    from tinydistil.ablation import write_table4
+    from tinydistil.study.ablation import write_table4
 
     root = make_results(tmp_path / "results", table4=False)
     write_table4([{"Variant": "full triple loss", "score": 50.0, "per_seed": [48.0, 52.0], "mlm_accuracy": 0.15},
@@ -341,7 +343,7 @@ def test_poster_table4_keeps_spread_paired_seeds_and_mlm_accuracy(tmp_path):
 
 
 def test_poster_headline_lines_fit_their_box(results):
-    from tinydistil.poster import _headlines, _short_form
+    from tinydistil.study.poster import _headlines, _short_form
 
     assert _short_form("student fine-tuned on STS-B (ONNX Runtime int8)") == "STS-B student, ORT int8"
     assert _short_form("DistilBERT architecture (PyTorch fp32)") == "DistilBERT arch., PyTorch fp32"
@@ -351,8 +353,8 @@ def test_poster_headline_lines_fit_their_box(results):
 
 
 def test_poster_headline_says_which_ablation_deltas_are_beyond_noise(tmp_path):
-    from tinydistil.ablation import write_table4
-    from tinydistil.poster import _headlines
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.poster import _headlines
 
     root = make_results(tmp_path / "results", table4=False)
     write_table4([{"Variant": "full triple loss", "score": 50.0, "per_seed": [49.0, 51.0], "seeds": [0, 1]},  # sd 1.41
@@ -366,7 +368,8 @@ def test_poster_headline_says_which_ablation_deltas_are_beyond_noise(tmp_path):
 
 
 def test_retention_per_seed_is_each_seeds_macro_ratio(tmp_path):
-    from tinydistil.report import _section_headlines, retention_by_seed
+    from tinydistil.study.report import _section_headlines
+    from tinydistil.study.results import retention_by_seed
 
     root = make_results(tmp_path / "results")
     scores = {"teacher": {0: {"rte": 50.0, "sst2": 70.0}, 1: {"rte": 60.0, "sst2": 80.0, "cola": 10.0}},

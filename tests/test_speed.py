@@ -12,8 +12,9 @@ from tiny_downstream import fixture_data, one_thread, save_tiny_model, tiny_mode
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertForSequenceClassification, DistilBertModel
 
 from tinydistil.cli import main
-from tinydistil.export import load_for_inference
-from tinydistil.speed import (COLUMNS, PAPER_TABLE3, count_parameters, disk_size_mb, quantize_int8, run_speed,
+from tinydistil.deploy.export import load_for_inference
+from tinydistil.paper import PAPER_TABLE3
+from tinydistil.deploy.speed import (COLUMNS, count_parameters, disk_size_mb, quantize_int8, run_speed,
                               stsb_dev, sweep, time_pass, write_table3)
 
 
@@ -190,7 +191,7 @@ def test_sweep_grid(tiny_models):
 
 
 def test_missing_onnx_makes_its_rows_not_run(tiny_models, fixture_data, tmp_path, monkeypatch):
-    import tinydistil.speed as S
+    import tinydistil.deploy.speed as S
 
     monkeypatch.setattr(S, "missing_modules", lambda *names: ["onnxruntime"])
     df = S.run_speed(tiny_models["bert"], tiny_models["distilbert"], fixture_data, str(tmp_path / "t3.csv"),

@@ -7,9 +7,11 @@ import torch
 import torch.nn.functional as F
 from tiny_downstream import save_tiny_model, squad_json, write_squad_fixture
 
-from tinydistil.finetune import FinetuneConfig, load_tokenizer
-from tinydistil.metrics import squad_metrics
-from tinydistil.squad import (SquadConfig, decode_answers, eval_features, load_squad, qa_distillation_loss,
+from tinydistil.eval.finetune import FinetuneConfig
+from tinydistil.hf import load_tokenizer
+from tinydistil.eval.metrics import squad_metrics
+from tinydistil.losses import qa_distillation_loss
+from tinydistil.eval.squad import (SquadConfig, decode_answers, eval_features, load_squad,
                               read_squad_json, run_squad, split_articles, train_features)
 
 

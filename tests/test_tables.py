@@ -5,8 +5,9 @@ import csv
 import pandas as pd
 import pytest
 
-from tinydistil.glue import NOT_RUN
-from tinydistil.tables import (PAPER_TABLE1, TABLE1_COLUMNS, TABLE1_TASKS, glue_row, imdb_row, write_table1,
+from tinydistil.eval.runner import NOT_RUN
+from tinydistil.paper import PAPER_TABLE1
+from tinydistil.study.tables import (TABLE1_COLUMNS, TABLE1_TASKS, glue_row, imdb_row, write_table1,
                                write_table2)
 
 PAPER_CSV_ROWS = {  # as they must read in the file

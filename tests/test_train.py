@@ -106,7 +106,7 @@ def test_mlm_eval_scores_identical_models_identically(tmp_path, smoke_teacher):
 
     from transformers import AutoTokenizer, BertForMaskedLM
 
-    from tinydistil.mlm_eval import evaluate_mlm
+    from tinydistil.eval.mlm_eval import evaluate_mlm
     from tinydistil.presets import SAMPLE_DATA
     from tinydistil.student import init_student
 

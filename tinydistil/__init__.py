@@ -11,8 +11,8 @@ _EXPORTS = {
     "mlm_cross_entropy": "losses", "soft_target_kl": "losses",
     "get_preset": "presets", "stage_config": "presets",
     "default_student_layers": "student", "init_student": "student",
-    "FinetuneConfig": "finetune", "predict": "finetune",
-    "run_glue": "glue", "run_imdb": "imdb", "write_table1": "tables", "write_table2": "tables",
+    "FinetuneConfig": "eval.finetune", "predict": "eval.finetune",
+    "run_glue": "eval.glue", "run_imdb": "eval.imdb", "write_table1": "study.tables", "write_table2": "study.tables",
 }
 __all__ = list(_EXPORTS)
 __version__ = "0.1.0"

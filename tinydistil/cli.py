@@ -1,39 +1,9 @@
-"""Command line: python -m tinydistil COMMAND --preset NAME [--field value ...] [--resume]
+"""Command line: python -m tinydistil COMMAND [--preset NAME] [--field value ...] [--resume]
 
-    pretrain-teacher   the teacher's masked LM: continued from an encoder (cpu: all-MiniLM-L6-v2, fresh MLM head)
-                       or trained from scratch with a WordPiece tokenizer (smoke)
-    distill            DistilBERT student from the preset's teacher (folder or hub id)
-    reproduce          every stage of the preset in order (pretraining, distillation, GLUE / IMDb / SQuAD of
-                       teacher and student, SQuAD (D), Table 3 timing, tables, report, poster); finished stages
-                       are skipped, interrupted ones resumed. [--skip speed,squad_d | --skip downstream]
-    ablate             paper Table 4: distil again without L_ce / L_cos / L_mlm and with random init, fine-tune
-                       each on GLUE -> results/table4_ablation.csv (after reproduce) [--variants no_ce,random_init]
-                       [--table-only: rebuild the table from finished variants, training nothing]
-
-Any config field can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,3], --teacher bert-base-uncased.
-
-Downstream evaluation (finished (task, seed) runs are skipped when run again):
-
-    glue     --model PATH_OR_HUB_ID [--tasks cola,rte] [--data-dir DIR] [--output-dir DIR] [--seeds 3]
-             [--max-train-examples N] [any FinetuneConfig field, e.g. --epochs 2 --lr 1e-4]
-    imdb     --model PATH_OR_HUB_ID [--data-dir DIR] [--output-dir DIR] [FinetuneConfig fields]
-    squad    --model PATH_OR_HUB_ID [--teacher SQUAD_FINETUNED_DIR  -> DistilBERT (D)] [--data-dir DIR]
-             [--output-dir DIR] [FinetuneConfig / SquadConfig fields, e.g. --doc-stride 128 --max-eval-examples 500]
-    tables   --teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--results-dir results]
-             -> table1_glue.csv, table2_downstream.csv
-
-Size and speed (paper Table 3; see tinydistil/speed.py, tinydistil/export.py):
-
-    speed    --teacher DIR --student DIR [--data-dir DIR] [--max-examples N] [--repeats 3] [--stsb-model DIR]
-             [--out results/table3_speed.csv] [--no-reference-archs] [--no-deployed]
-    export   --model DIR --format onnx [--int8] [--output PATH] [--overwrite]
-
-Report and poster (read only the files under --results-dir):
-
-Every command has its own help: python -m tinydistil COMMAND --help.
-
-    report   [--results-dir results] [--report-dir report] [--poster-dir poster] [--preset cpu]
-             -> report/report.md, report/figures/*.png, poster/poster.pdf, poster/poster.png
+The training commands (pretrain-teacher, distill, reproduce, ablate) take --preset (smoke, cpu, t4, paper) and
+override any config field of their stage: --lr 1e-3, --max-steps 100, --student-layers [0,3], --teacher
+bert-base-uncased. The downstream commands (glue, imdb, squad) skip finished (task, seed) runs when run again;
+report reads only the files under --results-dir. Every command has its own help: python -m tinydistil COMMAND --help.
 """
 from __future__ import annotations
 
@@ -94,7 +64,7 @@ def reproduce(preset: str, extra: list[str]) -> dict:
     """Every stage of the preset (see pipeline.py); finished stages are skipped, interrupted ones resumed.
     `--output-dir ROOT` puts everything under ROOT/<preset>/; `--skip speed,squad_d` (or `downstream`) leaves
     stages out; any other `--field value` overrides the pretraining configs."""
-    from .pipeline import reproduce as run_all
+    from .study.pipeline import reproduce as run_all
 
     skip, extra = _pop_option(extra, "--skip", "stage names, e.g. --skip speed,squad_d (or --skip downstream)")
     t_over, d_over = _parse_overrides(preset, extra)
@@ -107,7 +77,7 @@ def ablate(preset: str, extra: list[str]):
     """`ablate`: the paper's Table 4 (see ablation.py). --variants no_ce,random_init picks some; --table-only
     rebuilds the table from finished variants without training; --output-dir ROOT as for reproduce; other
     --field value pairs override the distillation config of every variant."""
-    from .ablation import run_ablation
+    from .study.ablation import run_ablation
 
     variants, extra = _pop_option(extra, "--variants", "names, e.g. --variants no_ce,no_cos,no_mlm,random_init")
     table_only = "--table-only" in extra
@@ -129,7 +99,7 @@ FINETUNE_OPTIONS = {"glue": ("model", "tasks", "data_dir", "output_dir"),
 
 def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
     """`--name value` pairs -> (command options, FinetuneConfig overrides)."""
-    from .finetune import FinetuneConfig
+    from .eval.finetune import FinetuneConfig
 
     opts, over, i = {}, {}, 0
     while i < len(extra):
@@ -158,7 +128,7 @@ def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
 
 
 def _squad_config():
-    from .squad import SquadConfig
+    from .eval.squad import SquadConfig
 
     return SquadConfig()
 
@@ -166,29 +136,29 @@ def _squad_config():
 def finetune_command(command: str, extra: list[str]):
     """`glue` / `imdb`: fine-tune and evaluate one model; prints the per-task summary."""
     from .config import replace
-    from .finetune import FinetuneConfig
+    from .eval.finetune import FinetuneConfig
 
     opts, over = _options(command, extra)
     if "model" not in opts:
         raise ValueError(f"{command} needs --model PATH_OR_HUB_ID (e.g. runs/cpu/student/model or distilbert-base-uncased)")
-    from .squad import SQUAD_FINETUNE
+    from .eval.squad import SQUAD_FINETUNE
 
     base = FinetuneConfig(**SQUAD_FINETUNE) if command == "squad" else FinetuneConfig()
     cfg = replace(base, **over)
     t0 = time.time()
     if command == "squad":
-        from .squad import run_squad
+        from .eval.squad import run_squad
 
         opts_squad = dataclasses.replace(_squad_config(), **opts.get("squad", {}))
         df = run_squad(opts["model"], cfg, opts_squad, opts.get("teacher"), opts.get("output_dir"),
                        opts.get("data_dir"))
     elif command == "glue":
-        from .glue import parse_tasks, run_glue
+        from .eval.glue import parse_tasks, run_glue
 
         tasks = parse_tasks(opts.get("tasks"))  # unknown names fail before anything loads
         df = run_glue(opts["model"], tasks, cfg, opts.get("output_dir"), opts.get("data_dir"))
     else:
-        from .imdb import run_imdb
+        from .eval.imdb import run_imdb
 
         df = run_imdb(opts["model"], cfg, opts.get("output_dir"), opts.get("data_dir"))
     cols = [c for c in df.columns if c not in ("reason", "data")]
@@ -198,7 +168,7 @@ def finetune_command(command: str, extra: list[str]):
 
 
 def tables_command(extra: list[str]):
-    from .tables import write_tables
+    from .study.tables import write_tables
 
     opts, _ = _options("tables", extra)
     evals = [(role, opts[role]) for role in ("teacher", "student") if role in opts]
@@ -228,7 +198,7 @@ def speed_args(p: argparse.ArgumentParser) -> None:
 
 def speed_command(a: argparse.Namespace):
     """`speed`: Table 3 (params, disk, STS-B dev CPU time at batch size 1) -> CSV + JSON provenance."""
-    from .speed import run_speed
+    from .deploy.speed import run_speed
 
     try:
         df = run_speed(a.teacher, a.student, a.data_dir, a.out, a.max_examples, a.repeats,
@@ -251,7 +221,7 @@ def export_args(p: argparse.ArgumentParser) -> None:
 
 def export_command(a: argparse.Namespace):
     """`export`: a model folder -> ONNX (+ tokenizer files), checked against PyTorch."""
-    from .export import FP32_ATOL, check_export, export_onnx
+    from .deploy.export import FP32_ATOL, check_export, export_onnx
 
     try:
         path = export_onnx(a.model, a.output, int8=a.int8, overwrite=a.overwrite)
@@ -267,8 +237,8 @@ def export_command(a: argparse.Namespace):
 
 def report_command(preset: str, extra: list[str]) -> tuple:
     """`report`: report/report.md + figures and the poster, from the files in --results-dir."""
-    from .poster import write_poster
-    from .report import write_report
+    from .study.poster import write_poster
+    from .study.report import write_report
 
     names = {"results_dir": "results", "report_dir": "report", "poster_dir": "poster"}
     overwrite = "--overwrite" in extra
@@ -358,19 +328,9 @@ COMMANDS = {
 
 
 def show_downstream(preset: str) -> None:
-    """The fine-tuning configs `reproduce` uses per task (preset overrides on FinetuneConfig's defaults), the
-    SQuAD / speed options and the wall-time budget."""
-    from .pipeline import _finetune_cfg
-    from .squad import SQUAD_FINETUNE
+    from .study.pipeline import downstream_settings
 
-    p = get_preset(preset)
-    ds = p.downstream
-    resolved = {task: dataclasses.asdict(_finetune_cfg(ds.get(task, {}), **(SQUAD_FINETUNE if task == "squad" else {})))
-                for task in ("glue", "imdb", "squad")}
-    if "ablation_glue" in ds:
-        resolved["ablation_glue"] = dataclasses.asdict(_finetune_cfg(ds["ablation_glue"]))
-    extra = {k: v for k, v in ds.items() if k not in resolved}
-    print("downstream", json.dumps({**resolved, **extra, "budget_min": p.budget_min}, indent=2, default=str))
+    print("downstream", json.dumps(downstream_settings(preset), indent=2, default=str))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -236,3 +236,21 @@ class DistilLoss:
             cos = hidden_cosine_loss(student.hidden.flatten(0, 1), teacher.hidden.flatten(0, 1).detach(), nonpad)
             total = total + self.alpha_cos * cos
         return {"kl": kl, "mlm": mlm, "cos": cos, "total": total}
+
+
+# ------------------------------------------------------------------ SQuAD, DistilBERT (D)
+def qa_distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, teacher_start: torch.Tensor,
+                         teacher_end: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor,
+                         mask: torch.Tensor, temperature: float = 2.0, alpha_ce: float = 0.5,
+                         alpha_kd: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha_ce * CE + alpha_kd * T^2 * KL, CE, T^2 * KL); CE and KL each averaged over start and end.
+
+    logits: (B, L) student / teacher; positions: (B,) gold token indices; mask: (B, L) bool, True on real
+    tokens. Padding gets -1e4 in both distributions so it carries no probability. Computed in float32.
+    """
+    neg = torch.tensor(-1e4, dtype=torch.float32, device=start_logits.device)
+    fill = lambda x: torch.where(mask, x.float(), neg)  # noqa: E731
+    s_start, s_end, t_start, t_end = fill(start_logits), fill(end_logits), fill(teacher_start), fill(teacher_end)
+    ce = (F.cross_entropy(s_start, start_positions) + F.cross_entropy(s_end, end_positions)) / 2
+    kd = (soft_target_kl(s_start, t_start, temperature) + soft_target_kl(s_end, t_end, temperature)) / 2
+    return alpha_ce * ce + alpha_kd * kd, ce, kd

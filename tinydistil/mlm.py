@@ -48,3 +48,14 @@ def _hooked_parts(model, input_ids, attention_mask) -> MLMParts:
     finally:
         handle.remove()
     return MLMParts(out.hidden_states[-1], seen["feats"], proj.weight, proj.bias)
+
+
+class PartsModule(torch.nn.Module):
+    """`mlm_parts` as a module forward, so DistributedDataParallel sees (and syncs) the student's call."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(mlm_parts(self.model, input_ids, attention_mask))

@@ -35,7 +35,8 @@ class Preset:
     # `reproduce` downstream settings: FinetuneConfig overrides per task ("glue", "imdb", "squad"),
     # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks");
     # `ablate`'s GLUE overrides ("ablation_glue"; default: the same as "glue"), its GLUE tasks ("ablation_tasks";
-    # default "glue_tasks") and the DistillConfig overrides of every one of its rows ("ablation_distill").
+    # default "glue_tasks"), the DistillConfig overrides of every one of its rows ("ablation_distill") and its
+    # decision rule ("ablation_rule": {"min_paired_seeds_lower": k}; default: lower on every paired seed).
     downstream: dict = field(default_factory=dict)
     budget_min: float | None = None  # end-to-end wall-time budget of `reproduce` (written in reproduce.json)
 
@@ -76,7 +77,7 @@ def _cpu() -> Preset:
                                   lr=5e-5),
                     "squad_opts": {"max_eval_examples": 600}, "speed": {"repeats": 3, "max_examples": 300},
                     "ablation_glue": ablation_glue, "ablation_tasks": "cola,sst2,mrpc,stsb",
-                    "ablation_distill": {"max_steps": 60}},
+                    "ablation_distill": {"max_steps": 60}, "ablation_rule": {"min_paired_seeds_lower": 4}},
         budget_min=120,
     )
 

@@ -1,8 +1,14 @@
-"""Run folders: files written atomically, a torn log line read as absent, one process per folder at a time."""
+"""Run folders: files written atomically, a torn log line read as absent, one process per folder at a time,
+and what produced a result (command, git commit, machine, library versions).
+"""
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import platform
+import subprocess
+import sys
 from pathlib import Path
 
 LOCK_NAME = ".lock"
@@ -71,6 +77,63 @@ class FolderLock:
             self._fd = None
 
 
+def resolved_paths(d: dict, fields) -> dict:
+    """`d` with each of `fields` that names an existing local path made absolute (a relative and an absolute
+    spelling of one folder compare equal)."""
+    out = dict(d)
+    for k in fields:
+        v = out.get(k)
+        if isinstance(v, str) and v and Path(v).expanduser().exists():
+            out[k] = str(Path(v).expanduser().resolve())
+    return out
+
+
+def config_diff(mine: dict, saved: dict, ignore=(), path_fields=(), defaults: dict | None = None) -> list[str]:
+    """Sorted keys whose values differ between two configs (as JSON dicts), paths resolved; a key missing from
+    `saved` counts as its value in `defaults` (fields added since the saved run began)."""
+    mine, saved, defaults = resolved_paths(mine, path_fields), resolved_paths(saved, path_fields), defaults or {}
+    return sorted(k for k in set(saved) | set(mine) if k not in ignore and saved.get(k, defaults.get(k)) != mine.get(k))
+
+
+def claim_run_folder(out: Path, resume: bool, record: dict, diff) -> FolderLock:
+    """Lock `out` for a training run and return the lock. A new run: `out` must be absent or empty, and gets
+    run.json = `record`. A run already there: continued only with `resume` and when `diff(saved config)` is
+    empty; otherwise ValueError naming the fix. Nothing is written unless the run may go ahead."""
+    run_file = out / "run.json"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output-dir {out} is a file; choose a folder")
+    if run_file.is_file():
+        if not resume:
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --output-dir")
+        lock = FolderLock(out).acquire()
+        try:
+            saved = json.loads(run_file.read_text())["config"]
+        except (ValueError, KeyError):
+            lock.release()
+            raise ValueError(f"{run_file} is unreadable; choose another --output-dir") from None
+        if d := diff(saved):
+            lock.release()
+            raise ValueError(f"--resume: {out} holds a run with other settings ({', '.join(d)}); "
+                             "use the same settings or another --output-dir")
+        return lock
+    if out.exists() and any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise ValueError(f"{out} is not empty and holds no tinydistil run; choose another --output-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out).acquire()
+    write_json_atomic(run_file, record)
+    return lock
+
+
+def truncate_log(log: Path, step: int) -> None:
+    """Keep the records of log.jsonl up to update `step` (a resumed run writes the later ones again); a torn
+    last line goes too."""
+    if log.is_file():
+        keep = [r for r in read_jsonl(log) if r.get("step", 0) <= step]
+        tmp = log.with_name(log.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, log)
+
+
 def refuse_foreign(path: str | os.PathLike, ours, overwrite: bool = False) -> None:
     """ValueError when `path` exists and `ours(path)` says tinydistil did not write it (unless overwrite), or
     when it is a folder where a file goes: no command replaces a user's file without --overwrite."""
@@ -102,3 +165,55 @@ def made_by_matplotlib(path: Path) -> bool:
     except OSError:
         return False
     return any(b"atplotlib" in x for x in (head, tail))
+
+
+# ------------------------------------------------------------------ provenance
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        sha = out.stdout.strip()
+        if out.returncode or not sha:
+            return "unknown"
+        # outputs (results/, report/, poster/) being rewritten by the run itself do not make the code dirty
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(exclude,top)results", ":(exclude,top)report", ":(exclude,top)poster"],
+                               capture_output=True,
+                               text=True, timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def run_info() -> dict:
+    prog = os.path.basename(sys.argv[0])
+    prog = "python -m tinydistil" if prog == "__main__.py" else prog
+    return {"command": " ".join([prog, *sys.argv[1:]]), "git_sha": git_sha(),
+            "machine": machine(), "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -17,9 +17,11 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
 
 from .config import TeacherConfig
+from .hf import first_line, quiet
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # parameter names of a masked LM's vocabulary head (BERT: cls.predictions.*, DistilBERT: vocab_*)
@@ -120,21 +122,15 @@ def encoder_as_masked_lm(folder: str) -> BertForMaskedLM:
     try:
         config = AutoConfig.from_pretrained(folder)
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read the encoder config of {folder!r} ({str(e).splitlines()[0][:160]})") from None
+        raise ValueError(f"cannot read the encoder config of {folder!r} ({first_line(e)})") from None
     if config.model_type != "bert":
         raise ValueError(f"{folder!r} is a {config.model_type} model; continuing MLM training needs a BERT encoder "
                          "(model_type bert)")
     config.tie_word_embeddings = True
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialised cls.predictions" report is what we ask for here
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = BertForMaskedLM.from_pretrained(folder, config=config)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # the "newly initialised cls.predictions" report is what we ask for here
+    with quiet(bars=False), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = BertForMaskedLM.from_pretrained(folder, config=config)
     if model.cls.predictions.decoder.weight.data_ptr() != model.bert.embeddings.word_embeddings.weight.data_ptr():
         raise ValueError(f"the MLM decoder of {folder!r} is not tied to its word embeddings")
     return model
@@ -250,3 +246,25 @@ def new_teacher(cfg: TeacherConfig, tokenizer) -> BertForMaskedLM:
         max_position_embeddings=cfg.max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
     )
     return BertForMaskedLM(config)
+
+
+def teacher_to_train(cfg: TeacherConfig, texts, tok_dir: Path, encoder_dir: str | None = None):
+    """(BertForMaskedLM, tokenizer) a TeacherConfig run starts from: the encoder of `encoder_dir` with its own
+    vocabulary (cfg.init_from, resolved by resolve_encoder), a teacher grown from cfg.grow_from with its stem's
+    vocabulary, or a fresh BERT with a WordPiece vocabulary trained on `texts`. The tokenizer is kept in
+    `tok_dir`, and read back from there when a resumed run finds it."""
+    tok_dir = Path(tok_dir)
+    if (tok_dir / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+    elif cfg.init_from:  # the encoder's own vocabulary
+        tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+        tokenizer.save_pretrained(str(tok_dir))
+    elif cfg.grow_from:  # the grown teacher keeps its stem's vocabulary
+        tokenizer = load_teacher(cfg.grow_from)[1]
+        tokenizer.save_pretrained(str(tok_dir))
+    else:
+        tokenizer = train_tokenizer(texts, cfg.vocab_size, tok_dir)
+    torch.manual_seed(cfg.seed)  # the fresh MLM head of an encoder is drawn from this seed too
+    if cfg.init_from:
+        return encoder_as_masked_lm(encoder_dir), tokenizer
+    return (grow_teacher(cfg, tokenizer) if cfg.grow_from else new_teacher(cfg, tokenizer)), tokenizer

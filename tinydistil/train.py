@@ -35,13 +35,11 @@ from . import distributed as D
 from .data import load_corpus, make_batches, token_counts, tokenize_corpus
 from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
-from .mlm import MLMParts, mlm_parts
-from .provenance import run_info
-from .rundir import LOCK_NAME, FolderLock, read_jsonl, write_json_atomic
+from .mlm import MLMParts, PartsModule, mlm_parts
+from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_json_atomic
 from .runtime import autocast, resolve_runtime
 from .student import init_student
-from .teacher import (check_tokenizer, encoder_as_masked_lm, grow_teacher, load_teacher, new_teacher,
-                      resolve_encoder, train_tokenizer)
+from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
 
 # log keys of the loss terms, as the reference distiller logs them: "loss_ce" is the soft-target KL
 TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
@@ -68,7 +66,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Trainer":
         self._setup_device()
-        self.source = None  # where a teacher prepared from an encoder comes from (recorded in run.json)
+        self.source = self.encoder_dir = None  # a teacher prepared from an encoder: where it comes from (run.json)
         with D.main_first():  # rank 0 downloads, writes run.json, the tokenizer and the datasets caches first
             # inputs are checked before anything is written: the encoder resolved and hash-checked, the teacher loaded
             if not self.is_distill and self.cfg.init_from:
@@ -88,7 +86,7 @@ class Trainer:
             self._load_checkpoint()
         if self.world > 1:
             self._ddp = torch.nn.parallel.DistributedDataParallel(
-                _PartsModule(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                PartsModule(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 # the vocabulary head gets no gradient when only the cosine term is on
                 find_unused_parameters=self.is_distill and self.cfg.alpha_ce == self.cfg.alpha_mlm == 0)
         return self
@@ -97,47 +95,15 @@ class Trainer:
     RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir"})
     PATH_FIELDS = ("teacher", "grow_from", "init_from", "data_dir")  # compared as resolved paths when local
 
-    def _comparable(self, d: dict) -> dict:
-        out = dict(d)
-        for k in self.PATH_FIELDS:
-            v = out.get(k)
-            if isinstance(v, str) and v and Path(v).expanduser().exists():
-                out[k] = str(Path(v).expanduser().resolve())
-        return out
-
     def config_diff(self, saved: dict) -> list[str]:
         """Fields of a saved config (run.json / checkpoint) that differ from this run's, paths resolved."""
-        mine = self._comparable(json.loads(json.dumps(C.to_dict(self.cfg))))
-        saved = self._comparable(saved)
-        default = json.loads(json.dumps(C.to_dict(type(self.cfg)())))  # fields added since the run began
-        return sorted(k for k in set(saved) | set(mine)
-                      if k not in self.RESUME_IGNORES and saved.get(k, default.get(k)) != mine.get(k))
+        return config_diff(json.loads(json.dumps(C.to_dict(self.cfg))), saved, self.RESUME_IGNORES, self.PATH_FIELDS,
+                           json.loads(json.dumps(C.to_dict(type(self.cfg)()))))
 
     def _setup_output(self) -> None:
-        mine = json.loads(json.dumps(C.to_dict(self.cfg)))
-        run_file = self.out / "run.json"
-        if self.out.exists() and not self.out.is_dir():
-            raise ValueError(f"--output-dir {self.out} is a file; choose a folder")
-        if run_file.is_file():
-            if not self.resume:
-                raise ValueError(f"{self.out} already holds a run; pass --resume to continue it "
-                                 "or choose another --output-dir")
-            self._lock = FolderLock(self.out).acquire()
-            try:
-                saved = json.loads(run_file.read_text())["config"]
-            except (ValueError, KeyError):
-                raise ValueError(f"{run_file} is unreadable; choose another --output-dir") from None
-            diff = self.config_diff(saved)
-            if diff:
-                raise ValueError(f"--resume: {self.out} holds a run with other settings ({', '.join(diff)}); "
-                                 "use the same settings or another --output-dir")
-            return
-        if self.out.exists() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
-            raise ValueError(f"{self.out} is not empty and holds no tinydistil run; choose another --output-dir")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._lock = FolderLock(self.out).acquire()
         extra = {"teacher_source": self.source} if self.source else {}
-        write_json_atomic(run_file, {"config": mine, **run_info(), **extra})
+        record = {"config": json.loads(json.dumps(C.to_dict(self.cfg))), **run_info(), **extra}
+        self._lock = claim_run_folder(self.out, self.resume, record, self.config_diff)
 
     def _check_against_teacher(self) -> None:
         """What can only be checked against the teacher, before anything is written: positions vs block_size,
@@ -180,26 +146,8 @@ class Trainer:
             self.teacher = teacher.to(self.device).eval().requires_grad_(False)
             self.model = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)
         else:
-            tok_dir = self.out / "tokenizer"
-            from transformers import AutoTokenizer
-
-            if (tok_dir / "tokenizer_config.json").is_file():
-                self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-            elif cfg.init_from:  # the encoder's own vocabulary
-                self.tokenizer = AutoTokenizer.from_pretrained(self.encoder_dir)
-                self.tokenizer.save_pretrained(str(tok_dir))
-            elif cfg.grow_from:  # the grown teacher keeps its stem's vocabulary
-                self.tokenizer = load_teacher(cfg.grow_from)[1]
-                self.tokenizer.save_pretrained(str(tok_dir))
-            else:
-                self.tokenizer = train_tokenizer(iter(corpus["text"]), cfg.vocab_size, tok_dir)
-            torch.manual_seed(cfg.seed)  # the fresh MLM head of an encoder is drawn from this seed too
-            if cfg.init_from:
-                self.model = encoder_as_masked_lm(self.encoder_dir)
-            elif cfg.grow_from:
-                self.model = grow_teacher(cfg, self.tokenizer)
-            else:
-                self.model = new_teacher(cfg, self.tokenizer)
+            self.model, self.tokenizer = teacher_to_train(cfg, iter(corpus["text"]), self.out / "tokenizer",
+                                                          self.encoder_dir)
         check_tokenizer(self.model, self.tokenizer)
         self.model.to(self.device)
 
@@ -225,7 +173,7 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def train(self) -> Path:
         """Run until `total_steps` updates; returns the folder of the final model."""
-        cfg, final = self.cfg, self.out / "model"
+        final = self.out / "model"
         if (self.out / "summary.json").is_file() and final.is_dir():
             self.release()
             return final  # finished earlier
@@ -433,12 +381,7 @@ class Trainer:
         else:
             rec.setdefault("resumed", []).append({**info, "from_step": self.step})
         write_json_atomic(run_file, rec)
-        log = self.out / "log.jsonl"
-        if log.is_file():  # a torn last line (killed mid-write) is dropped with the lines past the checkpoint
-            keep = [r for r in read_jsonl(log) if r.get("step", 0) <= self.step]
-            tmp = log.with_name("log.jsonl.tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-            os.replace(tmp, log)
+        truncate_log(self.out / "log.jsonl", self.step)
 
     def _save_final(self, folder: Path, last: dict) -> None:
         self.model.save_pretrained(folder)
@@ -451,17 +394,6 @@ class Trainer:
 
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says where the run can continue from."""
-
-
-class _PartsModule(torch.nn.Module):
-    """`mlm_parts` as a module forward, so DistributedDataParallel sees (and syncs) the student's call."""
-
-    def __init__(self, model: torch.nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return tuple(mlm_parts(self.model, input_ids, attention_mask))
 
 
 def pretrain_teacher(cfg: C.TeacherConfig, resume: bool = False, progress: bool = True) -> Path:

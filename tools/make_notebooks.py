@@ -114,8 +114,8 @@ MODELS_SETUP = '''if use_drive and IN_COLAB:
 
 from pathlib import Path
 from tinydistil.config import replace
-from tinydistil.finetune import FinetuneConfig
-from tinydistil.glue import model_slug
+from tinydistil.eval.finetune import FinetuneConfig
+from tinydistil.eval.runner import model_slug
 from tinydistil.presets import preset_configs
 
 _, distill_cfg = preset_configs(preset, root=runs_root)
@@ -151,14 +151,14 @@ finetune_overrides = {}    # other FinetuneConfig fields, e.g. {"epochs": 2, "lr
 results_dir = "results"    # where table1_glue.csv is written'''),
     ("code", MODELS_SETUP),
     ("md", "## 1 · Fine-tune and evaluate\nOne progress bar per task; the table shows the median over seeds."),
-    ("code", '''from tinydistil.glue import run_glue
+    ("code", '''from tinydistil.eval.glue import run_glue
 glue = {}
 for role, model in models.items():
     glue[role] = run_glue(model, tasks, cfg, output_dir=eval_dirs[role] / "glue", data_dir=data_dir)
     print(role)
     display(glue[role].drop(columns=[c for c in ("data", "reason") if c in glue[role]]))'''),
     ("md", "## 2 · Table 1\nThe paper's rows verbatim, then ours; `retention` = student score as % of the teacher's."),
-    ("code", '''from tinydistil.tables import describe_eval, glue_row, write_table1
+    ("code", '''from tinydistil.study.tables import describe_eval, glue_row, write_table1
 names = {role: describe_eval(eval_dirs[role], role) for role in models}
 rows = [glue_row(names["teacher"], glue["teacher"], run_id=str(eval_dirs["teacher"] / "glue")),
         glue_row(names["student"], glue["student"], run_id=str(eval_dirs["student"] / "glue"), teacher=names["teacher"])]
@@ -168,7 +168,7 @@ table1'''),
     ("md", "## 3 · Teacher vs student per task"),
     ("code", '''import matplotlib.pyplot as plt
 import numpy as np
-from tinydistil.glue import NOT_RUN
+from tinydistil.eval.runner import NOT_RUN
 run = [t for t in glue["teacher"]["display"]
        if all(g.set_index("display").loc[t, "score"] != NOT_RUN for g in glue.values())]
 fig, ax = plt.subplots(figsize=(1.2 * max(len(run), 3) + 2, 4))
@@ -203,14 +203,14 @@ finetune_overrides = {}    # e.g. {"max_seq_len": 256, "epochs": 2}
 results_dir = "results"    # where table2_downstream.csv is written'''),
     ("code", MODELS_SETUP),
     ("md", "## 1 · Fine-tune, select the epoch on dev, score on test"),
-    ("code", '''from tinydistil.imdb import run_imdb
+    ("code", '''from tinydistil.eval.imdb import run_imdb
 imdb = {}
 for role, model in models.items():
     imdb[role] = run_imdb(model, cfg, output_dir=eval_dirs[role] / "imdb", data_dir=data_dir)
     print(role)
     display(imdb[role].drop(columns=[c for c in ("data", "reason") if c in imdb[role]]))'''),
     ("md", "## 2 · Table 2"),
-    ("code", '''from tinydistil.tables import describe_eval, imdb_row, write_table2
+    ("code", '''from tinydistil.study.tables import describe_eval, imdb_row, write_table2
 names = {role: describe_eval(eval_dirs[role], role) for role in models}
 rows = [imdb_row(names[role], imdb[role], run_id=str(eval_dirs[role] / "imdb")) for role in models]
 table2 = write_table2(rows, Path(results_dir) / "table2_downstream.csv")
@@ -218,8 +218,8 @@ print("wrote", Path(results_dir) / "table2_downstream.csv")
 table2'''),
     ("md", "## 3 · Teacher vs student (paper values for reference)"),
     ("code", '''import matplotlib.pyplot as plt
-from tinydistil.glue import NOT_RUN
-from tinydistil.tables import PAPER_TABLE2
+from tinydistil.eval.runner import NOT_RUN
+from tinydistil.paper import PAPER_TABLE2
 bars = {r: float(imdb[r]["score"].iloc[0]) for r in models if imdb[r]["score"].iloc[0] != NOT_RUN}
 paper = {f"paper {m}": float(v[0]) for m, v in PAPER_TABLE2.items() if v[0] != "—"}
 fig, ax = plt.subplots(figsize=(7, 3))
@@ -260,13 +260,13 @@ distil_student = True      # also run DistilBERT (D) from the SQuAD-fine-tuned t
 results_dir = "results"    # where table1_glue.csv / table2_downstream.csv are (re)written'''),
     ("code", MODELS_SETUP + '''
 import dataclasses
-from tinydistil.squad import SQUAD_FINETUNE, SquadConfig
+from tinydistil.eval.squad import SQUAD_FINETUNE, SquadConfig
 cfg = replace(FinetuneConfig(**SQUAD_FINETUNE), seeds=seeds, max_train_examples=max_train_examples,
               **finetune_overrides)
 opts = dataclasses.replace(SquadConfig(max_eval_examples=max_eval_examples), **squad_overrides)
 print(opts)'''),
     ("md", "## 1 · Fine-tune teacher and student; then the student again with the teacher's soft targets (D)"),
-    ("code", '''from tinydistil.squad import run_squad
+    ("code", '''from tinydistil.eval.squad import run_squad
 squad = {}
 for role, model in models.items():
     squad[role] = run_squad(model, cfg, opts, output_dir=eval_dirs[role] / "squad", data_dir=data_dir)
@@ -278,15 +278,15 @@ for role, df in squad.items():
     print(role)
     display(df.drop(columns=[c for c in ("data", "reason") if c in df]))'''),
     ("md", "## 2 · Table 2 (with the IMDb results of notebook 03, if any)"),
-    ("code", '''from tinydistil.tables import write_tables
+    ("code", '''from tinydistil.study.tables import write_tables
 _, table2 = write_tables([(role, str(eval_dirs[role])) for role in models], results_dir)
 print("wrote", Path(results_dir) / "table2_downstream.csv")
 table2'''),
     ("md", "## 3 · EM / F1: ours beside the paper's"),
     ("code", '''import matplotlib.pyplot as plt
 import numpy as np
-from tinydistil.glue import NOT_RUN
-from tinydistil.tables import PAPER_TABLE2
+from tinydistil.eval.runner import NOT_RUN
+from tinydistil.paper import PAPER_TABLE2
 ours = {r: (float(d["exact_match"].iloc[0]), float(d["f1"].iloc[0])) for r, d in squad.items()
         if d["score"].iloc[0] != NOT_RUN}
 paper = {f"paper {m}": (float(v[1]), float(v[2])) for m, v in PAPER_TABLE2.items()}
@@ -339,7 +339,7 @@ results_dir = "results"    # where table3_speed.csv (+ .json provenance) is writ
 from pathlib import Path
 import torch
 from tinydistil.presets import preset_configs
-from tinydistil.provenance import machine
+from tinydistil.rundir import machine
 
 _, distill_cfg = preset_configs(preset, root=runs_root)
 teacher_model = teacher_model or distill_cfg.teacher
@@ -347,7 +347,7 @@ student_model = student_model or str(Path(distill_cfg.output_dir) / "model")
 print("teacher:", teacher_model, "\\nstudent:", student_model)
 print("CPU:", machine()["cpu"], "| torch threads:", torch.get_num_threads())"""),
     ("md", "## 1 · Measure\nOne line per model as it is timed; the table keeps each pass's time in `note`."),
-    ("code", """from tinydistil.speed import run_speed
+    ("code", """from tinydistil.deploy.speed import run_speed
 out_csv = Path(results_dir) / "table3_speed.csv"
 table3 = run_speed(teacher_model, student_model, data_dir=data_dir, out_csv=out_csv, max_examples=max_examples,
                    repeats=repeats, include_reference_archs=include_reference_archs,

@@ -49,29 +49,22 @@ def load_for_inference(model_dir):
     """(model in eval mode, output name) of a folder or hub id: a *ForSequenceClassification model keeps
     its head ("logits"), anything else loads as the bare encoder with AutoModel ("last_hidden_state")."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
-    from .finetune import is_local_path
+    from ..hf import first_line, is_local_path, quiet
 
     path = check_model_dir(model_dir) if is_local_path(str(model_dir)) else str(model_dir)  # else a hub id
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise ValueError(f"could not load the config of {path} ({str(e).splitlines()[0][:160]}); "
+        raise ValueError(f"could not load the config of {path} ({first_line(e)}); "
                          "offline, pass a local model folder") from None
     is_clf = any(a.endswith("ForSequenceClassification") for a in (config.architectures or []))
     cls, output = (AutoModelForSequenceClassification, "logits") if is_clf else (AutoModel, "last_hidden_state")
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # an MLM checkpoint's unused vocabulary head is expected here
-    hf_logging.disable_progress_bar()
     try:
-        model = cls.from_pretrained(path)
+        with quiet():  # an MLM checkpoint's unused vocabulary head is expected here
+            model = cls.from_pretrained(path)
     except (OSError, ValueError) as e:
-        raise ValueError(f"could not load the model in {path} ({str(e).splitlines()[0][:160]})") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+        raise ValueError(f"could not load the model in {path} ({first_line(e)})") from None
     return model.eval(), output
 
 
@@ -145,7 +138,7 @@ def export_onnx(model_dir, output=None, int8: bool = False, overwrite: bool = Fa
     output: a folder (default `<model_dir>/onnx`) or a path ending in .onnx. An existing .onnx file is not
     replaced unless overwrite=True.
     """
-    from .finetune import load_tokenizer
+    from ..hf import load_tokenizer
 
     src = check_model_dir(model_dir)
     tokenizer = load_tokenizer(str(src))
@@ -169,7 +162,7 @@ def export_onnx(model_dir, output=None, int8: bool = False, overwrite: bool = Fa
 def check_export(model_dir, onnx_path, texts: list[str] | None = None) -> float:
     """Max |onnxruntime - pytorch| over the outputs of a padded batch of `texts` (padded positions of
     last_hidden_state excluded: they are not meaningful in either)."""
-    from .finetune import load_tokenizer
+    from ..hf import load_tokenizer
 
     model, output = load_for_inference(model_dir)
     tokenizer = load_tokenizer(str(check_model_dir(model_dir)))

@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..data import resolve_data_dir as _resolve_dir
+from ..losses import qa_distillation_loss
 from .finetune import FinetuneConfig
-from .data import resolve_data_dir as _resolve_dir
-from .glue import NOT_RUN, NoData, _write_json, check_output_dir, model_description, normalize_model, summarize_seeds
-from .losses import soft_target_kl
 from .metrics import squad_metrics
+from .runner import (Fitted, NoData, Prepared, check_output_dir, default_output_dir, normalize_model, run_seeds,
+                     summarize_seeds, train_subset)
 
 HUB_DATASET = "rajpurkar/squad"
 LOCAL_FOLDERS = ("squad-v1.1", "squad")
@@ -276,23 +276,6 @@ def decode_answers(examples, features, start_logits: np.ndarray, end_logits: np.
 
 
 # ------------------------------------------------------------------ (D) loss
-def qa_distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, teacher_start: torch.Tensor,
-                         teacher_end: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor,
-                         mask: torch.Tensor, temperature: float = 2.0, alpha_ce: float = 0.5,
-                         alpha_kd: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(alpha_ce * CE + alpha_kd * T^2 * KL, CE, T^2 * KL); CE and KL each averaged over start and end.
-
-    logits: (B, L) student / teacher; positions: (B,) gold token indices; mask: (B, L) bool, True on real
-    tokens. Padding gets -1e4 in both distributions so it carries no probability. Computed in float32.
-    """
-    neg = torch.tensor(-1e4, dtype=torch.float32, device=start_logits.device)
-    fill = lambda x: torch.where(mask, x.float(), neg)  # noqa: E731
-    s_start, s_end, t_start, t_end = fill(start_logits), fill(end_logits), fill(teacher_start), fill(teacher_end)
-    ce = (F.cross_entropy(s_start, start_positions) + F.cross_entropy(s_end, end_positions)) / 2
-    kd = (soft_target_kl(s_start, t_start, temperature) + soft_target_kl(s_end, t_end, temperature)) / 2
-    return alpha_ce * ce + alpha_kd * kd, ce, kd
-
-
 def _distillation_loss_fn(teacher_start: np.ndarray, teacher_end: np.ndarray, opts: SquadConfig):
     """finetune() loss_fn: the student's (D) loss against the teacher's precomputed logits of rows `idx`."""
     t_start, t_end = torch.from_numpy(teacher_start), torch.from_numpy(teacher_end)
@@ -314,22 +297,17 @@ def _distillation_loss_fn(teacher_start: np.ndarray, teacher_end: np.ndarray, op
 def load_qa_model(name_or_path: str, tokenizer, seed: int = 0):
     """AutoModelForQuestionAnswering; a fresh span head (drawn from `seed`) unless the folder has one."""
     from transformers import AutoModelForQuestionAnswering
-    from transformers.utils import logging as hf_logging
 
-    from .finetune import _check_vocab, is_local_path
+    from ..hf import check_vocab, first_line, model_path, quiet
 
-    path = str(Path(name_or_path).expanduser()) if is_local_path(name_or_path) else name_or_path
     torch.manual_seed(seed)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # the "newly initialised qa_outputs" report is expected
     try:
-        model = AutoModelForQuestionAnswering.from_pretrained(path)
+        with quiet(bars=False):  # the "newly initialised qa_outputs" report is expected
+            model = AutoModelForQuestionAnswering.from_pretrained(model_path(name_or_path))
     except OSError as e:
-        raise ValueError(f"could not load model {name_or_path!r} ({str(e).splitlines()[0][:160]}); "
+        raise ValueError(f"could not load model {name_or_path!r} ({first_line(e)}); "
                          "offline, pass a local model folder") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    _check_vocab(name_or_path, tokenizer, model.get_input_embeddings().num_embeddings)
+    check_vocab(name_or_path, tokenizer, model.get_input_embeddings().num_embeddings)
     return model
 
 
@@ -340,6 +318,53 @@ def _same_vocab(student_tok, teacher_tok, teacher: str) -> None:
 
 
 # ------------------------------------------------------------------ run
+@dataclass
+class SquadTask:
+    """SQuAD as an eval.runner.Task; with a (D) teacher, its logits on the training windows are computed once
+    in `prepare` and every seed's loss mixes them in (qa_distillation_loss)."""
+    opts: SquadConfig
+    teacher: str | None = None
+    teacher_tokenizer: object = None
+    name: str = "squad"
+
+    @property
+    def display(self) -> str:
+        return "SQuAD (D)" if self.teacher else "SQuAD"
+
+    def load(self, data_dir) -> SquadData:
+        return load_squad(data_dir, self.opts)
+
+    def prepare(self, data: SquadData, tokenizer, cfg: FinetuneConfig) -> Prepared:
+        from .finetune import predict
+
+        train = train_subset(data.train, cfg.max_train_examples)
+        held = train_subset(data.eval, self.opts.max_eval_examples)
+        train_f = train_features(train, tokenizer, cfg.max_seq_len, self.opts.doc_stride)
+        eval_f = eval_features(held, tokenizer, cfg.max_seq_len, self.opts.doc_stride)
+        loss_fn, t0 = None, time.time()
+        if self.teacher:
+            t_logits = predict(load_qa_model(self.teacher, self.teacher_tokenizer), self.teacher_tokenizer, train_f, cfg)
+            loss_fn = _distillation_loss_fn(t_logits["start_logits"], t_logits["end_logits"], self.opts)
+        return Prepared(train_f, {"held": held, "eval_f": eval_f, "loss_fn": loss_fn,
+                                  "references": {ex["id"]: ex["answers"]["text"] for ex in held}},
+                        {"teacher": self.teacher, "squad": dataclasses.asdict(self.opts), "train_examples": len(train),
+                         "train_windows": len(train_f), "eval_examples": len(held), "eval_windows": len(eval_f),
+                         "teacher_logits_time_s": round(time.time() - t0, 1), "comparable": data.comparable})
+
+    def fit(self, model: str, tokenizer, prep: Prepared, cfg: FinetuneConfig, seed: int, bar) -> Fitted:
+        from .finetune import finetune, predict
+
+        x = prep.extra
+        qa = load_qa_model(model, tokenizer, seed=seed)
+        res = finetune(qa, tokenizer, prep.train, cfg, seed, bar=bar, loss_fn=x["loss_fn"])
+        logits = predict(res.model, tokenizer, x["eval_f"].remove_columns(["example_id", "offset_mapping"]), cfg)
+        answers = decode_answers(x["held"], x["eval_f"], logits["start_logits"], logits["end_logits"],
+                                 self.opts.n_best, self.opts.max_answer_length)
+        metrics = squad_metrics(answers, x["references"])
+        return Fitted(res.model, metrics["f1"], metrics, res.steps, res.train_time_s,
+                      {"sample_predictions": {k: answers[k] for k in list(answers)[:5]}})
+
+
 def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig | None = None, teacher: str | None = None,
               output_dir=None, data_dir=None, progress: bool = True, save_model: bool = True):
     """Fine-tune `model` on SQuAD for cfg.seeds seeds and score EM / F1 on the eval questions.
@@ -349,10 +374,7 @@ def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig |
     Returns a one-row DataFrame: score (median F1), exact_match, f1 (medians, 0-100), comparable; score
     NOT_RUN without data. Finished seeds in `output_dir/seed<k>.json` are read back, not rerun.
     """
-    from tqdm.auto import tqdm
-
-    from .finetune import finetune, load_tokenizer, num_updates, predict
-    from .glue import default_output_dir
+    from ..hf import load_tokenizer
 
     cfg = cfg or FinetuneConfig(**SQUAD_FINETUNE)
     opts = opts or SquadConfig()
@@ -362,57 +384,14 @@ def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig |
     teacher = normalize_model(teacher) if teacher else None
     out = Path(output_dir or default_output_dir(model, "squad_d" if teacher else "squad"))
     kind = "squad " + json.dumps({**dataclasses.asdict(opts), "teacher": teacher}, sort_keys=True)
-    check_output_dir(out, model, cfg, kind)
-    todo = [s for s in cfg.seed_list if not (out / f"seed{s}.json").is_file()]
-    if todo:
-        tokenizer = load_tokenizer(model)  # checks the model folder before any data is read
+    tokenizer = t_tok = None
+    if any(not (out / f"seed{s}.json").is_file() for s in cfg.seed_list):
+        tokenizer = load_tokenizer(model)  # checks the model folders before any data is read
         t_tok = load_tokenizer(teacher) if teacher else None
         if teacher:
             _same_vocab(tokenizer, t_tok, teacher)
-        try:
-            data = load_squad(data_dir, opts)
-        except NoData as e:
-            _write_json(out / "status.json", {"task": "squad", "status": NOT_RUN, "reason": str(e)})
-            todo = []
-    if todo:
-        (out / "status.json").unlink(missing_ok=True)
-        train, held = data.train, data.eval
-        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
-            train = train.shuffle(seed=0).select(range(cfg.max_train_examples))  # same subset for every run
-        if opts.max_eval_examples is not None and opts.max_eval_examples < len(held):
-            held = held.shuffle(seed=0).select(range(opts.max_eval_examples))
-        train_f = train_features(train, tokenizer, cfg.max_seq_len, opts.doc_stride)
-        eval_f = eval_features(held, tokenizer, cfg.max_seq_len, opts.doc_stride)
-        eval_in = eval_f.remove_columns(["example_id", "offset_mapping"])
-        references = {ex["id"]: ex["answers"]["text"] for ex in held}
-        loss_fn, t0 = None, time.time()
-        if teacher:
-            t_logits = predict(load_qa_model(teacher, t_tok), t_tok, train_f, cfg)
-            loss_fn = _distillation_loss_fn(t_logits["start_logits"], t_logits["end_logits"], opts)
-        teacher_time = time.time() - t0
-        with tqdm(total=len(todo) * num_updates(len(train_f), cfg), disable=not progress,
-                  desc="SQuAD (D)" if teacher else "SQuAD", unit="upd") as bar:
-            for seed in todo:
-                t0 = time.time()
-                qa = load_qa_model(model, tokenizer, seed=seed)
-                res = finetune(qa, tokenizer, train_f, cfg, seed, bar=bar, loss_fn=loss_fn)
-                logits = predict(res.model, tokenizer, eval_in, cfg)
-                answers = decode_answers(held, eval_f, logits["start_logits"], logits["end_logits"],
-                                         opts.n_best, opts.max_answer_length)
-                metrics = squad_metrics(answers, references)
-                if save_model and seed == cfg.seed_list[0]:
-                    res.model.save_pretrained(out / "model")
-                    tokenizer.save_pretrained(out / "model")
-                _write_json(out / f"seed{seed}.json", {
-                    "task": "squad", "seed": seed, "score": metrics["f1"], "metrics": metrics, "model": model,
-                    "teacher": teacher, "model_info": model_description(res.model),
-                    "hyperparameters": dataclasses.asdict(cfg), "squad": dataclasses.asdict(opts),
-                    "train_examples": len(train), "train_windows": len(train_f), "eval_examples": len(held),
-                    "eval_windows": len(eval_f), "updates": res.steps, "train_time_s": round(res.train_time_s, 1),
-                    "teacher_logits_time_s": round(teacher_time, 1), "wall_time_s": round(time.time() - t0, 1),
-                    "data": data.source, "comparable": data.comparable,
-                    "sample_predictions": {k: answers[k] for k in list(answers)[:5]}})
-                bar.set_postfix(f1=round(metrics["f1"], 2), refresh=False)
+    check_output_dir(out, model, cfg, kind)
+    run_seeds(SquadTask(opts, teacher, t_tok), model, tokenizer, cfg, out, data_dir, progress, save_model=save_model)
     df = summarize_squad(out)
     df.to_csv(out / "summary.csv", index=False)
     return df

@@ -39,7 +39,11 @@ import sys
 import time
 from pathlib import Path
 
-from .config import replace
+from ..config import replace
+from ..paper import PAPER_TABLE4
+from ..rundir import write_json_atomic
+from .stats import macro, per_seed_macro
+from .stats import paired_deltas as stats_paired
 
 VARIANTS = {
     "full triple loss": {},
@@ -49,7 +53,6 @@ VARIANTS = {
     "random init": {"student_init": "random"},
     "first layers": {"student_layers": "bottom half"},  # resolved against the teacher's depth (variant_config)
 }
-PAPER_DELTA = {"- L_ce": -2.96, "- L_cos": -1.46, "- L_mlm": -0.31, "random init": -3.69}
 SLUGS = {"full triple loss": "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
          "random init": "random_init", "first layers": "first_layers"}
 TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
@@ -65,7 +68,7 @@ def variant_config(base_cfg, name: str, output_dir: str):
     if over.get("student_layers") == "bottom half":
         from transformers import AutoConfig
 
-        from .student import default_student_layers
+        from ..student import default_student_layers
 
         n = AutoConfig.from_pretrained(base_cfg.teacher).num_hidden_layers
         over["student_layers"] = list(range(len(default_student_layers(n))))
@@ -89,36 +92,30 @@ def parse_variants(variants) -> list[str]:
 
 def _same_run(folder: Path, cfg) -> bool:
     """True when `folder` holds a finished distillation whose config equals `cfg` apart from output paths."""
-    from .config import to_dict
+    from ..config import to_dict
+    from ..rundir import config_diff
+    from ..train import Trainer
 
     run, done = folder / "run.json", folder / "summary.json"
     if not (run.is_file() and done.is_file()):
         return False
     saved = json.loads(run.read_text())["config"]
-    mine = json.loads(json.dumps(to_dict(cfg)))
-    ignore = {"output_dir", "save_every", "log_every", "device", "data_dir"}
-    return all(saved.get(k) == mine.get(k) for k in set(saved) | set(mine) if k not in ignore)
+    return not config_diff(json.loads(json.dumps(to_dict(cfg))), saved, Trainer.RESUME_IGNORES)
 
 
 def variant_scores(glue_dir: Path, tasks: list[str]) -> dict:
     """{'score', 'per_seed', 'seeds', 'tasks', 'medians'} from finished GLUE runs: the macro of per-task medians
     over seeds ('medians': {task: median}), and for each seed present in every task (listed in 'seeds') the
-    macro of that seed's task scores."""
+    macro of that seed's task scores (study.stats)."""
     per_task: dict[str, dict[int, float]] = {}
     for t in tasks:
-        seeds = {}
-        for p in sorted((glue_dir / t).glob("seed*.json")):
-            rec = json.loads(p.read_text())
-            seeds[int(rec["seed"])] = float(rec["score"])
+        seeds = {int(r["seed"]): float(r["score"]) for r in map(json.loads, (p.read_text() for p in
+                                                                             sorted((glue_dir / t).glob("seed*.json"))))}
         if seeds:
             per_task[t] = seeds
-    if not per_task:
-        return {"score": None, "per_seed": [], "seeds": [], "tasks": [], "medians": {}}
-    medians = {t: statistics.median(v.values()) for t, v in per_task.items()}
-    common = sorted(set.intersection(*(set(v) for v in per_task.values())))
-    per_seed = [sum(v[s] for v in per_task.values()) / len(per_task) for s in common]
-    return {"score": sum(medians.values()) / len(medians), "per_seed": per_seed, "seeds": common,
-            "tasks": sorted(per_task), "medians": medians}
+    by_seed = per_seed_macro(per_task)
+    return {"score": macro(per_task), "per_seed": list(by_seed.values()), "seeds": list(by_seed),
+            "tasks": sorted(per_task), "medians": {t: statistics.median(v.values()) for t, v in per_task.items()}}
 
 
 def scores_without(sc: dict, glue_dir: Path, drop=NOISY_TASKS) -> dict:
@@ -130,18 +127,14 @@ def scores_without(sc: dict, glue_dir: Path, drop=NOISY_TASKS) -> dict:
 def paired_deltas(row: dict, full: dict) -> list[float]:
     """Per-seed macro of `row` minus that of `full`, over the seeds both have (rows as from variant_scores;
     without 'seeds', per_seed entries are taken as seeds 0, 1, ...)."""
-    def by_seed(r):
-        ps = r.get("per_seed", [])
-        return dict(zip(r.get("seeds", range(len(ps))), ps))
-
-    mine, base = by_seed(row), by_seed(full)
-    return [mine[s] - base[s] for s in sorted(set(mine) & set(base))]
+    by_seed = lambda r: dict(zip(r.get("seeds") or range(len(r.get("per_seed", []))), r.get("per_seed", [])))  # noqa: E731
+    return stats_paired(by_seed(row), by_seed(full))
 
 
 def held_out_mlm(model_dir: Path, data_dir, block_size: int) -> dict:
     """{'mlm_accuracy', ...} of one distilled student on the masked validation blocks, cached beside its run
     folder (<run>/mlm_eval_valid.json); {'not run': why} when the corpus has no validation split."""
-    from .mlm_eval import evaluate_mlm
+    from ..eval.mlm_eval import evaluate_mlm
 
     cache = Path(model_dir).parent / "mlm_eval_valid.json"
     if cache.is_file():
@@ -164,7 +157,7 @@ def _paired(r: dict, full: dict) -> str:
 
 
 def _per_task(r: dict, full: dict) -> str:
-    from .glue import TASKS
+    from ..eval.glue import TASKS
 
     m, f = r.get("medians") or {}, full.get("medians") or {}
     return ", ".join(f"{TASKS[t].display if t in TASKS else t} {m[t] - f[t]:+.2f}" for t in sorted(m) if t in f)
@@ -183,11 +176,12 @@ def _excl(r: dict, full: dict | None) -> str:
     return f"{x['score']:.2f} ({x['score'] - fx['score']:+.2f}); {_paired(x, fx)}".rstrip("; ")
 
 
-def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
+def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFrame":  # noqa: F821
     """Table 4 CSV (TABLE4_COLUMNS) from rows {Variant, score, per_seed, seeds, medians, excl, mlm_accuracy,
     mlm_tokens, run_id, note} (excl: the variant_scores dict without NOISY_TASKS); Delta, Paired deltas,
     Per-task delta and Excl. WNLI vs the full row; MLM accuracy in percent (its change vs the full row in
-    brackets; the full row names the number of masked tokens)."""
+    brackets; the full row names the number of masked tokens). Beside it, `<path>.json`: `meta` (provenance,
+    protocol, decision rule) and the rows' floats, from which the report's verdicts are computed."""
     import pandas as pd
 
     full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
@@ -207,12 +201,14 @@ def write_table4(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
                     "Paired deltas": _paired(r, full) if versus else "", "Seeds": len(r.get("per_seed", [])),
                     "Held-out MLM acc": mlm, "Per-task delta": _per_task(r, full) if versus else "",
                     "Excl. WNLI": _excl(r, full) if ok else "",
-                    "Paper delta": f"{PAPER_DELTA[r['Variant']]:+.2f}" if r["Variant"] in PAPER_DELTA else "0.00",
+                    "Paper delta": f"{PAPER_TABLE4[r['Variant']]:+.2f}" if r["Variant"] in PAPER_TABLE4 else "0.00",
                     "source": "measured", "run_id": r.get("run_id", ""), "note": r.get("note", "")})
     df = pd.DataFrame(out, columns=list(TABLE4_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
+    write_json_atomic(path.with_suffix(".json"), {**(meta or {}), "variants": {
+        r["Variant"]: {k: r.get(k) for k in ROW_KEYS} for r in rows}}, default=str)
     return df
 
 
@@ -220,12 +216,12 @@ def protocol(preset: str, distill_overrides=None) -> tuple["FinetuneConfig", lis
     """(GLUE fine-tuning config, GLUE tasks, DistillConfig overrides) every Table 4 row of `preset` gets: the
     preset's `ablation_glue` / `ablation_tasks` / `ablation_distill` (defaults: its `glue` settings and
     tasks, no overrides), then `distill_overrides` on top."""
-    from .glue import parse_tasks
-    from .pipeline import _finetune_cfg
-    from .presets import get_preset
+    from ..eval.glue import parse_tasks
+    from ..presets import get_preset
+    from .layout import finetune_config
 
     ds = get_preset(preset).downstream
-    glue_cfg = _finetune_cfg(ds.get("ablation_glue", ds.get("glue", {})))
+    glue_cfg = finetune_config(ds.get("ablation_glue", ds.get("glue", {})))
     tasks = parse_tasks(ds.get("ablation_tasks", ds.get("glue_tasks")))
     return glue_cfg, tasks, {**ds.get("ablation_distill", {}), **(distill_overrides or {})}
 
@@ -234,11 +230,11 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
                  progress: bool = True, table_only: bool = False):
     """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it.
     table_only: train nothing, rebuild Table 4 (CSV + JSON) from the variants already finished."""
-    from .glue import TASKS, parse_tasks, run_glue
-    from .pipeline import _copy_results, _finetune_cfg
-    from .presets import get_preset, preset_stages
-    from .provenance import run_info
-    from .train import Trainer
+    from ..eval.glue import TASKS, parse_tasks, run_glue
+    from .layout import Layout, copy_results, finetune_config
+    from ..presets import get_preset, preset_stages
+    from ..rundir import run_info
+    from ..train import Trainer
 
     names = [] if table_only else parse_variants(variants)
     p = get_preset(preset)
@@ -248,11 +244,9 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if stage != "distill" and not (Path(cfg.output_dir) / "summary.json").is_file():
             raise ValueError(f"the {stage} of preset {preset!r} is not trained yet ({cfg.output_dir}); run "
                              f"`python -m tinydistil reproduce --preset {preset}` first (or --skip downstream)")
-    runs = Path(root) / preset if root else Path("runs") / preset
-    eval_root = Path(root) / preset / "eval" if root else Path("runs") / "eval"
-    main_eval = eval_root / ("student" if root else f"{preset}_student") / "glue"
-    tables_dir = Path(root) / preset / "results" if root else Path(p.tables_dir or runs / "results")
-    table1_protocol = glue_cfg == _finetune_cfg(p.downstream.get("glue", {})) and \
+    lay = Layout(preset, root)
+    runs, main_eval, tables_dir = lay.runs, lay.eval_dir("student") / "glue", lay.tables_dir
+    table1_protocol = glue_cfg == finetune_config(p.downstream.get("glue", {})) and \
         tasks == parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir
     rows, t_all = {}, time.time()
@@ -261,19 +255,14 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     info = run_info()
 
     def write():  # after every variant, so an interrupted call loses nothing finished
-        table = [rows[n] for n in VARIANTS if n in rows]
-        tables_dir.mkdir(parents=True, exist_ok=True)
-        prev_json.write_text(json.dumps(
-            {**info, "preset": preset, "variants": {r["Variant"]: {k: r[k] for k in ROW_KEYS} for r in table},
-             "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
-             "distill_overrides": distill_overrides or {}}, indent=2, default=str))
-        return write_table4(table, tables_dir / "table4_ablation.csv")
+        return write_table4([rows[n] for n in VARIANTS if n in rows], tables_dir / "table4_ablation.csv", {
+            **info, "preset": preset, "wall_time_s": round(time.time() - t_all, 1), "glue": glue_cfg.__dict__,
+            "tasks": tasks, "rule": p.downstream.get("ablation_rule"), "distill_overrides": distill_overrides})
 
     # variants finished by an earlier call first (they stay in the table, untouched), then this call's
     for name in [n for n in VARIANTS if n not in names] + names:
         cfg = variant_config(base_cfg, name, str(runs / "ablation" / SLUGS[name]))
-        glue_dir = eval_root / f"{preset}_ablation_{SLUGS[name]}" / "glue" if not root else \
-            eval_root / f"ablation_{SLUGS[name]}" / "glue"
+        glue_dir = lay.eval_dir(f"ablation_{SLUGS[name]}") / "glue"
         if name == "full triple loss" and _same_run(Path(base_cfg.output_dir), cfg):
             cfg = base_cfg  # reproduce's student (and its GLUE runs, under Table 1's protocol)
             glue_dir = main_eval if table1_protocol else glue_dir
@@ -301,7 +290,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if sc["score"] is None:
             rows[name]["reason"] = "no GLUE task with data"
         if glue_dir != main_eval:  # provenance next to the table: per-seed GLUE results, the run's config/log
-            _copy_results(glue_dir, tables_dir / "runs" / "eval" / f"{preset}_ablation_{SLUGS[name]}" / "glue")
+            copy_results(glue_dir, lay.copied_eval(f"ablation_{SLUGS[name]}") / "glue")
         if cfg is not base_cfg:
             dest = tables_dir / preset / "ablation" / SLUGS[name]
             dest.mkdir(parents=True, exist_ok=True)

@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..paper import PAPER_TABLE3
+
 COLUMNS = ["Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)", "Speed-up vs teacher",
            "Output change vs fp32", "source", "note", "run_id"]
-# Table 3 of Sanh et al. (2019): millions of parameters, seconds for STS-B dev on CPU (batch size 1)
-PAPER_TABLE3 = {"ELMo": (180, 895), "BERT-base": (110, 668), "DistilBERT": (66, 410)}
 MAX_SEQ_LEN = 128
 
 
@@ -59,15 +59,10 @@ def disk_size_mb(model: torch.nn.Module) -> float:
             buf = io.BytesIO()
             torch.save(model.state_dict(), buf)
             return len(buf.getvalue()) / 1e6
-        from transformers.utils import logging as hf_logging
+        from ..hf import quiet
 
-        bars = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
+        with quiet():
             model.save_pretrained(tmp)  # safetensors (the transformers default)
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
         return sum(p.stat().st_size for p in Path(tmp).glob("*.safetensors")) / 1e6
 
 
@@ -84,7 +79,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
 # ------------------------------------------------------------------ data
 def stsb_dev(data_dir=None, max_examples: int | None = None):
     """(pairs [(sentence1, sentence2)], scores) of STS-B dev; the first max_examples pairs if given."""
-    from .glue import NoData, load_task
+    from ..eval.glue import load_task
+    from ..eval.runner import NoData
 
     try:
         dev = load_task("stsb", data_dir).evals["dev"]
@@ -248,7 +244,7 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     overwrite: replace an `out_csv` (or its .json) that tinydistil did not write; checked before timing.
     """
     if out_csv is not None:
-        from .rundir import json_with, refuse_foreign
+        from ..rundir import json_with, refuse_foreign
 
         meta = Path(out_csv).with_suffix(".json")
         refuse_foreign(meta, lambda p: json_with(p, "rows", "git_sha"), overwrite)
@@ -256,8 +252,8 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     from .export import check_model_dir, export_model, input_names, load_for_inference, onnx_session, quantize_onnx
-    from .finetune import is_local_path, load_tokenizer
-    from .provenance import machine, run_info
+    from ..hf import is_local_path, load_tokenizer
+    from ..rundir import machine, run_info
 
     if repeats < 1 or (max_examples is not None and max_examples < 1):
         raise ValueError(f"repeats and max_examples must be >= 1 (got {repeats}, {max_examples})")

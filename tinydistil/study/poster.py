@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .report import (PAPER_RETENTION_TEXT, PAPER_TABLE3, PAPER_TABLE4, Results, ablation, glue_retention,
-                     load_results, loss_terms, main_records, measurably_worse, num, paper_glue_retention,
-                     paper_speedup, paper_task_scores, role, TABLE_FILES, speedups, table4_protocol, task_scores,
-                     teacher_student_pairs)
-from .tables import PAPER_TABLE1, PAPER_TABLE2, TABLE1_TASKS
+from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4, paper_glue_retention,
+                     paper_speedup)
+from .figures import loss_terms
+from .results import (TABLE_FILES, Results, ablation, glue_retention, load_results, main_records, num,
+                      paper_task_scores, role, speedups, table4_protocol, task_scores, teacher_student_pairs)
+from .tables import TABLE1_TASKS
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
 PNG_DPI = 100                # 2000 x 1125 px
@@ -106,8 +107,7 @@ def _headlines(res: Results) -> list[str]:
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"])
                      + ("  (same)" if ab["same_order"] else "  (differs)"))
         # the order alone hides that most deltas are seed noise at this scale (see report: same rule)
-        worse = [v.replace("- ", "-") for v, d in ab["ours"]
-                 if measurably_worse(d, ab["full_sd"], ab["extra"].get(v, {}).get("Paired deltas", ""))]
+        worse = [v.replace("- ", "-") for v, _ in ab["ours"] if v in ab["worse"]]
         lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"
                      + ("; rest noise" if len(worse) < len(ab["ours"]) else ""))
     else:
@@ -307,7 +307,7 @@ def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu"
     that tinydistil (matplotlib) did not write is kept unless `overwrite`."""
     import matplotlib.pyplot as plt
 
-    from .rundir import made_by_matplotlib, refuse_foreign
+    from ..rundir import made_by_matplotlib, refuse_foreign
 
     out = Path(poster_dir)
     pdf, png = out / "poster.pdf", out / "poster.png"

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from .presets import get_preset, preset_stages
+from ..presets import get_preset, preset_stages
+from .layout import Layout, copy_results, finetune_config
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill")
 DOWNSTREAM_STAGES = ("mlm_eval", "glue", "imdb", "squad", "squad_d", "speed", "tables", "report")
@@ -46,11 +47,20 @@ def _say(msg: str) -> None:
     print(f"[tinydistil] {msg}", file=sys.stderr, flush=True)
 
 
-def _finetune_cfg(overrides: dict, **defaults):
-    from .config import replace
-    from .finetune import FinetuneConfig
+def downstream_settings(preset: str) -> dict:
+    """The fine-tuning configs `reproduce` (and `ablate`) use per task (preset overrides on FinetuneConfig's
+    defaults), the other downstream options (SQuAD, speed, tasks, the ablation's) and the wall-time budget."""
+    import dataclasses
 
-    return replace(FinetuneConfig(**defaults), **overrides)
+    from ..eval.squad import SQUAD_FINETUNE
+
+    p = get_preset(preset)
+    ds = p.downstream
+    resolved = {task: dataclasses.asdict(finetune_config(ds.get(task, {}), **(SQUAD_FINETUNE if task == "squad" else {})))
+                for task in ("glue", "imdb", "squad")}
+    if "ablation_glue" in ds:
+        resolved["ablation_glue"] = dataclasses.asdict(finetune_config(ds["ablation_glue"]))
+    return {**resolved, **{k: v for k, v in ds.items() if k not in resolved}, "budget_min": p.budget_min}
 
 
 def reproduce(preset: str, root: str | None = None, teacher_overrides=None, distill_overrides=None,
@@ -60,7 +70,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     root: put every run under root/<preset>/ (and tables there) instead of the preset's folders.
     skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
     """
-    from .train import Trainer
+    from ..train import Trainer
 
     p = get_preset(preset)
     skip = parse_skip(skip)
@@ -70,16 +80,9 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     distill_cfg = cfgs["distill"]
     teacher = str(Path(cfgs["teacher"].output_dir) / "model") if "teacher" in cfgs else distill_cfg.teacher
     student = str(Path(distill_cfg.output_dir) / "model")
-    if root:  # everything under root/<preset>/
-        base = Path(root) / preset
-        eval_dirs = {r: base / "eval" / r for r in ("teacher", "student")}
-        tables_dir = base / "results"
-    else:  # the preset's folders: runs/eval/<preset>_<role>, tables in the preset's tables_dir (cpu: results/)
-        eval_dirs = {r: Path("runs") / "eval" / f"{preset}_{r}" for r in ("teacher", "student")}
-        tables_dir = Path(p.tables_dir or f"runs/{preset}/results")
-    results = tables_dir / preset  # logs + reproduce.json, where the report looks for them (cpu: results/cpu/)
-    report_dir, poster_dir = ((Path("report"), Path("poster")) if tables_dir == Path("results")
-                              else (tables_dir / "report", tables_dir / "poster"))
+    lay = Layout(preset, root)
+    eval_dirs = {r: lay.eval_dir(r) for r in ("teacher", "student")}
+    tables_dir, results, report_dir, poster_dir = lay.tables_dir, lay.records, lay.report_dir, lay.poster_dir
     data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
     ds = p.downstream
     todo = [s for s in STAGES if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
@@ -132,34 +135,34 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
             return f"not run: {summary['mlm_eval']['not run']}"
 
     def glue():
-        cfg = _finetune_cfg(ds.get("glue", {}))
+        cfg = finetune_config(ds.get("glue", {}))
         for role, model in (("teacher", teacher), ("student", student)):
-            from .glue import run_glue
+            from ..eval.glue import run_glue
 
             run_glue(model, ds.get("glue_tasks"), cfg, eval_dirs[role] / "glue", data_dir, progress,
                      save_models=("stsb",) if role == "student" else ())
 
     def imdb():
-        from .imdb import run_imdb
+        from ..eval.imdb import run_imdb
 
-        cfg = _finetune_cfg(ds.get("imdb", {}))
+        cfg = finetune_config(ds.get("imdb", {}))
         for role, model in (("teacher", teacher), ("student", student)):
             run_imdb(model, cfg, eval_dirs[role] / "imdb", data_dir, progress)
 
     def squad_cfgs():
-        from .squad import SQUAD_FINETUNE, SquadConfig
+        from ..eval.squad import SQUAD_FINETUNE, SquadConfig
 
-        return _finetune_cfg(ds.get("squad", {}), **SQUAD_FINETUNE), SquadConfig(**ds.get("squad_opts", {}))
+        return finetune_config(ds.get("squad", {}), **SQUAD_FINETUNE), SquadConfig(**ds.get("squad_opts", {}))
 
     def squad():
-        from .squad import run_squad
+        from ..eval.squad import run_squad
 
         cfg, opts = squad_cfgs()
         for role, model in (("teacher", teacher), ("student", student)):
             run_squad(model, cfg, opts, None, eval_dirs[role] / "squad", data_dir, progress)
 
     def squad_d():
-        from .squad import run_squad
+        from ..eval.squad import run_squad
 
         qa_teacher = eval_dirs["teacher"] / "squad" / "model"
         if not (qa_teacher / "config.json").is_file():
@@ -176,7 +179,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
 
         write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir)
         for role, folder in eval_dirs.items():  # per-seed results (not the models) next to the tables
-            _copy_results(folder, tables_dir / "runs" / "eval" / f"{preset}_{role}")
+            copy_results(folder, lay.copied_eval(role))
 
     def report():
         from .poster import write_poster
@@ -228,7 +231,7 @@ def _carry_over(summary: dict, earlier: dict) -> None:
 
 def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: dict, progress: bool):
     """Table 3 unless out_csv was written by a finished run of the same teacher and student."""
-    from .speed import run_speed
+    from ..deploy.speed import run_speed
 
     meta = out_csv.with_suffix(".json")
     if out_csv.is_file() and meta.is_file():
@@ -247,17 +250,9 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
     return None
 
 
-def _copy_results(src: Path, dest: Path) -> None:
-    """Copy the *.json / *.csv files under `src` to `dest` (same layout), leaving saved models out."""
-    for f in sorted(src.rglob("*")):
-        if f.suffix in (".json", ".csv") and "model" not in f.relative_to(src).parts:
-            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dest / f.relative_to(src))
-
-
 def _mlm_eval(teacher: str, student: str, cfg) -> dict:
     """Teacher vs student on the same masked WikiText-2 validation blocks (see mlm_eval.py)."""
-    from .mlm_eval import evaluate_mlm
+    from ..eval.mlm_eval import evaluate_mlm
 
     try:
         scores = evaluate_mlm({"teacher": teacher, "student": student}, cfg.data_dir, "valid", cfg.block_size)
@@ -271,7 +266,7 @@ def _mlm_eval(teacher: str, student: str, cfg) -> dict:
 def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
     """Copy each finished pretraining stage's run.json / log.jsonl / summary.json to dest/<stage>/, note how
     the student loads, and write dest/reproduce.json (with git SHA, machine, wall time so far)."""
-    from .provenance import run_info
+    from ..rundir import run_info
 
     for name, cfg in stages:
         folder = "student" if name == "distill" else name

@@ -10,10 +10,10 @@ import math
 import torch
 from tqdm.auto import tqdm
 
-from .data import load_corpus, make_batches, tokenize_corpus
-from .masking import mask_tokens, token_weights
-from .mlm import mlm_parts
-from .teacher import check_tokenizer, load_teacher
+from ..data import load_corpus, make_batches, tokenize_corpus
+from ..masking import mask_tokens, token_weights
+from ..mlm import mlm_parts
+from ..teacher import check_tokenizer, load_teacher
 
 
 @torch.inference_mode()

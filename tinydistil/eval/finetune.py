@@ -1,6 +1,6 @@
 """Downstream fine-tuning, task-agnostic: GLUE, IMDb (and later SQuAD) all go through these functions.
 
-    tokenizer = load_tokenizer(model_name)
+    tokenizer = load_tokenizer(model_name)                         # tinydistil.hf
     train = tokenize(train_ds, tokenizer, ("sentence1", "sentence2"), cfg.max_seq_len)
     model = load_classifier(model_name, num_labels=2, tokenizer=tokenizer, seed=seed)
     result = finetune(model, tokenizer, train, cfg, seed)          # AdamW, linear warm-up/decay
@@ -18,18 +18,15 @@ import inspect
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
-from .data import length_grouped_batches
-from .runtime import autocast
-from .runtime import resolve_runtime as _resolve
-
-# Files of which at least one must sit in a model folder for AutoTokenizer to load a tokenizer from it.
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+from ..data import length_grouped_batches
+from ..hf import check_vocab, first_line, model_path, quiet
+from ..runtime import autocast
+from ..runtime import resolve_runtime as _resolve
 
 
 @dataclass
@@ -86,68 +83,24 @@ class FinetuneResult:
 
 
 # ------------------------------------------------------------------ loading
-def is_local_path(name_or_path: str) -> bool:
-    return Path(name_or_path).expanduser().exists() or name_or_path.startswith((".", "/", "~")) \
-        or name_or_path.count("/") > 1
-
-
-def load_tokenizer(name_or_path: str):
-    """Fast tokenizer of a model folder or hub id; ValueError when the folder has none or when it makes ids
-    the model has no embedding for (checked on the model's config, before any data is touched)."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    local = is_local_path(name_or_path)
-    path = Path(name_or_path).expanduser()
-    if local and not (path / "config.json").is_file():
-        raise ValueError(f"model folder {path} has no config.json; pass a folder written by save_pretrained "
-                         "(e.g. runs/cpu/student/model) or a hub id such as distilbert-base-uncased")
-    if local and not any((path / f).is_file() for f in TOKENIZER_FILES):
-        raise ValueError(f"model folder {path} has no tokenizer ({' / '.join(TOKENIZER_FILES)}); save the "
-                         "model's own tokenizer next to it with tokenizer.save_pretrained(folder)")
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path) if local else name_or_path, use_fast=True)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"could not load the tokenizer of {name_or_path!r} ({str(e).splitlines()[0][:160]}); "
-                         "offline, pass a local model folder") from None
-    if tok.pad_token_id is None:
-        raise ValueError(f"the tokenizer of {name_or_path!r} has no padding token; use a BERT-style tokenizer")
-    vocab = getattr(AutoConfig.from_pretrained(str(path) if local else name_or_path), "vocab_size", None)
-    if vocab is not None:
-        _check_vocab(name_or_path, tok, vocab)
-    return tok
-
-
-def _check_vocab(name: str, tokenizer, vocab: int) -> None:
-    if len(tokenizer) > vocab:
-        raise ValueError(f"the tokenizer of {name!r} has {len(tokenizer)} tokens but the model has only {vocab} "
-                         "embeddings: they do not belong together; save the model's own tokenizer next to it")
-
-
 def load_classifier(name_or_path: str, num_labels: int, tokenizer, seed: int = 0, regression: bool = False):
     """AutoModelForSequenceClassification with a fresh head of `num_labels` outputs (1 + regression=True
     for STS-B). Works for BERT, DistilBERT and tinydistil students (their MLM head is dropped).
     The head's random init depends on `seed` only."""
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
-    local = is_local_path(name_or_path)
-    path = str(Path(name_or_path).expanduser()) if local else name_or_path
     torch.manual_seed(seed)  # the new head (and BERT's pooler, absent from MLM checkpoints) is drawn here
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # the "newly initialised head" report is expected for every run
-    hf_logging.disable_progress_bar()  # one loading bar per seed would bury the task's bar
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=num_labels,
-            problem_type="regression" if regression else "single_label_classification")
+        # the "newly initialised head" report is expected for every run; one loading bar per seed would bury
+        # the task's bar
+        with quiet():
+            model = AutoModelForSequenceClassification.from_pretrained(
+                model_path(name_or_path), num_labels=num_labels,
+                problem_type="regression" if regression else "single_label_classification")
     except OSError as e:
-        raise ValueError(f"could not load model {name_or_path!r} ({str(e).splitlines()[0][:160]}); "
+        raise ValueError(f"could not load model {name_or_path!r} ({first_line(e)}); "
                          "offline, pass a local model folder") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-    _check_vocab(name_or_path, tokenizer, model.get_input_embeddings().num_embeddings)
+    check_vocab(name_or_path, tokenizer, model.get_input_embeddings().num_embeddings)
     return model
 
 

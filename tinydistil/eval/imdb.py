@@ -12,17 +12,17 @@ is scored once on test; test is never used for selection. Median over seeds.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..data import resolve_data_dir
 from .finetune import FinetuneConfig
-from .glue import (NOT_RUN, NoData, TaskData, _write_json, check_output_dir, default_output_dir, model_description,
-                   normalize_model, resolve_data_dir, summarize_seeds)
 from .metrics import accuracy
+from .runner import (Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, normalize_model, run_seeds,
+                     summarize_seeds, train_subset)
 
 LABELS = ("Negative", "Positive")
 LOCAL_FOLDER = "imdb-kaushik2020-orig"
@@ -106,6 +106,40 @@ def load_imdb(data_dir=None) -> TaskData:
     return load_local(local) if local is not None else load_hub()
 
 
+@dataclass(frozen=True)
+class ImdbTask:
+    """IMDb as an eval.runner.Task: the epoch is selected on dev, the selected model scored once on test."""
+    name: str = "imdb"
+    display: str = "IMDb"
+
+    def load(self, data_dir) -> TaskData:
+        return load_imdb(data_dir)
+
+    def prepare(self, data: TaskData, tokenizer, cfg: FinetuneConfig) -> Prepared:
+        from .finetune import tokenize
+
+        tok = lambda ds, split: tokenize(ds, tokenizer, ("text",), cfg.max_seq_len,  # noqa: E731
+                                         desc=f"tokenising IMDb {split}")
+        train = tok(train_subset(data.train, cfg.max_train_examples), "train")
+        dev, test = tok(data.evals["dev"], "dev"), tok(data.evals["test"], "test")
+        return Prepared(train, {"dev": dev, "test": test},
+                        {"train_examples": len(train), "eval_examples": {"dev": len(dev), "test": len(test)}})
+
+    def fit(self, model: str, tokenizer, prep: Prepared, cfg: FinetuneConfig, seed: int, bar) -> Fitted:
+        from .finetune import finetune, load_classifier, predict
+
+        dev, test = prep.extra["dev"], prep.extra["test"]
+        acc = lambda m, ds: accuracy(predict(m, tokenizer, ds, cfg)["logits"].argmax(-1),  # noqa: E731
+                                     np.asarray(ds["labels"]))
+        clf = load_classifier(model, len(LABELS), tokenizer, seed=seed)
+        res = finetune(clf, tokenizer, prep.train, cfg, seed, select=lambda m: acc(m, dev), bar=bar)
+        test_acc = acc(res.model, test)
+        return Fitted(res.model, 100.0 * test_acc,
+                      {"accuracy": test_acc, "dev_accuracy": res.epoch_scores[res.best_epoch - 1]},
+                      res.steps, res.train_time_s,
+                      {"dev_accuracy_by_epoch": res.epoch_scores, "selected_epoch": res.best_epoch})
+
+
 def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None, progress: bool = True):
     """Fine-tune `model` on IMDb for cfg.seeds seeds, selecting the epoch on dev, scoring on test.
 
@@ -113,52 +147,16 @@ def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, dat
     dev_accuracy (median of the selected epochs' dev accuracy), selected_epochs; score NOT_RUN
     without data. Finished seeds in `output_dir/seed<k>.json` are read back, not rerun.
     """
-    from tqdm.auto import tqdm
-
-    from .finetune import finetune, load_classifier, load_tokenizer, num_updates, predict, tokenize
+    from ..hf import load_tokenizer
 
     cfg = cfg or FinetuneConfig()
     cfg.validate()
     model = normalize_model(model)
-    out = Path(output_dir or default_output_dir(model, "imdb"))
+    out = Path(output_dir or default_output_dir(model, "imdb"))  # one task: seed<k>.json beside finetune.json
+    pending = any(not (out / f"seed{s}.json").is_file() for s in cfg.seed_list)
+    tokenizer = load_tokenizer(model) if pending else None  # checks the model folder before any data is read
     check_output_dir(out, model, cfg, "imdb")
-    folder = out  # one task: seed<k>.json sit next to finetune.json
-    todo = [s for s in cfg.seed_list if not (folder / f"seed{s}.json").is_file()]
-    if todo:
-        tokenizer = load_tokenizer(model)  # checks the model folder before any data is read
-        folder.mkdir(exist_ok=True)
-        try:
-            data = load_imdb(data_dir)
-        except NoData as e:
-            _write_json(folder / "status.json", {"task": "imdb", "status": NOT_RUN, "reason": str(e)})
-            todo = []
-    if todo:
-        (folder / "status.json").unlink(missing_ok=True)
-        train = data.train
-        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
-            train = train.shuffle(seed=0).select(range(cfg.max_train_examples))  # same subset for every run
-        tok = lambda ds, split: tokenize(ds, tokenizer, ("text",), cfg.max_seq_len,  # noqa: E731
-                                         desc=f"tokenising IMDb {split}")
-        train_t, dev_t, test_t = tok(train, "train"), tok(data.evals["dev"], "dev"), tok(data.evals["test"], "test")
-        dev_labels, test_labels = np.asarray(dev_t["labels"]), np.asarray(test_t["labels"])
-        with tqdm(total=len(todo) * num_updates(len(train_t), cfg), disable=not progress, desc="IMDb",
-                  unit="upd") as bar:
-            for seed in todo:
-                bar.set_description(f"IMDb seed {seed}")
-                t0 = time.time()
-                clf = load_classifier(model, len(LABELS), tokenizer, seed=seed)
-                dev_acc = lambda m: accuracy(predict(m, tokenizer, dev_t, cfg)["logits"].argmax(-1), dev_labels)  # noqa: E731
-                res = finetune(clf, tokenizer, train_t, cfg, seed, select=dev_acc, bar=bar)
-                test_acc = accuracy(predict(res.model, tokenizer, test_t, cfg)["logits"].argmax(-1), test_labels)
-                _write_json(folder / f"seed{seed}.json", {
-                    "task": "imdb", "seed": seed, "score": 100.0 * test_acc,
-                    "metrics": {"accuracy": test_acc, "dev_accuracy": res.epoch_scores[res.best_epoch - 1]},
-                    "dev_accuracy_by_epoch": res.epoch_scores, "selected_epoch": res.best_epoch, "model": model,
-                    "model_info": model_description(res.model), "hyperparameters": dataclasses.asdict(cfg),
-                    "train_examples": len(train_t), "eval_examples": {"dev": len(dev_t), "test": len(test_t)},
-                    "updates": res.steps, "train_time_s": round(res.train_time_s, 1),
-                    "wall_time_s": round(time.time() - t0, 1), "data": data.source})
-                bar.set_postfix(test_acc=round(test_acc, 4), refresh=False)
+    run_seeds(ImdbTask(), model, tokenizer, cfg, out, data_dir, progress)
     df = summarize_imdb(out)
     df.to_csv(out / "summary.csv", index=False)
     return df

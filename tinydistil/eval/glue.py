@@ -17,20 +17,18 @@ Each finished (task, seed) is written to `<output_dir>/<task>/seed<k>.json`; a r
 from __future__ import annotations
 
 import csv
-import dataclasses
-import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .data import resolve_data_dir as _resolve_dir
+from ..data import resolve_data_dir as _resolve_dir
 from .finetune import FinetuneConfig
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
+from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, fill_not_run,
+                     normalize_model, record_not_run, run_seeds, summary_row, train_subset)
 
-NOT_RUN = "not run: no data"
 HUB_DATASET = "nyu-mll/glue"
 DATA_DIR_HELP = ("set --data-dir (or TINYDISTIL_DATA_DIR) to a folder holding glue/<TASK>/{train,dev}.tsv, "
                  "e.g. ../shared/data")
@@ -69,6 +67,38 @@ class GlueTask:
         """Task name for metrics.glue_metrics on eval split `split`."""
         return f"mnli_{split}" if self.name == "mnli" else self.name
 
+    # the eval.runner.Task protocol
+    def load(self, data_dir: Path | None) -> TaskData:
+        return load_local(self, data_dir) if data_dir is not None else load_hub(self)
+
+    def prepare(self, data: TaskData, tokenizer, cfg: FinetuneConfig) -> Prepared:
+        from .finetune import tokenize
+
+        tok = lambda ds, split: tokenize(ds, tokenizer, self.text_columns, cfg.max_seq_len,  # noqa: E731
+                                         desc=f"tokenising {self.display} {split}")
+        train = tok(train_subset(data.train, cfg.max_train_examples), "train")
+        evals = {split: tok(ds, split) for split, ds in data.evals.items()}
+        return Prepared(train, {"evals": evals},
+                        {"train_examples": len(train), "eval_examples": {s: len(d) for s, d in evals.items()}})
+
+    def fit(self, model: str, tokenizer, prep: Prepared, cfg: FinetuneConfig, seed: int, bar) -> Fitted:
+        """Fixed epochs, no model selection (the paper's GLUE protocol); scored on every eval split."""
+        from .finetune import finetune, load_classifier, predict
+
+        clf = load_classifier(model, self.num_labels, tokenizer, seed=seed, regression=self.regression)
+        res = finetune(clf, tokenizer, prep.train, cfg, seed, bar=bar)
+        metrics, first = {}, None
+        for split, ds in prep.extra["evals"].items():
+            logits = predict(res.model, tokenizer, ds, cfg)["logits"]
+            preds = logits[:, 0] if self.regression else logits.argmax(-1)
+            m = glue_metrics(self.metric_task(split), preds, np.asarray(ds["labels"]))
+            if first is None:
+                first = m
+                metrics.update(m)
+            else:  # MNLI mismatched: reported next to the matched score, not part of it
+                metrics.update({f"{k}_{split}": v for k, v in m.items()})
+        return Fitted(res.model, task_score(self.name, first), metrics, res.steps, res.train_time_s)
+
 
 _NLI2 = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {t.name: t for t in [  # Table 1 column order
@@ -88,17 +118,6 @@ TASKS: dict[str, GlueTask] = {t.name: t for t in [  # Table 1 column order
     GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"),
              ("sentence1", "sentence2"), "label"),
 ]}
-
-
-class NoData(Exception):
-    """A task's train or dev split is not available (reported as NOT_RUN, not an error)."""
-
-
-@dataclass
-class TaskData:
-    train: object  # datasets.Dataset: the task's text columns + label
-    evals: dict  # split name -> datasets.Dataset
-    source: str  # folder or "hub:nyu-mll/glue/<config>"
 
 
 # ------------------------------------------------------------------ names
@@ -244,107 +263,17 @@ def load_task(task: GlueTask | str, data_dir=None) -> TaskData:
 
 
 # ------------------------------------------------------------------ results
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)  # a crash mid-write never leaves a half result that would be skipped
-
-
-def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: str) -> dict:
-    """Claim `output_dir` for (model, cfg) or check that it holds results of the same settings.
-    The number of seeds and the device may differ (more seeds add runs)."""
-    mine = {"kind": kind, "model": model, "config": dataclasses.asdict(cfg)}
-    path = output_dir / "finetune.json"
-    if path.is_file():
-        try:
-            saved = json.loads(path.read_text())
-        except ValueError:
-            raise ValueError(f"{path} is unreadable; choose another --output-dir") from None
-        ignore = {"seeds", "device", "eval_batch_size"}
-        diff = sorted(k for k in set(saved["config"]) | set(mine["config"])
-                      if k not in ignore and saved["config"].get(k) != mine["config"].get(k))
-        diff += [k for k in ("kind", "model") if saved.get(k) != mine[k]]
-        if diff:
-            raise ValueError(f"{output_dir} holds {saved.get('kind')} results with other settings ({', '.join(diff)}); "
-                             "use the same settings or another --output-dir")
-        return saved
-    if output_dir.exists() and any(p.name != "finetune.json" for p in output_dir.iterdir()):
-        raise ValueError(f"{output_dir} is not empty and holds no tinydistil fine-tuning results; "
-                         "choose another --output-dir")
-    from .provenance import run_info
-
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(path, {**mine, **run_info()})
-    return mine
-
-
-def median_over_seeds(results: list[dict]) -> dict:
-    """Median over seeds of the score and of each metric separately (numpy median: the mean of the two
-    middle values for an even count)."""
-    out = {"score": float(np.median([r["score"] for r in results])), "seeds_run": len(results),
-           "seed_scores": [round(r["score"], 4) for r in sorted(results, key=lambda r: r["seed"])]}
-    for name in results[0]["metrics"]:
-        out[name] = float(np.median([r["metrics"][name] for r in results]))
-    return out
-
-
-def summarize_seeds(output_dir, task: str, display: str, metric_cols, extra=None):
-    """One-row DataFrame of the finished seed<k>.json runs of one task in `output_dir`: task, display, the
-    median over seeds (median_over_seeds) and extra(results) -> more columns; or score NOT_RUN with the
-    reason from status.json. Used by the single-task runners (IMDb, SQuAD)."""
-    import pandas as pd
-
-    folder = Path(output_dir)
-    results = sorted((json.loads(p.read_text()) for p in folder.glob("seed*.json")), key=lambda r: r["seed"])
-    row = {"task": task, "display": display}
-    if results:
-        row.update(median_over_seeds(results))
-        row.update(extra(results) if extra else {})
-    else:
-        status = folder / "status.json"
-        reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
-        row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
-    return _fill(pd.DataFrame([row]), list(metric_cols))
-
-
-def model_description(model) -> dict:
-    return {"model_type": model.config.model_type,
-            "layers": getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layers", None),
-            "parameters": sum(p.numel() for p in model.parameters())}
-
-
-def normalize_model(model: str) -> str:
-    """A local folder as a normalised path (./runs/x/ == runs/x), a hub id unchanged."""
-    from .finetune import is_local_path
-
-    return os.path.normpath(str(Path(model).expanduser())) if is_local_path(str(model)) else str(model)
-
-
-def model_slug(model: str) -> str:
-    """runs/cpu/teacher/model -> cpu_teacher; bert-base-uncased -> bert-base-uncased (output folder names)."""
-    parts = [p for p in Path(model).parts if p not in ("", ".", "..", "/", "~")]
-    if parts and parts[0] == "runs":
-        parts = parts[1:]
-    if len(parts) > 1 and parts[-1] == "model":
-        parts = parts[:-1]
-    return "_".join(parts) or "model"
-
-
-def default_output_dir(model: str, kind: str) -> str:
-    return str(Path("runs") / "eval" / model_slug(model) / kind)
-
-
 def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None,
              progress: bool = True, save_models: tuple[str, ...] = ()):
     """Fine-tune `model` (folder or hub id) on each GLUE task for cfg.seeds seeds; evaluate on dev.
 
     Returns a DataFrame, one row per task (registry order): task, display, score (median over seeds of
     the Table-1 score, 0-100) and each metric's median; tasks without data have score NOT_RUN.
-    Finished (task, seed) runs in `output_dir` are read back instead of run again.
+    Finished (task, seed) runs in `output_dir` are read back instead of run again (eval.runner).
     save_models: tasks whose first seed's fine-tuned model is saved to `output_dir/<task>/model`
     (e.g. ("stsb",): Table 3 measures how much int8 / ONNX forms of it change the STS-B score).
     """
-    from .finetune import finetune, load_classifier, load_tokenizer, num_updates, predict, tokenize
+    from ..hf import load_tokenizer
 
     cfg = cfg or FinetuneConfig()
     cfg.validate()
@@ -352,65 +281,22 @@ def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_d
     model = normalize_model(model)
     out = Path(output_dir or default_output_dir(model, "glue"))
     local = resolve_data_dir(data_dir)
-    check_output_dir(out, model, cfg, "glue")
-    todos = {name: [s for s in cfg.seed_list if not (out / name / f"seed{s}.json").is_file()] for name in names}
+    pending = [n for n in names if any(not (out / n / f"seed{s}.json").is_file() for s in cfg.seed_list)]
     # the model and its tokenizer are checked before any data is read (only when something is left to run)
-    tokenizer = load_tokenizer(model) if any(todos.values()) else None
+    tokenizer = load_tokenizer(model) if pending else None
+    check_output_dir(out, model, cfg, "glue")
     hub_error = None
-    for name in names:
-        task, folder, todo = TASKS[name], out / name, todos[name]
-        if not todo:
-            continue
+    for name in pending:
+        task = TASKS[name]
         try:
             if local is None and hub_error:
                 raise NoData(hub_error)  # do not wait for the hub again for every task
-            data = load_local(task, local) if local is not None else load_hub(task)
+            data = task.load(local)
         except NoData as e:
-            if local is None:
-                hub_error = str(e)
-            folder.mkdir(exist_ok=True)
-            _write_json(folder / "status.json", {"task": name, "status": NOT_RUN, "reason": str(e)})
+            hub_error = str(e) if local is None else None
+            record_not_run(task, out / name, str(e))
             continue
-        train = data.train
-        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
-            # the same subset for every seed and every model: seed 0, independent of cfg.seed
-            train = train.shuffle(seed=0).select(range(cfg.max_train_examples))
-        tok = lambda ds, split: tokenize(ds, tokenizer, task.text_columns, cfg.max_seq_len,  # noqa: E731
-                                         desc=f"tokenising {task.display} {split}")
-        train_t = tok(train, "train")
-        evals_t = {split: tok(ds, split) for split, ds in data.evals.items()}
-        folder.mkdir(exist_ok=True)
-        (folder / "status.json").unlink(missing_ok=True)
-        from tqdm.auto import tqdm
-
-        with tqdm(total=len(todo) * num_updates(len(train_t), cfg), disable=not progress,
-                  desc=f"GLUE {task.display}", unit="upd") as bar:
-            for seed in todo:
-                bar.set_description(f"GLUE {task.display} seed {seed}")
-                t0 = time.time()
-                clf = load_classifier(model, task.num_labels, tokenizer, seed=seed, regression=task.regression)
-                res = finetune(clf, tokenizer, train_t, cfg, seed, bar=bar)
-                metrics, first = {}, None
-                for split, ds in evals_t.items():
-                    logits = predict(res.model, tokenizer, ds, cfg)["logits"]
-                    preds = logits[:, 0] if task.regression else logits.argmax(-1)
-                    m = glue_metrics(task.metric_task(split), preds, np.asarray(ds["labels"]))
-                    if first is None:
-                        first = m
-                        metrics.update(m)
-                    else:  # MNLI mismatched: reported next to the matched score, not part of it
-                        metrics.update({f"{k}_{split}": v for k, v in m.items()})
-                score = task_score(task.name, first)
-                if name in save_models and seed == cfg.seed_list[0]:
-                    res.model.save_pretrained(folder / "model")
-                    tokenizer.save_pretrained(folder / "model")
-                _write_json(folder / f"seed{seed}.json", {
-                    "task": name, "seed": seed, "score": score, "metrics": metrics, "model": model,
-                    "model_info": model_description(res.model), "hyperparameters": dataclasses.asdict(cfg),
-                    "train_examples": len(train_t), "eval_examples": {s: len(d) for s, d in evals_t.items()},
-                    "updates": res.steps, "train_time_s": round(res.train_time_s, 1),
-                    "wall_time_s": round(time.time() - t0, 1), "data": data.source})
-                bar.set_postfix(score=round(score, 2), refresh=False)
+        run_seeds(task, model, tokenizer, cfg, out / name, local, progress, save_model=name in save_models, data=data)
     df = summarize_glue(out, names)
     df.to_csv(out / "summary.csv", index=False)
     return df
@@ -422,28 +308,12 @@ def summarize_glue(output_dir, tasks=None):
 
     rows = []
     for name in parse_tasks(tasks):
-        task, folder = TASKS[name], Path(output_dir) / name
-        results = [json.loads(p.read_text()) for p in sorted(folder.glob("seed*.json"))]
-        row = {"task": name, "display": task.display}
-        if results:
-            row.update(median_over_seeds(results))
-            row["data"] = results[0]["data"]
-        else:
-            status = folder / "status.json"
-            reason = json.loads(status.read_text())["reason"] if status.is_file() else "not attempted"
-            row.update({"score": NOT_RUN, "seeds_run": 0, "reason": reason})
+        task = TASKS[name]
+        row = summary_row(Path(output_dir) / name, name, task.display, lambda rs: {"data": rs[0]["data"]})
+        if row["score"] == NOT_RUN:
             row.update(dict.fromkeys(task.metric_names, NOT_RUN))
         rows.append(row)
     df = pd.DataFrame(rows)
     metric_cols = [c for c in df.columns if c not in ("task", "display", "score", "seeds_run", "seed_scores",
                                                       "data", "reason")]
-    return _fill(df, metric_cols)
-
-
-def _fill(df, metric_cols):
-    """A task not run shows NOT_RUN in every measured column (never a number or NaN); other gaps -> ""."""
-    df = df.astype(object)
-    not_run = df["score"].map(lambda v: v == NOT_RUN)
-    for c in metric_cols:
-        df.loc[not_run, c] = NOT_RUN
-    return df.where(df.notna(), "")
+    return fill_not_run(df, metric_cols)

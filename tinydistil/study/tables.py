@@ -13,28 +13,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .glue import NOT_RUN, TASKS
-from .metrics import glue_macro_score
+from ..eval.glue import TASKS
+from ..eval.runner import NOT_RUN
+from ..eval.metrics import glue_macro_score
+from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TEACHERS
 
 TABLE1_TASKS = tuple(t.display for t in TASKS.values())  # CoLA MNLI MRPC QNLI QQP RTE SST-2 STS-B WNLI
 TABLE1_COLUMNS = ("Model", "Score", *TABLE1_TASKS, "retention", "source", "run_id", "note")
-# Sanh et al. (2019), Table 1: GLUE dev; Score, then TABLE1_TASKS in order. BERT/DistilBERT: median of 5 runs.
-PAPER_TABLE1 = {
-    "ELMo": (68.7, 44.1, 68.6, 76.6, 71.1, 86.2, 53.4, 91.5, 70.4, 56.3),
-    "BERT-base": (79.5, 56.3, 86.7, 88.6, 91.8, 89.6, 69.3, 92.7, 89.0, 53.5),
-    "DistilBERT": (77.0, 51.3, 82.2, 87.5, 89.2, 88.5, 59.9, 91.3, 86.9, 56.3),
-}
-PAPER_TEACHERS = {"DistilBERT": "BERT-base"}
-PAPER_NOTE1 = "paper Table 1 (GLUE dev); Score = mean of all nine tasks"
 
 TABLE2_COLUMNS = ("Model", "IMDb", "SQuAD EM", "SQuAD F1", "source", "run_id", "note")
-# Sanh et al. (2019), Table 2: IMDb test accuracy, SQuAD v1.1 dev EM/F1; (D) = with a second distillation step.
-PAPER_TABLE2 = {
-    "BERT-base": ("93.46", "81.2", "88.5"),
-    "DistilBERT": ("92.82", "77.7", "85.8"),
-    "DistilBERT (D)": ("—", "79.1", "86.9"),
-}
 SQUAD_NOT_RUN = "not run"
+
+
+def _check_rows(rows: list[dict], allowed: set, table: int, hint: str) -> None:
+    """ValueError for a column Table `table` does not have, or a row without a 'Model' name."""
+    unknown = sorted({k for r in rows for k in r} - allowed)
+    if unknown:
+        raise ValueError(f"unknown Table {table} column(s) {unknown}; {hint}")
+    if any("Model" not in r for r in rows):
+        raise ValueError(f"every Table {table} row needs a 'Model' name")
 
 
 def _number(v) -> bool:
@@ -98,12 +95,8 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     for name, values in PAPER_TABLE1.items():
         table.append({"Model": name, "Score": values[0], **dict(zip(TABLE1_TASKS, values[1:])),
                       "source": "paper", "run_id": "", "note": PAPER_NOTE1, "teacher": PAPER_TEACHERS.get(name)})
-    unknown = sorted({k for r in rows for k in r} - set(TABLE1_COLUMNS) - {"teacher"})
-    if unknown:
-        raise ValueError(f"unknown Table 1 column(s) {unknown}; task columns are {', '.join(TABLE1_TASKS)}")
+    _check_rows(rows, {*TABLE1_COLUMNS, "teacher"}, 1, f"task columns are {', '.join(TABLE1_TASKS)}")
     for r in rows:
-        if "Model" not in r:
-            raise ValueError("every Table 1 row needs a 'Model' name")
         row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
                "teacher": r.get("teacher")}
         run = {}
@@ -168,12 +161,8 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     table = [{"Model": name, "IMDb": imdb, "SQuAD EM": em, "SQuAD F1": f1, "source": "paper", "run_id": "",
               "note": "paper Table 2 (IMDb test accuracy; SQuAD v1.1 dev EM/F1)"}
              for name, (imdb, em, f1) in PAPER_TABLE2.items()]
-    unknown = sorted({k for r in rows for k in r} - set(TABLE2_COLUMNS))
-    if unknown:
-        raise ValueError(f"unknown Table 2 column(s) {unknown}; use {', '.join(TABLE2_COLUMNS)}")
+    _check_rows(rows, set(TABLE2_COLUMNS), 2, f"use {', '.join(TABLE2_COLUMNS)}")
     for r in rows:
-        if "Model" not in r:
-            raise ValueError("every Table 2 row needs a 'Model' name")
         row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
                "note": r.get("note", "")}
         v = r.get("IMDb", NOT_RUN)
@@ -205,9 +194,9 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
     """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding glue/, imdb/, squad/
     and squad_d/ (the CLI's default layout; squad_d = DistilBERT (D), a Table 2 row of its own).
     A role other than `teacher_role` gets retention vs the teacher row."""
-    from .glue import summarize_glue
-    from .imdb import summarize_imdb
-    from .squad import summarize_squad
+    from ..eval.glue import summarize_glue
+    from ..eval.imdb import summarize_imdb
+    from ..eval.squad import summarize_squad
 
     names = {role: describe_eval(folder, role) for role, folder in evals}
     t1, t2 = [], []

@@ -1,0 +1,52 @@
+"""study.stats and the Table 4 verdicts, on hand-worked numbers (never on formatted text)."""
+import math
+
+import pytest
+
+from tinydistil.study.results import table4_verdicts
+from tinydistil.study.stats import macro, measurably_worse, paired_deltas, per_seed_macro, spread
+
+PER_TASK = {"cola": {0: 10.0, 1: 20.0, 2: 30.0}, "sst2": {0: 80.0, 1: 84.0, 2: 82.0}, "stsb": {1: 70.0, 2: 74.0}}
+
+
+def test_macro_is_the_mean_of_per_task_medians():
+    # medians: cola 20, sst2 82, stsb (70 + 74) / 2 = 72 -> (20 + 82 + 72) / 3
+    assert macro(PER_TASK) == pytest.approx(58.0)
+    assert macro({}) is None
+
+
+def test_per_seed_macro_uses_the_seeds_every_task_has():
+    # seed 0 is missing from stsb: only seeds 1 and 2; seed 1: (20 + 84 + 70) / 3 = 58, seed 2: (30 + 82 + 74) / 3 = 62
+    assert per_seed_macro(PER_TASK) == pytest.approx({1: 58.0, 2: 62.0})
+
+
+def test_paired_deltas_and_spread():
+    assert paired_deltas({0: 1.0, 1: 5.0, 3: 2.0}, {0: 2.0, 1: 4.0, 2: 9.0}) == [-1.0, 1.0]
+    sp = spread([1.0, 2.0, 3.0, 4.0])
+    assert sp["sd"] == pytest.approx(math.sqrt(5 / 3)) and (sp["min"], sp["max"]) == (1.0, 4.0)
+    assert spread([1.0]) is None
+
+
+@pytest.mark.parametrize("delta, paired, rule, worse", [
+    (-1.0, [-1, -2, -0.5, -1, 0.3], 4, True),     # lower by more than the sd, 4 of 5 seeds lower
+    (-1.0, [-1, -2, -0.5, -1, 0.3], None, False),  # the earlier rule: every paired seed
+    (-1.0, [-1, -2, 0.5, -1, 0.3], 4, False),     # only 3 of 5 lower
+    (-0.4, [-1, -1, -1, -1, -1], 4, False),       # within the full loss's sd (0.5)
+    (-1.0, [-1, -1, -1], 4, False),               # fewer paired seeds than the rule needs: undecided
+    (None, [-1] * 5, 4, False),
+])
+def test_decision_rule(delta, paired, rule, worse):
+    assert measurably_worse(delta, 0.5, paired, rule) is worse
+
+
+def test_table4_verdicts_come_from_the_json_floats():
+    full = {"score": 60.0, "per_seed": [59.0, 60.0, 61.0, 60.0, 60.0], "seeds": [0, 1, 2, 3, 4]}  # sd 0.707
+    variants = {
+        "full triple loss": full,
+        "random init": {"score": 55.0, "per_seed": [54.0, 55.0, 56.0, 55.0, 61.0], "seeds": [0, 1, 2, 3, 4]},
+        "- L_mlm": {"score": 59.5, "per_seed": [58.0, 59.0, 60.0, 59.0, 59.0], "seeds": [0, 1, 2, 3, 4]},
+    }
+    v = table4_verdicts({"variants": variants, "rule": {"min_paired_seeds_lower": 4}})
+    assert v["worse"] == ["random init"] and v["rule"] == 4  # - L_mlm: 0.5 lower < sd 0.707
+    assert table4_verdicts({"variants": variants})["worse"] == []  # no rule recorded: every seed must be lower
+    assert table4_verdicts({}) == {"rule": None, "worse": [], "excl_sd": None, "excl_deltas": {}, "excl_worse": []}

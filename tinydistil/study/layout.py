@@ -1,0 +1,72 @@
+"""Where a preset's study keeps everything: one object used by `reproduce`, `ablate`, the CLI and the notebooks.
+
+    lay = Layout("cpu")                  # the preset's own folders (cpu: runs/..., tables in results/)
+    lay = Layout("cpu", root="/content/drive/MyDrive/tinydistil")   # everything under root/cpu/
+    lay.eval_dir("student") / "glue"     # runs/eval/cpu_student/glue
+
+Preset folders: runs/<preset>/<stage> (the presets' output_dir), runs/eval/<preset>_<role>, tables in the preset's
+tables_dir (cpu: results/, its logs and reproduce.json in results/cpu/), the report and poster in report/ and
+poster/ when the tables go to results/ (else beside the tables). Under a root: root/<preset>/{<stage>, eval/<role>,
+results, results/report, results/poster}.
+"""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Layout:
+    preset: str
+    root: str | None = None
+
+    @property
+    def runs(self) -> Path:
+        """Training runs (the ablation's variants under runs/ablation/<slug>)."""
+        return Path(self.root) / self.preset if self.root else Path("runs") / self.preset
+
+    def eval_dir(self, role: str) -> Path:
+        """Fine-tuning results of one model: role 'teacher', 'student' or 'ablation_<slug>'."""
+        return self.runs / "eval" / role if self.root else Path("runs") / "eval" / f"{self.preset}_{role}"
+
+    @property
+    def tables_dir(self) -> Path:
+        from ..presets import get_preset
+
+        if self.root:
+            return self.runs / "results"
+        return Path(get_preset(self.preset).tables_dir or f"runs/{self.preset}/results")
+
+    @property
+    def records(self) -> Path:
+        """Logs, run records and reproduce.json, where the report looks for them (cpu: results/cpu/)."""
+        return self.tables_dir / self.preset
+
+    @property
+    def report_dir(self) -> Path:
+        return Path("report") if self.tables_dir == Path("results") else self.tables_dir / "report"
+
+    @property
+    def poster_dir(self) -> Path:
+        return Path("poster") if self.tables_dir == Path("results") else self.tables_dir / "poster"
+
+    def copied_eval(self, role: str) -> Path:
+        """Where the per-seed results of eval_dir(role) are copied beside the tables (the models are not)."""
+        return self.tables_dir / "runs" / "eval" / f"{self.preset}_{role}"
+
+
+def copy_results(src: Path, dest: Path) -> None:
+    """Copy the *.json / *.csv files under `src` to `dest` (same layout), leaving saved models out."""
+    for f in sorted(Path(src).rglob("*")):
+        if f.suffix in (".json", ".csv") and "model" not in f.relative_to(src).parts:
+            (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(f, dest / f.relative_to(src))
+
+
+def finetune_config(overrides: dict, **defaults):
+    """FinetuneConfig(**defaults) with a preset's `overrides` applied (type-checked)."""
+    from ..config import replace
+    from ..eval.finetune import FinetuneConfig
+
+    return replace(FinetuneConfig(**defaults), **overrides)

@@ -1,0 +1,305 @@
+"""The reproduction report: report/report.md + report/figures/*.png, generated from results/ only.
+
+    path = write_report("results", "report", preset="cpu")
+
+Every measured number is read from the CSV/JSON files under `results_dir` (Tables 1-4, the preset's
+reproduce.json, run.json, summary.json, log.jsonl, and the per-seed downstream JSONs); the paper's numbers
+come from the constants below (or the paper rows of the CSVs) and are always labelled as the paper's.
+A missing file or cell shows up as "not run" with the reason, never as a blank or a made-up number.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4, paper_glue_retention,
+                     paper_speedup)
+from .ablation import SLUGS, TABLE4_COLUMNS
+from .figures import FIGURES, write_figures
+from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, num, retention_by_seed,
+                      speedups, table4_protocol, task_scores, teacher_student_pairs)
+from .tables import TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS
+from .what_ran import section_differences, section_run
+
+
+# ------------------------------------------------------------------ markdown helpers
+def md_table(rows: list[dict], cols: list[str]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    lines += ["| " + " | ".join(esc(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _present(rows: list[dict], cols: list[str], na: dict | None = None) -> list[dict]:
+    """Rows for display: file text, 'not run' for an empty measured cell, `na` text for not-applicable ones."""
+    na = na or {}
+    out = []
+    for r in rows:
+        paper = str(r.get("source", "")).startswith("paper")
+        d = {}
+        for c in cols:
+            v = str(r.get(c, "")).strip()
+            if not v:
+                v = na.get(c, "—" if paper else "not run")
+            d[c] = v
+        out.append(d)
+    return out
+
+
+def _notes(rows: list[dict]) -> str:
+    """'Notes:' and one bullet per row with a note (and its run id), or '' when no row has one."""
+    lines = [f"* **{r['Model'] if 'Model' in r else r.get('Variant')}**: {r['note']}" + (
+        f" (run: `{r['run_id']}`)" if r.get("run_id") else "") for r in rows if str(r.get("note", "")).strip()]
+    return "\n".join(["", "Notes:", "", *lines]) if lines else ""
+
+
+# ------------------------------------------------------------------ sections
+
+
+def _section_headlines(res: Results) -> str:
+    out = ["## Headline comparisons", ""]
+    ret = glue_retention(res)
+    paper_ret = paper_glue_retention()
+    if ret:
+        for r in ret:
+            out.append(f"* GLUE retention (student Score as % of its teacher's): **{r['retention']} %** for "
+                       f"{r['model']} — the paper's DistilBERT: {PAPER_RETENTION_TEXT} % "
+                       f"(paper text; {paper_ret:.1f} % from the paper's Table 1 Scores).")
+        per_seed = retention_by_seed(res)
+        if len(per_seed) >= 2:
+            out.append("  * Per seed (seed k's mean over the GLUE tasks both ran, student / teacher): "
+                       + ", ".join(f"seed {k} {v:.1f} %" for k, v in per_seed)
+                       + " — at this scale the retention is known to a few points, not to a decimal.")
+        for name, t, s in teacher_student_pairs(task_scores(res)):
+            same = [k for k in t if k in s and t[k] == s[k]]
+            if len(same) >= 2:
+                out.append(f"  * Caution: on {len(same)} of {len([k for k in t if k in s])} tasks run by both, "
+                           f"{name}'s score equals the teacher's exactly ({', '.join(same)}); identical scores "
+                           "usually mean both models predict the same class (e.g. the majority class), so this "
+                           "retention compares baselines rather than measuring what distillation kept.")
+    else:
+        why = res.missing.get("table1", "no measured student row with a retention value")
+        out.append(f"* GLUE retention: not run ({why}); the paper's DistilBERT: {PAPER_RETENTION_TEXT} % (paper).")
+    sp = speedups(res)
+    if sp:
+        for r in sp:
+            where = ", ".join(f"{k} {r[k]}" for k in ("Device", "Threads") if str(r.get(k, "")).strip())
+            out.append(f"* Inference speed-up vs the teacher: **{r['Speed-up vs teacher']}x** for {r['Model']}"
+                       + (f" ({where})" if where else "") + f" — the paper: {paper_speedup():.2f}x "
+                       f"(= {PAPER_TABLE3['BERT-base'][1]} s / {PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3).")
+    else:
+        why = res.missing.get("table3", "no measured student row with a speed-up")
+        out.append(f"* Inference speed-up: not run ({why}); the paper: {paper_speedup():.2f}x "
+                   f"(= {PAPER_TABLE3['BERT-base'][1]} s / {PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3).")
+    ab = ablation(res)
+    if ab:
+        ours = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["ours"])
+        theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["paper"])
+        out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; "
+                   f"**{'same order' if ab['same_order'] else 'different order'}**.")
+        within = [v for v, d in ab["ours"] if ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
+        if within:
+            out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
+                       f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
+        full_acc = re.match(r"\s*([0-9.]+)", ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
+        full_acc = full_acc.group(1) if full_acc else None
+        worse = []
+        for v, d in ab["ours"]:
+            e = ab["extra"].get(v, {})
+            acc = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", e.get("Held-out MLM acc", ""))
+            bits = ([f"per seed vs the full loss's run of the same seed {e['Paired deltas']}"] if e.get("Paired deltas")
+                    else []) + ([f"held-out MLM accuracy {acc.group(1)} % ({acc.group(2)} points; full loss "
+                                 f"{full_acc} %)"] if acc and full_acc else [])
+            if e.get("Per-task delta"):
+                bits.append(f"per task (median vs median) {e['Per-task delta']}")
+            if bits:
+                out.append(f"  * {v}: " + "; ".join(bits) + ".")
+        worse = [v for v, _ in ab["ours"] if v in ab["worse"]]
+        rest = [v for v, _ in ab["ours"] if v not in worse]
+        out.append(f"  * Measurably worse on GLUE (lower by more than the full loss's seed sd, and {_rule_text(ab)}): "
+                   f"{', '.join(worse) or 'none'}" + (f"; not separable from the full loss on GLUE at this "
+                                                      f"scale: {', '.join(rest)}" if rest else "") + ".")
+        out.extend(_excl_wnli_lines(ab))
+        out.extend(_mlm_lines(ab))
+    else:
+        why = res.missing.get("table4", "no measured ablation deltas")
+        theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
+        out.append(f"* Ablation ordering: not run ({why}); the paper's, most harmful first: {theirs}.")
+    return "\n".join(out)
+
+
+def _rule_text(ab: dict) -> str:
+    """The pairing half of the decision rule the table was built under (results/table4_protocol.md)."""
+    return "on every paired seed" if ab.get("rule") is None else f"on at least {ab['rule']} of the paired seeds"
+
+
+def _excl_wnli_lines(ab: dict) -> list[str]:
+    """The same verdict on the macro without WNLI (Table 4's 'Excl. WNLI' column), as a secondary view."""
+    order = [v for v, _ in ab["ours"] if v in ab["excl_deltas"]]
+    if ab["excl_sd"] is None or not order:
+        return []
+    sd = ab["excl_sd"]
+    worse = [v for v in order if v in ab["excl_worse"]]
+    rest = [v for v in order if v not in worse]
+    shown = ", ".join(f"{v} {ab['excl_deltas'][v]:+.2f}" for v in order)
+    return [f"  * Without WNLI (secondary view, chosen after a first ablation protocol showed a seed's WNLI score "
+            f"(71 adversarial dev examples) jumping between the majority class and far below it, and declared "
+            f"before the runs above (results/experiments/ablation_glue_protocol/); the paper's macro above stays "
+            f"the headline): deltas "
+            f"{shown} (full loss sd {sd:.2f}); measurably worse: {', '.join(worse) or 'none'}"
+            + (f"; not separable: {', '.join(rest)}" if rest else "") + "."]
+
+
+def _mlm_lines(ab: dict) -> list[str]:
+    """Which variants' distilled students are worse at held-out MLM than the full loss's by more than two
+    standard errors of a difference of two accuracies on n masked tokens (binomial, unpaired: conservative,
+    since every model sees the same masks)."""
+    full = re.match(r"\s*([0-9.]+)\s*\((\d+) masked tokens\)",
+                    ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
+    if full is None:
+        return []
+    p0, n = float(full.group(1)) / 100, int(full.group(2))
+    worse, rest, deltas = [], [], {}
+    for v, _ in ab["ours"]:
+        m = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", ab["extra"].get(v, {}).get("Held-out MLM acc", ""))
+        if m is None:
+            continue
+        p1, d = float(m.group(1)) / 100, float(m.group(2))
+        se = 100 * math.sqrt(p0 * (1 - p0) / n + p1 * (1 - p1) / n)
+        (worse if d < -2 * se else rest).append(f"{v} ({d:+.2f})")
+        deltas[v] = d
+    if not deltas:
+        return []
+    order = sorted(deltas, key=deltas.get)
+    paper = [v for v, _ in ab["paper"] if v in deltas]
+    return [f"  * On the distilled student itself (held-out MLM accuracy, {n:,} masked WikiText-2 validation tokens, "
+            f"the same masks for each; lower by more than 2 standard errors of the difference): "
+            f"{', '.join(worse) or 'none'}" + (f"; not: {', '.join(rest)}" if rest else "")
+            + f". Ordered by this accuracy, most harmful first: {', then '.join(order)} — "
+            + ("**the paper's GLUE order**." if order == paper else "not the paper's GLUE order.")]
+
+
+def _section_table1(res: Results) -> str:
+    out = ["## Table 1: GLUE dev", "", "Paper rows (`source` = paper) verbatim from Sanh et al. (2019), Table 1; "
+           "measured rows from `table1_glue.csv`."]
+    rows = res.tables.get("table1")
+    cols = [c for c in TABLE1_COLUMNS if c not in ("note", "run_id")]
+    if rows is None:
+        paper = [{"Model": n, "Score": v[0], **dict(zip(TABLE1_TASKS, v[1:])), "source": "paper"}
+                 for n, v in PAPER_TABLE1.items()]
+        return "\n".join(out + ["", md_table(_present(paper, cols, {"retention": "—"}), cols), "",
+                                f"Measured rows: not run ({res.missing['table1']})."])
+    return "\n".join(out + ["", md_table(_present(rows, cols, {"retention": "n/a"}), cols), _notes(rows)])
+
+
+def _section_table2(res: Results) -> str:
+    out = ["## Table 2: downstream (IMDb test accuracy, SQuAD v1.1 EM/F1)", ""]
+    rows = res.tables.get("table2")
+    cols = [c for c in TABLE2_COLUMNS if c not in ("note", "run_id")]
+    if rows is None:
+        paper = [{"Model": n, "IMDb": a, "SQuAD EM": b, "SQuAD F1": c, "source": "paper"}
+                 for n, (a, b, c) in PAPER_TABLE2.items()]
+        return "\n".join(out + [md_table(_present(paper, cols), cols), "",
+                                f"Measured rows: not run ({res.missing['table2']})."])
+    scores = task_scores(res)
+    t = next((v for k, v in scores.items() if k.startswith("teacher")), None)
+    extra = []
+    paper_imdb = 100 * num(PAPER_TABLE2["DistilBERT"][0]) / num(PAPER_TABLE2["BERT-base"][0])
+    for k, v in scores.items():
+        if t is not None and not k.startswith("teacher") and "IMDb" in v and t.get("IMDb"):
+            extra.append(f"* IMDb retention, {k}: {100 * v['IMDb'] / t['IMDb']:.1f} % of the teacher "
+                         f"(the paper: {paper_imdb:.1f} %).")
+    return "\n".join(out + [md_table(_present(rows, cols), cols), _notes(rows), "", *extra])
+
+
+def _section_table3(res: Results) -> str:
+    out = ["## Table 3: size and inference speed", ""]
+    rows = res.tables.get("table3")
+    if rows is None:
+        paper = [{"Model": n, "Params (M)": p, "Inference time (s)": t, "source": "paper"}
+                 for n, (p, t) in PAPER_TABLE3.items()]
+        cols = ["Model", "Params (M)", "Inference time (s)", "source"]
+        return "\n".join(out + ["The paper's Table 3 (CPU inference on the STS-B dev set, batch 1):", "",
+                                md_table(paper, cols), "", f"Measured rows: not run ({res.missing['table3']})."])
+    cols = [c for c in TABLE3_COLUMNS if c in rows[0]]
+    body = [md_table(_present(rows, cols, {"Output change vs fp32": "—"}), cols), _notes(rows)]
+    return "\n".join(out + body)
+
+
+def _section_table4(res: Results) -> str:
+    out = ["## Table 4: ablation (GLUE macro-score, median over seeds)", ""]
+    rows = res.tables.get("table4")
+    if rows is None:
+        paper = [{"Variant": v, "Paper delta": d} for v, d in PAPER_TABLE4.items()]
+        return "\n".join(out + ["The paper's Table 4 (delta vs the full triple loss):", "",
+                                md_table(paper, ["Variant", "Paper delta"]), "",
+                                f"Measured: not run ({res.missing['table4']})."])
+    disp = []
+    for r in rows:
+        d = dict(r)
+        if not str(d.get("Paper delta", "")).strip():
+            d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == "full triple loss"
+                                                else "not in the paper")
+        disp.append(d)
+    for v, pd_ in PAPER_TABLE4.items():  # the paper's variants this table does not hold yet
+        if v not in {r["Variant"] for r in rows}:
+            disp.append({"Variant": v, "Score": f"not run (`ablate --variants {SLUGS[v]}` not run yet)",
+                         **{c: "—" for c in ("Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
+                                             "Per-task delta", "Excl. WNLI")},
+                         "Paper delta": f"{pd_:+.2f}", "source": "measured"})
+    cols = [c for c in TABLE4_COLUMNS if c not in ("note", "run_id") and c in rows[0] or c == "Paper delta"]
+    na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured", "Paired deltas": "n/a", "Per-task delta": "n/a"}
+    return "\n".join(out + [*_table4_protocol(res), md_table(_present(disp, cols, na), cols), _notes(rows)])
+
+
+def _table4_protocol(res: Results) -> list[str]:
+    """One line naming Table 4's fine-tuning protocol (seeds, training examples) read from its per-seed runs."""
+    p = table4_protocol(res)
+    if p is None:
+        return []
+    return [f"Every row fine-tuned the same way: {len(p['seeds'])} seeds ({', '.join(map(str, p['seeds']))}), at "
+            f"most {p['max_examples']} training examples per task (the same subset for every row and seed), "
+            f"{p['epochs']} epochs, lr {p['lr']}.", ""]
+
+
+# ------------------------------------------------------------------ the report
+REPORT_TITLE = "# tinydistil: reproducing DistilBERT (Sanh et al., 2019)"
+
+
+def write_report(results_dir="results", report_dir="report", preset: str = "cpu", overwrite: bool = False) -> Path:
+    """Write `report_dir`/report.md and `report_dir`/figures/*.png from `results_dir`; returns report.md.
+    A report.md or figure there that tinydistil did not write is kept unless `overwrite`."""
+    from ..rundir import made_by_matplotlib, refuse_foreign
+
+    out = Path(report_dir)
+    refuse_foreign(out / "report.md", lambda p: p.read_text(errors="replace").startswith(REPORT_TITLE), overwrite)
+    for name in FIGURES:
+        refuse_foreign(out / "figures" / f"{name}.png", made_by_matplotlib, overwrite)
+    res = load_results(results_dir, preset)
+    figs = write_figures(res, out / "figures")
+    rel = {k: p.relative_to(out).as_posix() for k, p in figs.items()}
+    sha = (res.reproduce or {}).get("git_sha", "not recorded")
+    sc = (res.runs["student"]["run"] or {}).get("config", {})
+    parts = [
+        REPORT_TITLE, "",
+        f"Generated by `python -m tinydistil report --results-dir {results_dir} --preset {preset}` from the files "
+        f"in `{results_dir}/` (pretraining run at git SHA `{sha}`). Every measured number below is read from those "
+        "files; the paper's numbers are labelled as the paper's; anything not run says so.", "",
+        _section_headlines(res), "", section_run(res), "",
+        _section_table1(res), "", f"![teacher vs student per task]({rel['task_bars']})", "",
+        f"![retention per task]({rel['retention']})", "",
+        _section_table2(res), "", _section_table3(res), "", f"![speed vs size]({rel['speed_size']})", "",
+        _section_table4(res), "",
+        "## Distillation loss curves", "",
+        "Each logged term of `log.jsonl`, unweighted"
+        + (f" (the student's `loss` = {sc['alpha_ce']:g}·loss_ce + {sc['alpha_mlm']:g}·loss_mlm + "
+           f"{sc['alpha_cos']:g}·loss_cos, weights from its run.json)" if all(
+               num(sc.get(k)) is not None for k in ("alpha_ce", "alpha_mlm", "alpha_cos")) else "")
+        + "; identically-zero terms (the teacher's distillation terms) are left out.", "",
+        f"![loss curves]({rel['loss_curves']})", "",
+        section_differences(res), "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(parts))
+    return path

@@ -1,0 +1,286 @@
+"""What the report, the poster and the notebooks read from results/: the tables as rows, the run records,
+and the numbers derived from them (retention, speed-ups, the ablation's ordering and verdicts).
+
+    res = load_results("results", preset="cpu")
+
+Nothing here raises for a missing file: it becomes "not run" with the reason (res.missing).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE4
+from .ablation import SLUGS
+from .stats import measurably_worse, paired_deltas, spread
+from .tables import TABLE1_TASKS
+
+
+TABLE3_COLUMNS = ("Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)",
+                  "Speed-up vs teacher", "Output change vs fp32", "source")
+
+
+TABLE_FILES = {"table1": "table1_glue.csv", "table2": "table2_downstream.csv", "table3": "table3_speed.csv",
+               "table4": "table4_ablation.csv"}
+
+
+def num(v) -> float | None:
+    """A finite float from a CSV/JSON cell, else None ("not run: no data", "", "—", NaN)."""
+    if isinstance(v, bool) or v is None:
+        return None
+    try:
+        x = float(str(v).strip().rstrip("x%"))
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+def cell(v) -> str:
+    """A cell as shown: the file's own text; an empty cell reads "not run"."""
+    s = "" if v is None else str(v).strip()
+    return s if s and s.lower() != "nan" else "not run"
+
+
+def role(model: str) -> str:
+    """'teacher: runs/cpu/teacher/model (bert, ...)' -> 'teacher'."""
+    return str(model).split(":", 1)[0].strip()
+
+
+@dataclass
+class Results:
+    """What write_report/write_poster read: tables as lists of {column: str} rows, or None + reason."""
+    results_dir: Path
+    preset: str
+    tables: dict = field(default_factory=dict)    # name -> list[dict] | None
+    missing: dict = field(default_factory=dict)   # name -> reason
+    reproduce: dict | None = None
+    runs: dict = field(default_factory=dict)      # stage -> {"run": run.json, "summary": summary.json, "log": [..]}
+    evals: dict = field(default_factory=dict)     # eval folder name -> {"records": [...], "finetune": [...]}
+    ablation_runs: dict = field(default_factory=dict)  # variant slug -> {"run": run.json, "summary": summary.json}
+    table4_json: dict | None = None  # table4_ablation.json: the floats behind Table 4 (verdicts come from these)
+
+    def measured(self, name: str) -> list[dict]:
+        return [r for r in self.tables.get(name) or [] if not r.get("source", "").startswith("paper")]
+
+    def paper(self, name: str) -> list[dict]:
+        return [r for r in self.tables.get(name) or [] if r.get("source", "").startswith("paper")]
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[dict] | None, str]:
+    import pandas as pd
+
+    if not path.is_file():
+        return None, f"{path} not found"
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError) as e:  # pandas' ParserError / EmptyDataError are ValueErrors
+        return None, f"{path} could not be read ({type(e).__name__})"
+    absent = [c for c in required if c not in df.columns]
+    if absent:
+        return None, f"{path} lacks column(s) {', '.join(absent)}"
+    return df.to_dict("records"), ""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_log(path: Path) -> list[dict]:
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a half-written last line of an interrupted run
+    return out
+
+
+def load_results(results_dir="results", preset: str = "cpu") -> Results:
+    """Read everything the report uses; nothing here raises for a missing file (it becomes "not run")."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"results folder {root} does not exist; pass --results-dir (e.g. results)")
+    res = Results(root, preset)
+    needed = {"table1": ("Model", "Score", "source"), "table2": ("Model", "IMDb", "source"),
+              "table3": ("Model", "Params (M)", "Inference time (s)", "source"),
+              "table4": ("Variant", "Score", "Delta")}
+    hints = {"table1": "python -m tinydistil tables", "table2": "python -m tinydistil tables",
+             "table3": "python -m tinydistil speed"}
+    for name, fname in TABLE_FILES.items():
+        rows, reason = _read_csv(root / fname, needed[name])
+        res.tables[name] = rows
+        if rows is None:
+            res.missing[name] = reason + (f"; written by `{hints[name]}`" if name in hints else "")
+    res.table4_json = _read_json(root / "table4_ablation.json") if res.tables.get("table4") is not None else None
+    res.reproduce = _read_json(root / preset / "reproduce.json")
+    for stage in ("teacher", "student"):
+        d = root / preset / stage
+        res.runs[stage] = {"run": _read_json(d / "run.json"), "summary": _read_json(d / "summary.json"),
+                           "log": _read_log(d / "log.jsonl")}
+    for slug in SLUGS.values():
+        d = root / preset / "ablation" / slug
+        if d.is_dir():
+            res.ablation_runs[slug] = {"run": _read_json(d / "run.json"), "summary": _read_json(d / "summary.json")}
+    for folder in sorted((root / "runs" / "eval").glob(f"{preset}_*")):
+        recs = [r for p in sorted(folder.glob("**/seed*.json")) if (r := _read_json(p))]
+        fts = [r for p in sorted(folder.glob("*/finetune.json")) if (r := _read_json(p))]
+        res.evals[folder.name] = {"records": recs, "finetune": fts}
+    return res
+
+
+def main_records(res: Results) -> list[dict]:
+    """Per-seed fine-tuning records of Tables 1-2 (teacher, student, SQuAD (D)); Table 4's runs, which may use
+    their own protocol (runs/eval/<preset>_ablation_*), left out."""
+    return [r for k, ev in res.evals.items() if not _is_ablation(k) for r in ev["records"]]
+
+
+def _is_ablation(eval_folder: str) -> bool:
+    """True for Table 4's fine-tuning folders (<preset>_ablation_<variant>, as ablation.run_ablation names them)."""
+    return "_ablation_" in eval_folder
+
+
+def glue_retention(res: Results) -> list[dict]:
+    """[{"model", "retention" (str from the file), "teacher_score", "score"}] for measured Table 1 rows that
+    have a retention value."""
+    out = []
+    for r in res.measured("table1"):
+        if num(r.get("retention")) is not None:
+            out.append({"model": r["Model"], "retention": r["retention"], "score": r.get("Score", "")})
+    return out
+
+
+def task_scores(res: Results) -> dict:
+    """{row role: {task: float}} for measured Table 1 rows (GLUE tasks) plus IMDb / SQuAD from Table 2."""
+    out: dict[str, dict] = {}
+    for r in res.measured("table1"):
+        out.setdefault(role(r["Model"]), {}).update(
+            {t: num(r.get(t)) for t in TABLE1_TASKS if num(r.get(t)) is not None})
+    for r in res.measured("table2"):
+        out.setdefault(role(r["Model"]), {}).update(
+            {c: num(r.get(c)) for c in ("IMDb", "SQuAD EM", "SQuAD F1") if num(r.get(c)) is not None})
+    return out
+
+
+def paper_task_scores() -> dict:
+    out = {name: dict(zip(TABLE1_TASKS, v[1:])) for name, v in PAPER_TABLE1.items()}
+    for name, vals in PAPER_TABLE2.items():
+        out.setdefault(name, {}).update({c: num(v) for c, v in zip(("IMDb", "SQuAD EM", "SQuAD F1"), vals)
+                                         if num(v) is not None})
+    return out
+
+
+def per_task_retention(teacher: dict, student: dict) -> dict:
+    """{task: 100 * student / teacher} over tasks both have, skipping a teacher score of 0 (undefined)."""
+    return {t: 100.0 * student[t] / teacher[t] for t in teacher if t in student and teacher[t] not in (0, 0.0)}
+
+
+def speedups(res: Results) -> list[dict]:
+    """Measured Table 3 rows of students (Model names a student or DistilBERT) with a numeric speed-up."""
+    return [r for r in res.measured("table3") if num(r.get("Speed-up vs teacher")) is not None
+            and any(w in str(r["Model"]).lower() for w in ("student", "distil"))]
+
+
+def ablation(res: Results) -> dict | None:
+    """{"ours": [(variant, delta)], "paper": [(variant, paper delta)], "same_order": bool} sorted from the
+    most harmful change (most negative delta) to the least, over the variants with a measured delta."""
+    rows = res.measured("table4")
+    ours = [(r["Variant"], num(r.get("Delta"))) for r in rows
+            if r["Variant"] != "full triple loss" and num(r.get("Delta")) is not None]
+    if not ours:
+        return None
+    paper = {}
+    for r in rows:
+        p = num(r.get("Paper delta"))
+        paper[r["Variant"]] = p if p is not None else PAPER_TABLE4.get(r["Variant"])
+    ours = sorted(ours, key=lambda x: x[1])
+    theirs = sorted([(v, paper[v]) for v, _ in ours if paper.get(v) is not None], key=lambda x: x[1])
+    compared = [v for v, _ in ours if paper.get(v) is not None]
+    full = next((r for r in rows if r["Variant"] == "full triple loss"), {})
+    sd = re.search(r"sd ([0-9.]+)", str(full.get("Spread", "")))  # the full loss's seed-to-seed spread
+    extra = {r["Variant"]: {k: str(r.get(k, "")).strip()
+                            for k in ("Paired deltas", "Held-out MLM acc", "Per-task delta", "Excl. WNLI")}
+             for r in rows}
+    out = {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared,
+           "full_sd": float(sd.group(1)) if sd else None, "extra": extra}
+    return {**out, **table4_verdicts(res.table4_json or {})}
+
+
+def table4_verdicts(table4: dict) -> dict:
+    """The decision rule applied to Table 4's floats (table4_ablation.json, never its formatted cells):
+    {"rule": min paired seeds lower (None: every one), "worse": [variants measurably worse on the GLUE macro],
+    "excl_sd", "excl_deltas": {variant: delta}, "excl_worse": [...] (the same on the macro without WNLI)}."""
+    variants, rule = table4.get("variants", {}), (table4.get("rule") or {}).get("min_paired_seeds_lower")
+    full = variants.get("full triple loss")
+    out = {"rule": rule, "worse": [], "excl_sd": None, "excl_deltas": {}, "excl_worse": []}
+    if not full:
+        return out
+    by_seed = lambda r: dict(zip(r.get("seeds") or range(len(r.get("per_seed", []))), r.get("per_seed", [])))  # noqa: E731
+    for key in ("", "excl"):
+        base = full.get(key) if key else full
+        sp = spread((base or {}).get("per_seed", []))
+        if not base or base.get("score") is None or sp is None:
+            continue
+        for name, r in variants.items():
+            mine = r.get(key) if key else r
+            if name == "full triple loss" or not mine or mine.get("score") is None:
+                continue
+            delta = mine["score"] - base["score"]
+            if key:
+                out["excl_deltas"][name] = delta
+            if measurably_worse(delta, sp["sd"], paired_deltas(by_seed(mine), by_seed(base)), rule):
+                out["excl_worse" if key else "worse"].append(name)
+        if key:
+            out["excl_sd"] = sp["sd"]
+    return out
+
+
+GLUE_TASK_IDS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+
+
+def retention_by_seed(res: Results) -> list[tuple[int, float]]:
+    """[(seed, student macro / teacher macro in %)] from the per-seed GLUE records of <preset>_teacher and
+    <preset>_student, each seed's macro taken over the GLUE tasks both models ran with that seed."""
+    def by_seed(name):
+        out: dict[int, dict[str, float]] = {}
+        for r in res.evals.get(f"{res.preset}_{name}", {}).get("records", []):
+            if r.get("task") in GLUE_TASK_IDS and num(r.get("score")) is not None:
+                out.setdefault(int(r["seed"]), {})[r["task"]] = num(r["score"])
+        return out
+
+    t, s = by_seed("teacher"), by_seed("student")
+    pairs = []
+    for seed in sorted(set(t) & set(s)):
+        tasks = sorted(set(t[seed]) & set(s[seed]))
+        tm = sum(t[seed][k] for k in tasks)
+        if tasks and tm > 0:
+            pairs.append((seed, 100 * sum(s[seed][k] for k in tasks) / tm))
+    return pairs
+
+
+def table4_protocol(res: Results) -> dict | None:
+    """{'seeds': [...], 'max_examples', 'epochs', 'lr'} of Table 4's fine-tuning, read from its per-seed runs."""
+    rows = res.tables.get("table4") or []
+    full = next((r for r in rows if r.get("Variant") == "full triple loss"), {})
+    shared = "ablation" not in full.get("run_id", "")  # the full row reuses Table 1's student runs
+    recs = [r for k, ev in res.evals.items()
+            if _is_ablation(k) or (shared and k == f"{res.preset}_student") for r in ev["records"]]
+    if not recs:
+        return None
+    hp = recs[0].get("hyperparameters", {})
+    return {"seeds": sorted({r["seed"] for r in recs if r.get("seed") is not None}),
+            "max_examples": int(max(num(r.get("train_examples")) or 0 for r in recs)),
+            "epochs": hp.get("epochs"), "lr": hp.get("lr")}
+
+
+def teacher_student_pairs(scores: dict) -> list[tuple[str, dict, dict]]:
+    t = next(((k, v) for k, v in scores.items() if k.startswith("teacher")), None)
+    if t is None:
+        return []
+    return [(k, t[1], v) for k, v in scores.items() if not k.startswith("teacher")]

@@ -1,0 +1,51 @@
+"""Statistics of the study on plain floats: GLUE macro-scores over seeds, paired deltas, spread, and the
+Table 4 decision rule. Formatting happens elsewhere (tables, report); verdicts are computed here, once.
+
+    per_task = {"cola": {0: 12.1, 1: 14.0}, "sst2": {0: 80.3, 1: 81.0}}    # task -> seed -> score
+    macro(per_task)                  # mean over tasks of each task's median over seeds
+    per_seed_macro(per_task)         # {seed: mean over tasks of that seed's scores} (seeds every task has)
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+
+def macro(per_task: dict[str, dict[int, float]]) -> float | None:
+    """Mean over tasks of each task's median over seeds; None without any task."""
+    medians = [statistics.median(v.values()) for v in per_task.values() if v]
+    return sum(medians) / len(medians) if medians else None
+
+
+def per_seed_macro(per_task: dict[str, dict[int, float]]) -> dict[int, float]:
+    """{seed: mean over the tasks of seed k's scores}, for the seeds present in every task."""
+    tasks = [v for v in per_task.values() if v]
+    if not tasks:
+        return {}
+    common = sorted(set.intersection(*(set(v) for v in tasks)))
+    return {s: sum(v[s] for v in tasks) / len(tasks) for s in common}
+
+
+def paired_deltas(mine: dict[int, float], base: dict[int, float]) -> list[float]:
+    """mine[s] - base[s] over the seeds both have, in seed order."""
+    return [mine[s] - base[s] for s in sorted(set(mine) & set(base))]
+
+
+def spread(values) -> dict | None:
+    """{'sd' (sample standard deviation), 'min', 'max'} of two or more values, else None."""
+    values = list(values)
+    if len(values) < 2:
+        return None
+    return {"sd": statistics.stdev(values), "min": min(values), "max": max(values)}
+
+
+def measurably_worse(delta: float | None, full_sd: float | None, paired: list[float],
+                     min_lower: int | None = None) -> bool:
+    """The Table 4 decision rule: lower than the full loss by more than its seed standard deviation, AND lower
+    on at least `min_lower` of the paired seeds (None: on every one of them, the rule of the earlier protocols).
+    The rule the current study uses is declared in results/table4_protocol.md."""
+    if delta is None or full_sd is None or not paired or not math.isfinite(delta):
+        return False
+    lower = sum(d < 0 for d in paired)
+    need = len(paired) if min_lower is None else min_lower  # fewer paired seeds than declared: undecided
+    return delta < -full_sd and lower >= need

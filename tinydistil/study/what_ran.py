@@ -1,0 +1,176 @@
+"""The report's sections written from the run records: what was run (commands, SHAs, machine, wall times,
+per stage and per evaluation folder) and what differs from the paper (teacher, corpus, data, preset)."""
+from __future__ import annotations
+
+from ..paper import PAPER_TABLE3
+from ..presets import PRESETS, get_preset
+from .ablation import SLUGS
+from .results import Results, main_records, num
+from .tables import TABLE1_TASKS
+
+
+def _fmt_s(x) -> str:
+    x = num(x)
+    return "not recorded" if x is None else f"{x:.0f} s"
+
+
+def section_run(res: Results) -> str:
+    rep = res.reproduce
+    out = ["## What was run", ""]
+    if rep is None:
+        out.append(f"Pretraining/distillation: not run (no `{res.results_dir / res.preset / 'reproduce.json'}`).")
+    else:
+        m = rep.get("machine", {})
+        out.append(f"* Preset `{rep.get('preset', res.preset)}`, command `{rep.get('command', 'not recorded')}`, "
+                   f"git SHA `{rep.get('git_sha', 'not recorded')}`, finished {rep.get('finished', 'not recorded')}.")
+        out.append(f"* Machine: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} "
+                   f"torch threads), {m.get('platform', '?')}, Python {m.get('python', '?')}, torch "
+                   f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
+                   + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
+        walls = rep.get("stage_wall_time_s", {})
+        study, call, budget = (num(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
+        if budget is None and rep.get("preset") in PRESETS:
+            budget = get_preset(rep["preset"]).budget_min
+        if study is not None:
+            one_call = call is not None and abs(call - study) <= max(60.0, 0.02 * study)
+            out.append(f"* End to end: **{study / 60:.1f} min** "
+                       + ("in one uninterrupted call" if one_call else
+                          "summed over the stages of several calls (`stage_status` in reproduce.json)")
+                       + (f"; budget {budget:.0f} min: **{'within' if study / 60 <= budget else 'over'}**" if budget
+                          else "") + ".")
+        out.append("* Wall time per stage: " + (", ".join(f"{k} {_fmt_s(v)}" for k, v in walls.items()) or
+                                                 "not recorded") + ".")
+    for stage in ("teacher", "student"):
+        run, summ = res.runs[stage]["run"], res.runs[stage]["summary"]
+        if run is None:
+            out.append(f"* {stage.capitalize()}: not run (no `{res.preset}/{stage}/run.json`).")
+            continue
+        c = run.get("config", {})
+        data = c.get("data_dir") or "not recorded in run.json (TINYDISTIL_DATA_DIR or the hub: WikiText-2)"
+        desc = (f"{c.get('num_layers')} layers x {c.get('hidden_size')}, vocabulary {c.get('vocab_size')}"
+                if stage == "teacher" else
+                f"from `{c.get('teacher')}`, init `{c.get('student_init')}`, layers "
+                f"{c.get('student_layers') or 'every other (default rule)'}, T = {c.get('temperature')}, "
+                f"alpha ce/mlm/cos = {c.get('alpha_ce')}/{c.get('alpha_mlm')}/{c.get('alpha_cos')}")
+        line = (f"* {stage.capitalize()}: {desc}; data {data}; seed {c.get('seed')}; {c.get('epochs')} epochs, "
+                f"lr {c.get('lr')}, {c.get('tokens_per_update')} tokens/update; git SHA `{run.get('git_sha')}`")
+        if summ:
+            p = num(summ.get("parameters"))
+            line += (f"; {summ.get('steps')} updates, {summ.get('tokens')} tokens, "
+                     f"{_fmt_s(summ.get('train_wall_time_s'))} training"
+                     + (f", {p / 1e6:.2f} M parameters" if p is not None else ""))
+        out.append(line + ".")
+    names = {slug: v for v, slug in SLUGS.items()}
+    for slug, r in res.ablation_runs.items():  # each Table 4 variant's own distillation call
+        run, summ = r["run"] or {}, r["summary"] or {}
+        resumed = [f"`{x.get('command')}` at `{str(x.get('git_sha'))[:7]}` from update {x.get('from_step')}"
+                   for x in run.get("resumed", [])]
+        sha = str(run["git_sha"])[:7] if run.get("git_sha") else "not recorded"
+        out.append(f"* Table 4 `{names.get(slug, slug)}` distilled by `{run.get('command', 'not recorded')}` at git "
+                   f"SHA `{sha}`, started {run.get('started', 'not recorded')}"
+                   + (f"; {summ.get('steps')} updates, {_fmt_s(summ.get('train_wall_time_s'))} training" if summ
+                      else "; not finished") + (f"; resumed by {', '.join(resumed)}" if resumed else "") + ".")
+    ev = (rep or {}).get("mlm_eval", {})
+    if "teacher" in ev and "student" in ev:
+        t, s = ev["teacher"], ev["student"]
+        out.append(f"* Held-out MLM ({ev.get('split')} split, {t.get('masked_tokens')} masked tokens, same masks): "
+                   f"teacher loss {t.get('mlm_loss')} / accuracy {100 * t['mlm_accuracy']:.2f} %, student loss "
+                   f"{s.get('mlm_loss')} / accuracy {100 * s['mlm_accuracy']:.2f} %.")
+    elif ev:
+        out.append(f"* Held-out MLM evaluation: not run ({ev.get('not run', 'no reason recorded')}).")
+    for name, ev in res.evals.items():
+        recs, fts = ev["records"], ev["finetune"]
+        if not recs:
+            out.append(f"* Downstream `{name}`: not run (no per-seed JSONs).")
+            continue
+        wall = sum(num(r.get("wall_time_s")) or 0.0 for r in recs)
+        seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
+        hp = recs[0].get("hyperparameters", {})
+        datas = sorted({str(r.get("data")) for r in recs if r.get("data")})
+        shas = sorted({f.get("git_sha", "?") for f in fts})
+        out.append(f"* Downstream `{name}`: {len(recs)} (task, seed) runs, seeds {seeds}, "
+                   f"{hp.get('max_train_examples') or 'all'} training examples per task, {hp.get('epochs')} epochs, "
+                   f"lr {hp.get('lr')}, batch {hp.get('batch_size')}; summed wall time {wall:.0f} s; data "
+                   f"{', '.join(f'`{d}`' for d in datas)}; git SHA "
+                   f"{', '.join(f'`{s}`' for s in shas) or 'not recorded'}.")
+    return "\n".join(out)
+
+
+# What a known encoder saw before it became our teacher (from its model card), keyed by TeacherConfig.init_from
+ENCODER_NOTES = {
+    "all-MiniLM-L6-v2": (
+        "all-MiniLM-L6-v2 is itself a distilled model (MiniLM, from a larger teacher) and was then trained as a "
+        "sentence encoder on about 1 B sentence pairs, which include SNLI, MultiNLI and QQP (none of which is "
+        "scored locally here); its GLUE-style ability is not only what masked-LM pretraining gives."),
+}
+
+
+def prepared_teacher(run: dict, summary: dict) -> str | None:
+    """One sentence on a teacher prepared from a pretrained encoder (TeacherConfig.init_from), from its run.json and
+    summary.json: the encoder, where it came from (package / hub, sha256), the MLM updates; None otherwise."""
+    cfg = (run or {}).get("config", {})
+    name = cfg.get("init_from")
+    if not name:
+        return None
+    src = run.get("teacher_source") or {}
+    where = {"package": f"the PyPI package {src.get('package')}",
+             "hub": f"the hub ({src.get('hub_id')} at {str(src.get('revision', ''))[:12]})",
+             "folder": f"the folder {src.get('path')}"}.get(src.get("source"), "an unrecorded source")
+    sha = (src.get("sha256") or {}).get("model.safetensors")
+    params = num((summary or {}).get("parameters"))
+    return (f"Here the teacher is {name} from {where}" + (f" (model.safetensors sha256 {sha[:16]}...)" if sha else "")
+            + (f", {params / 1e6:.1f} M parameters with its MLM head" if params else "")
+            + ": it has no MLM head, so masked-LM training of the whole encoder was continued with a fresh head "
+            f"(decoder tied to the word embeddings) for {(summary or {}).get('steps', '?')} updates "
+            f"({(summary or {}).get('tokens', '?')} tokens) of WikiText-2 train. " + ENCODER_NOTES.get(name, ""))
+
+
+def section_differences(res: Results) -> str:
+    t_run, s_run = res.runs["teacher"]["run"] or {}, res.runs["student"]["run"] or {}
+    t_sum, s_sum = res.runs["teacher"]["summary"] or {}, res.runs["student"]["summary"] or {}
+    tc, sc = t_run.get("config", {}), s_run.get("config", {})
+    tp, sp = num(t_sum.get("parameters")), num(s_sum.get("parameters"))
+    ours_t = (f"a {tc.get('num_layers')}-layer, {tc.get('hidden_size')}-wide BERT"
+              + (f" ({tp / 1e6:.1f} M parameters)" if tp else "") + f" trained from scratch for "
+              f"{t_sum.get('steps', '?')} updates ({t_sum.get('tokens', '?')} tokens)") if tc else "not run"
+    prepared = prepared_teacher(t_run, t_sum)
+    ours_s = (f"{sp / 1e6:.1f} M parameters, {s_sum.get('steps', '?')} updates ({s_sum.get('tokens', '?')} tokens)"
+              if sp else "not run")
+    recs = main_records(res)
+    seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
+    subset = sorted({r.get("train_examples") for r in recs if r.get("train_examples") is not None})
+    not_run = sorted({t for r in res.measured("table1") for t in TABLE1_TASKS
+                      if num(r.get(t)) is None and t in r})
+    lines = [
+        "## What differs from the paper, and why", "",
+        (f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
+         "pretrained on English Wikipedia + Toronto BookCorpus. " + prepared if prepared else
+         f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3). "
+         "Ours: not run (no teacher run.json in the results)." if not tc else
+         f"* **Teacher.** The paper distils BERT-base ({PAPER_TABLE3['BERT-base'][0]} M parameters, paper Table 3), "
+         "pretrained on English Wikipedia + Toronto BookCorpus. Offline on 2 CPU cores neither the hub checkpoint nor "
+         f"that corpus is available, so the teacher here is {ours_t} on WikiText-2; it is far weaker, so every "
+         "downstream number measures a small model, and retention compares two weak models."),
+        "* **Student.** Same recipe (half the layers, every other teacher layer, triple loss"
+        + (f" with alpha ce/mlm/cos {sc.get('alpha_ce')}/{sc.get('alpha_mlm')}/{sc.get('alpha_cos')}, "
+           f"T = {sc.get('temperature')}" if sc else "") + f"), but at the small teacher's width: {ours_s}; "
+        f"the paper's student has "
+        f"{PAPER_TABLE3['DistilBERT'][0]} M (paper Table 3) and trains for far longer on a far larger corpus.",
+        "* **Seeds.** The paper reports the median of 5 fine-tuning runs on GLUE; in Tables 1-2 here "
+        + (f"{len(seeds)} seed(s) ({', '.join(map(str, seeds))})" if seeds else "no downstream seeds were run")
+        + ", to fit the CPU budget.",
+        "* **Training subsets.** " + (f"Fine-tuning used at most {max(subset)} training examples per task"
+                                      + (f" (fewer where a training set is smaller, down to {min(subset)})"
+                                         if min(subset) != max(subset) else "")
+                                      + "; the paper uses the full training sets" if subset else
+                                      "No downstream fine-tuning was run") + ".",
+        "* **Tasks.** " + (f"GLUE tasks without local train/dev files are not run ({', '.join(not_run)}), so our "
+                           "GLUE Score averages fewer tasks than the paper's nine and is not comparable in absolute "
+                           "terms" if not_run else "All nine GLUE tasks are in Table 1 when run") + ".",
+        "* **SQuAD.** The SQuAD v1.1 training set is not available offline; where Table 2 has measured SQuAD numbers "
+        "the model was fine-tuned on one split of the dev set and scored on the other (see the row's note), not "
+        "on the official train/dev split.",
+        "* **Speed.** The paper times CPU inference on the full STS-B dev set with batch size 1; Table 3's "
+        "measured rows name their device, threads and setup, and time the small models here.",
+    ]
+    return "\n".join(lines)
