@@ -99,7 +99,10 @@ def test_held_out_mlm_scores_the_student_once_and_caches(tmp_path):
     root = str(tmp_path / "r")
     reproduce("smoke", root=root, skip="downstream", progress=False)
     model = tmp_path / "r" / "smoke" / "student" / "model"
-    assert "not run" in held_out_mlm(model, SAMPLE_DATA, 32)  # the bundled sample has no validation split
+    only_train = tmp_path / "only_train" / "wikitext-2"
+    only_train.mkdir(parents=True)
+    shutil.copy(train, only_train / "wiki.train.tokens")
+    assert "not run" in held_out_mlm(model, str(only_train.parent), 32)  # a corpus without a validation split
     assert not (model.parent / "mlm_eval_valid.json").exists()
     want = evaluate_mlm({"student": str(model)}, str(tmp_path / "data"), "valid", 32)["student"]
     got = held_out_mlm(model, str(tmp_path / "data"), 32)

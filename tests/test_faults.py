@@ -344,3 +344,15 @@ def test_a_read_only_folder_is_one_line(tmp_path, smoke_teacher, monkeypatch, ca
                      str(tmp_path / "ro"), "--max-steps", "1"])
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 3 and "Read-only file system" in last and "choose another path" in last
+
+
+def test_two_fresh_smoke_teachers_are_the_same_bytes(tmp_path):
+    """Separate processes (each with its own hash seeds), same preset: same tokenizer, same weights. The smoke
+    teacher takes its vocabulary from the bundled tokenizer (vocab_from), not from a per-run WordPiece training."""
+    code = ("import sys; from tinydistil.presets import stage_config; from tinydistil.train import pretrain_teacher; "
+            "pretrain_teacher(stage_config('smoke', 'teacher', output_dir=sys.argv[1]), progress=False)")
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True, capture_output=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for f in ("model/model.safetensors", "model/tokenizer.json", "tokenizer/tokenizer.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f

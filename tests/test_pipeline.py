@@ -29,6 +29,9 @@ def test_every_stage_runs_and_writes_its_outputs(smoke_run):
     assert list(summary["stage_wall_time_s"]) == [s for s in STAGES if s != "stem"]  # smoke has no stem
     saved = json.loads((res / "smoke" / "reproduce.json").read_text())
     assert saved["total_wall_time_s"] == summary["total_wall_time_s"] and saved["git_sha"]
+    # the bundled sample has a validation split: the held-out MLM stage runs (same masks for both models)
+    ev = saved["mlm_eval"]
+    assert ev["split"] == "valid" and ev["teacher"]["masked_tokens"] == ev["student"]["masked_tokens"] > 0
     t1 = {r["Model"].split(":")[0]: r for r in _rows(res / "table1_glue.csv")}
     # the bundled samples hold SST-2, STS-B and RTE only: the others say why they were not run
     assert t1["student"]["CoLA"] == "not run: no data" and t1["student"]["SST-2"] != "not run: no data"

@@ -99,14 +99,18 @@ class TeacherConfig(TrainConfig):
     # checked). Its architecture and tokenizer are used, so the size fields above do not apply; a missing MLM
     # head is initialised fresh with its decoder tied to the word embeddings.
     init_from: str | None = None
+    # A tokenizer folder to use instead of training a WordPiece vocabulary on the corpus. Trained vocabularies
+    # differ between processes (tokenizers' trainer breaks count ties in hash-map order: huggingface/tokenizers
+    # #1794), so bit-identical fresh runs need a fixed one; the smoke preset uses a bundled one.
+    vocab_from: str | None = None
 
     def validate(self) -> None:
         super().validate()
         if self.init_from is not None:
             if not str(self.init_from).strip():
                 raise ValueError("TeacherConfig: init_from must be an encoder folder, hub id or known name (or unset)")
-            if self.grow_from is not None:
-                raise ValueError("TeacherConfig: set init_from or grow_from, not both")
+            if self.grow_from is not None or self.vocab_from is not None:
+                raise ValueError("TeacherConfig: init_from brings its own vocabulary: unset grow_from and vocab_from")
             return  # the architecture comes from the encoder
         if self.hidden_size % self.num_heads:
             raise ValueError("TeacherConfig: hidden_size must be divisible by num_heads")
@@ -114,6 +118,9 @@ class TeacherConfig(TrainConfig):
             raise ValueError("TeacherConfig: max_position_embeddings must be >= block_size")
         if self.grow_from is not None and not str(self.grow_from).strip():
             raise ValueError("TeacherConfig: grow_from must be a teacher folder (or unset)")
+        if self.vocab_from is not None and (not str(self.vocab_from).strip() or self.grow_from is not None):
+            raise ValueError("TeacherConfig: vocab_from must be a tokenizer folder, and a grown teacher keeps its "
+                             "stem's vocabulary (unset one of grow_from / vocab_from)")
 
 
 @dataclass

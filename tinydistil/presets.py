@@ -47,6 +47,7 @@ def _smoke() -> Preset:
     tiny = dict(seeds=1, epochs=1, batch_size=8, lr=1e-3, max_train_examples=16)
     return Preset(
         TeacherConfig(**common, output_dir="runs/smoke/teacher", vocab_size=600, hidden_size=32, num_layers=2,
+                      vocab_from=str(Path(SAMPLE_DATA) / "smoke-tokenizer"),  # trained once: fresh runs bit-identical
                       num_heads=2, intermediate_size=64, max_position_embeddings=512, lr=1e-3),
         DistillConfig(**common, output_dir="runs/smoke/student", teacher="runs/smoke/teacher/model"),
         downstream={"glue": {**tiny, "max_seq_len": 64}, "imdb": {**tiny, "max_seq_len": 64},

@@ -189,7 +189,9 @@ def check_tokenizer(model, tokenizer, name: str = "the model") -> None:
 
 
 def train_tokenizer(texts, vocab_size: int, out_dir: str | Path) -> BertTokenizerFast:
-    """Train an uncased WordPiece vocabulary on an iterable of strings; saved to `out_dir`."""
+    """Train an uncased WordPiece vocabulary on an iterable of strings; saved to `out_dir`. The result can differ
+    between processes on the same texts (count ties broken in hash-map order, huggingface/tokenizers#1794);
+    TeacherConfig.vocab_from pins one instead."""
     from tokenizers import BertWordPieceTokenizer
 
     wp = BertWordPieceTokenizer(lowercase=True, strip_accents=True)
@@ -251,7 +253,8 @@ def new_teacher(cfg: TeacherConfig, tokenizer) -> BertForMaskedLM:
 def teacher_to_train(cfg: TeacherConfig, texts, tok_dir: Path, encoder_dir: str | None = None):
     """(BertForMaskedLM, tokenizer) a TeacherConfig run starts from: the encoder of `encoder_dir` with its own
     vocabulary (cfg.init_from, resolved by resolve_encoder), a teacher grown from cfg.grow_from with its stem's
-    vocabulary, or a fresh BERT with a WordPiece vocabulary trained on `texts`. The tokenizer is kept in
+    vocabulary, or a fresh BERT with the vocabulary of cfg.vocab_from or one trained on `texts` (not
+    bit-identical between processes: huggingface/tokenizers#1794). The tokenizer is kept in
     `tok_dir`, and read back from there when a resumed run finds it."""
     tok_dir = Path(tok_dir)
     if (tok_dir / "tokenizer_config.json").is_file():
@@ -261,6 +264,12 @@ def teacher_to_train(cfg: TeacherConfig, texts, tok_dir: Path, encoder_dir: str 
         tokenizer.save_pretrained(str(tok_dir))
     elif cfg.grow_from:  # the grown teacher keeps its stem's vocabulary
         tokenizer = load_teacher(cfg.grow_from)[1]
+        tokenizer.save_pretrained(str(tok_dir))
+    elif cfg.vocab_from:  # a fixed vocabulary: fresh runs bit-identical
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(Path(cfg.vocab_from).expanduser()))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"vocab_from {cfg.vocab_from!r}: not a tokenizer folder ({first_line(e)})") from None
         tokenizer.save_pretrained(str(tok_dir))
     else:
         tokenizer = train_tokenizer(texts, cfg.vocab_size, tok_dir)

@@ -93,7 +93,7 @@ class Trainer:
 
     # fields that may differ between the calls of one run (where it runs, how often it logs)
     RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir"})
-    PATH_FIELDS = ("teacher", "grow_from", "init_from", "data_dir")  # compared as resolved paths when local
+    PATH_FIELDS = ("teacher", "grow_from", "init_from", "vocab_from", "data_dir")  # compared as resolved paths when local
 
     def config_diff(self, saved: dict) -> list[str]:
         """Fields of a saved config (run.json / checkpoint) that differ from this run's, paths resolved."""
