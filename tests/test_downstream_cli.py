@@ -60,7 +60,7 @@ def test_glue_imdb_tables_end_to_end(capsys, tmp_path, tiny_models, fixture_data
     rec = json.loads((tmp_path / "runs/eval/bert/glue/rte/seed1.json").read_text())
     assert rec["train_examples"] == 48 and rec["hyperparameters"]["seeds"] == 2
     assert cli.main(["tables", "--teacher", "runs/eval/bert", "--student", "runs/eval/distilbert",
-                     "--results-dir", "res"]) == 0
+                     "--output-dir", "res"]) == 0
     with open(tmp_path / "res" / "table1_glue.csv", newline="") as f:
         t1 = list(csv.DictReader(f))
     teacher, student = t1[3], t1[4]

@@ -90,6 +90,6 @@ def test_bad_input(tiny_models, tmp_path, capsys):
 
 def test_cli_export(tiny_models, tmp_path, capsys):
     assert main(["export", "--model", str(tiny_models["bert"]), "--format", "onnx",
-                 "--output", str(tmp_path / "x")]) == 0
+                 "--output-dir", str(tmp_path / "x")]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "x" / "model.onnx").is_file() and "max |onnxruntime - pytorch|" in out

@@ -221,7 +221,9 @@ def test_poster_missing_tables_say_not_run(tmp_path):
 
 
 def test_cli_report(results, tmp_path, capsys):
-    rc = main(["report", "--results-dir", str(results), "--report-dir", str(tmp_path / "r"),
+    assert main(["report", "--results-dir", str(results), "--output-dir", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "report" / "report.md").is_file() and (tmp_path / "o" / "poster" / "poster.png").is_file()
+    rc = main(["report", "--results-dir", str(results), "--report-dir", str(tmp_path / "r"),  # earlier names
                "--poster-dir", str(tmp_path / "p")])
     assert rc == 0
     assert (tmp_path / "r" / "report.md").is_file() and (tmp_path / "p" / "poster.png").is_file()

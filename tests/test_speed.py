@@ -176,10 +176,10 @@ def test_bad_input(tiny_models, fixture_data, tmp_path, capsys):
 
 
 def test_cli_speed(tiny_models, fixture_data, tmp_path, capsys):
-    out = tmp_path / "t3.csv"
+    out = tmp_path / "res" / "table3_speed.csv"  # --output-dir: the one output flag of every command
     assert main(["speed", "--teacher", str(tiny_models["bert"]), "--student", str(tiny_models["distilbert"]),
-                 "--data-dir", str(fixture_data), "--max-examples", "3", "--repeats", "1", "--out", str(out),
-                 "--no-reference-archs", "--no-deployed"]) == 0
+                 "--data-dir", str(fixture_data), "--max-examples", "3", "--repeats", "1", "--output-dir",
+                 str(out.parent), "--no-reference-archs", "--no-deployed"]) == 0
     assert [r["Model"] for r in _rows(out)][3:] == ["teacher (PyTorch fp32)", "student (PyTorch fp32)"]
     assert "student (PyTorch fp32)" in capsys.readouterr().out
 

@@ -94,7 +94,7 @@ def ablate(preset: str, extra: list[str]):
 FINETUNE_OPTIONS = {"glue": ("model", "tasks", "data_dir", "output_dir"),
                     "imdb": ("model", "data_dir", "output_dir"),
                     "squad": ("model", "teacher", "data_dir", "output_dir"),
-                    "tables": ("teacher", "student", "results_dir")}
+                    "tables": ("teacher", "student", "output_dir", "results_dir")}
 
 
 def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
@@ -112,7 +112,7 @@ def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
         elif command == "squad" and name in {f.name for f in dataclasses.fields(_squad_config())}:
             opts.setdefault("squad", {})[name] = parse_value(_squad_config(), name, extra[i + 1])
         elif command == "tables":
-            raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --results-dir")
+            raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --output-dir")
         else:
             try:
                 over[name] = parse_value(FinetuneConfig(), name, extra[i + 1])
@@ -177,7 +177,7 @@ def tables_command(extra: list[str]):
     for role, folder in evals:
         if not Path(folder).is_dir():
             raise ValueError(f"--{role} {folder} does not exist; run `python -m tinydistil glue --model ...` first")
-    t1, t2 = write_tables(evals, opts.get("results_dir", "results"))
+    t1, t2 = write_tables(evals, opts.get("output_dir") or opts.get("results_dir", "results"))
     print(t1.to_string(index=False))
     print(t2.to_string(index=False))
     return t1, t2
@@ -190,16 +190,18 @@ def speed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-examples", type=int, help="time only the first N dev pairs (smoke runs)")
     p.add_argument("--repeats", type=int, default=3, help="full passes; the median is reported")
     p.add_argument("--stsb-model", help="the student fine-tuned on STS-B: deployed forms report Pearson change")
-    p.add_argument("--out", default="results/table3_speed.csv", help="the CSV (its provenance goes to .json)")
+    p.add_argument("--output-dir", default="results", help="folder for table3_speed.csv (+ .json provenance)")
+    p.add_argument("--out", help=argparse.SUPPRESS)  # the CSV path itself (earlier name; --output-dir is the one)
     p.add_argument("--no-reference-archs", action="store_true", help="skip the BERT-base / DistilBERT architectures")
     p.add_argument("--no-deployed", action="store_true", help="skip PyTorch int8 / ONNX Runtime forms")
-    p.add_argument("--overwrite", action="store_true", help="replace an --out file tinydistil did not write")
+    p.add_argument("--overwrite", action="store_true", help="replace a table3_speed.csv tinydistil did not write")
 
 
 def speed_command(a: argparse.Namespace):
     """`speed`: Table 3 (params, disk, STS-B dev CPU time at batch size 1) -> CSV + JSON provenance."""
     from .deploy.speed import run_speed
 
+    a.out = a.out or str(Path(a.output_dir) / "table3_speed.csv")
     try:
         df = run_speed(a.teacher, a.student, a.data_dir, a.out, a.max_examples, a.repeats,
                        include_reference_archs=not a.no_reference_archs, deployed_forms=not a.no_deployed,
@@ -215,7 +217,9 @@ def export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="model folder written by save_pretrained")
     p.add_argument("--format", default="onnx", choices=["onnx"])
     p.add_argument("--int8", action="store_true", help="ONNX Runtime dynamic int8 quantisation of the weights")
-    p.add_argument("--output", help="folder (default MODEL/onnx) or a path ending in .onnx")
+    p.add_argument("--output-dir", help="folder for model.onnx (or model_int8.onnx) and the tokenizer files "
+                                         "(default MODEL/onnx)")
+    p.add_argument("--output", help=argparse.SUPPRESS)  # earlier name: a folder or a path ending in .onnx
     p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
 
 
@@ -224,7 +228,7 @@ def export_command(a: argparse.Namespace):
     from .deploy.export import FP32_ATOL, check_export, export_onnx
 
     try:
-        path = export_onnx(a.model, a.output, int8=a.int8, overwrite=a.overwrite)
+        path = export_onnx(a.model, a.output or a.output_dir, int8=a.int8, overwrite=a.overwrite)
     except (FileNotFoundError, FileExistsError) as e:
         raise ValueError(str(e)) from None
     diff = check_export(a.model, path)
@@ -240,17 +244,20 @@ def report_command(preset: str, extra: list[str]) -> tuple:
     from .study.poster import write_poster
     from .study.report import write_report
 
-    names = {"results_dir": "results", "report_dir": "report", "poster_dir": "poster"}
+    names = {"results_dir": "results", "output_dir": ".", "report_dir": None, "poster_dir": None}
     overwrite = "--overwrite" in extra
     extra = [x for x in extra if x != "--overwrite"]
     opts, i = dict(names), 0
     while i < len(extra):
         name = extra[i][2:].replace("-", "_") if extra[i].startswith("--") else ""
         if name not in names or i + 1 >= len(extra):
-            raise ValueError(f"cannot read {extra[i]!r}: report takes --results-dir DIR, --report-dir DIR, "
-                             "--poster-dir DIR, --overwrite (and --preset NAME)")
+            raise ValueError(f"cannot read {extra[i]!r}: report takes --results-dir DIR, --output-dir DIR, "
+                             "--overwrite (and --preset NAME)")
         opts[name] = extra[i + 1]
         i += 2
+    # --output-dir DIR: DIR/report and DIR/poster; --report-dir / --poster-dir (earlier names) place each one
+    opts["report_dir"] = opts["report_dir"] or str(Path(opts["output_dir"]) / "report")
+    opts["poster_dir"] = opts["poster_dir"] or str(Path(opts["output_dir"]) / "poster")
     try:
         md = write_report(opts["results_dir"], opts["report_dir"], preset, overwrite=overwrite)
         pdf, png = write_poster(opts["results_dir"], opts["poster_dir"], preset, overwrite=overwrite)
@@ -313,7 +320,7 @@ COMMANDS = {
               FINETUNE_HELP.format(extra=", --teacher SQUAD_FINETUNED_DIR (DistilBERT (D)), SquadConfig fields "
                                          "(--doc-stride 128, --max-eval-examples 500)"), False, False, None),
     "tables": ("Tables 1-2 from evaluation folders",
-               "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--results-dir results] -> "
+               "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--output-dir results] -> "
                "table1_glue.csv, table2_downstream.csv", False, False, None),
     "speed": ("Table 3: size and CPU inference time", "Parameters, size on disk and STS-B dev CPU time at batch "
               "size 1 of the BERT-base / DistilBERT architectures, the teacher, the student and its int8 / ONNX "
@@ -321,8 +328,9 @@ COMMANDS = {
     "export": ("a model folder -> ONNX (fp32 or int8)", "Export a model folder to ONNX (checked against PyTorch).",
                False, False, export_args),
     "report": ("report/report.md and the poster from results/",
-               "Write the report and the poster from the files under --results-dir (DIR, default results); "
-               "--report-dir DIR, --poster-dir DIR, --overwrite to replace files tinydistil did not write. "
+               "Write the report and the poster from the files under --results-dir (DIR, default results) to "
+               "--output-dir DIR (default .: report/ and poster/ there); --overwrite to replace files tinydistil "
+               "did not write. "
                "--preset names the results layout.", True, False, None),
 }
 
