@@ -12,7 +12,7 @@ def test_notebook_01_smoke(tmp_path):
 
     out = tmp_path / "01.ipynb"
     papermill.execute_notebook(str(ROOT / "notebooks" / "01_distill_pretraining.ipynb"), str(out),
-                               parameters={"preset": "smoke", "output_root": str(tmp_path / "runs")},
+                               parameters={"preset": "smoke", "runs_root": str(tmp_path / "runs")},
                                cwd=str(ROOT), progress_bar=False, kernel_name="python3")
     student_dir = tmp_path / "runs" / "smoke" / "student"
     student = DistilBertForMaskedLM.from_pretrained(student_dir / "model")
@@ -59,7 +59,7 @@ def test_notebook_02_glue_tiny(tmp_path, monkeypatch):
     assert teacher["Model"].startswith("teacher: ") and student["Model"].startswith("student: ")
     assert teacher["CoLA"] == "not run: no data" and student["MNLI"] == "not run: no data"
     assert 0 <= float(student["SST-2"]) <= 100 and student["retention"] != ""
-    assert (tmp_path / "runs" / "eval" / "glue_teacher_vs_student.png").stat().st_size > 1000
+    assert (tmp_path / "runs" / "cpu" / "eval" / "glue_teacher_vs_student.png").stat().st_size > 1000  # Layout's
     assert "wrote" in text and "not run: no data" in text
 
 
@@ -72,7 +72,7 @@ def test_notebook_03_imdb_tiny(tmp_path, monkeypatch):
     assert [(r["Model"], r["IMDb"]) for r in rows[:3]] == [("BERT-base", "93.46"), ("DistilBERT", "92.82"),
                                                           ("DistilBERT (D)", "—")]
     assert all(0 <= float(r["IMDb"]) <= 100 and r["SQuAD F1"] == "not run" for r in rows[3:5])
-    assert (tmp_path / "runs" / "eval" / "imdb_teacher_vs_student.png").stat().st_size > 1000
+    assert (tmp_path / "runs" / "cpu" / "eval" / "imdb_teacher_vs_student.png").stat().st_size > 1000
 
 
 def test_notebook_05_speed_tiny(tmp_path, monkeypatch):
@@ -100,6 +100,9 @@ def test_notebook_05_speed_tiny(tmp_path, monkeypatch):
     assert rows[4]["Speed-up vs teacher"] != "" and rows[7]["Output change vs fp32"].startswith("max |diff|")
     assert (tmp_path / "results" / "table3_speed.json").is_file()
     assert (tmp_path / "results" / "table3_speed.png").stat().st_size > 1000
+    # the last notebook ends with the report and the poster, from the tables folder
+    assert (tmp_path / "results" / "report" / "report.md").read_text().startswith("# tinydistil")
+    assert (tmp_path / "results" / "poster" / "poster.png").stat().st_size > 10_000
 
 
 def test_notebook_04_squad_tiny(tmp_path, monkeypatch):
@@ -121,11 +124,11 @@ def test_notebook_04_squad_tiny(tmp_path, monkeypatch):
                                parameters=params, cwd=str(ROOT), progress_bar=False, kernel_name="python3")
     with open(tmp_path / "results" / "table2_downstream.csv", newline="") as f:
         rows = {r["Model"].split(":")[0]: r for r in csv.DictReader(f)}
-    d_run = next((tmp_path / "runs" / "eval").glob("*/squad_d/seed0.json"))
+    d_run = next((tmp_path / "runs" / "cpu" / "eval").glob("*/squad_d/seed0.json"))
     import json
 
     rec = json.loads(d_run.read_text())
     assert rec["teacher"].endswith("squad/model")
     assert float(rows["student (D)"]["SQuAD F1"]) == pytest.approx(rec["metrics"]["f1"], abs=0.06)
     assert "not comparable" in rows["student (D)"]["note"] and rows["teacher"]["IMDb"] == "not run: no data"
-    assert (tmp_path / "runs" / "eval" / "squad_teacher_vs_student.png").stat().st_size > 1000
+    assert (tmp_path / "runs" / "cpu" / "eval" / "squad_teacher_vs_student.png").stat().st_size > 1000

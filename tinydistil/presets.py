@@ -88,7 +88,9 @@ def _t4() -> Preset:
         teacher="bert-base-uncased", output_dir="runs/t4/student", block_size=256, batch_size=32,
         tokens_per_update=16384, epochs=3.0, save_every=50, log_every=10),
         tables_dir="results/t4",
-        downstream={"glue": dict(seeds=5), "imdb": dict(seeds=3, max_seq_len=512, batch_size=16),
+        # sized to fit one Colab T4 session per notebook (the arithmetic is in notebooks 02-04)
+        downstream={"glue": dict(seeds=3, max_train_examples=20000),
+                    "imdb": dict(seeds=2, max_seq_len=512, batch_size=16, max_train_examples=10000),
                     "squad": dict(seeds=1, epochs=2, batch_size=32, max_seq_len=384), "speed": {"repeats": 3}})
 
 

