@@ -3,6 +3,7 @@ labelled as the paper's, missing files shown as "not run", figures non-trivial, 
 import csv
 import json
 import re
+import shutil
 
 import matplotlib
 
@@ -189,12 +190,12 @@ def test_helpers():
     assert per_task_retention({"A": 50.0, "B": 0.0, "C": 10.0}, {"A": 45.0, "B": 3.0}) == {"A": 90.0}
 
 
-def _poster_text(root):
+def _poster_text(root, preset="cpu"):
     """Every string drawn on the poster: text artists and table cells."""
     import matplotlib.pyplot as plt
     import matplotlib.table
 
-    fig = poster_figure(load_results(root, "cpu"))
+    fig = poster_figure(load_results(root, preset))
     out = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
     out += [c.get_text().get_text() for t in fig.findobj(matplotlib.table.Table) for c in t.get_celld().values()]
     plt.close(fig)
@@ -389,3 +390,47 @@ def test_retention_per_seed_is_each_seeds_macro_ratio(tmp_path):
     got = retention_by_seed(load_results(root, "cpu"))
     assert [k for k, _ in got] == [0, 1] and [round(v, 2) for _, v in got] == [95.0, 94.29]
     assert "seed 0 95.0 %, seed 1 94.3 %" in _section_headlines(load_results(root, "cpu"))
+
+
+def make_t4_results(root):
+    """Results shaped like a `reproduce --preset t4` run in Colab: the hub teacher (no teacher stage), the
+    student distilled on a T4, SQuAD fine-tuned on its train split (comparable), Table 3 timed on all 1,500 pairs."""
+    make_results(root, table4=False)
+    shutil.rmtree(root / "cpu")
+    t4 = root / "t4"
+    (t4 / "student").mkdir(parents=True)
+    machine = {"platform": "Linux-colab", "python": "3.12.0", "cpu": "Intel Xeon CPU @ 2.20GHz", "cpu_count": 2,
+               "torch_threads": 2, "torch": "2.9.0+cu126", "transformers": "5.0.0", "gpu": "Tesla T4"}
+    (t4 / "reproduce.json").write_text(json.dumps({
+        "preset": "t4", "stage_wall_time_s": {"distill": 30000.0, "glue": 5000.0}, "total_wall_time_s": 35000.0,
+        "study_wall_time_s": 35000.0, "command": "reproduce --preset t4", "git_sha": "t4fixture", "machine": machine,
+        "student_layers": 6, "finished": "2026-01-02T00:00:00+00:00"}))
+    (t4 / "student" / "run.json").write_text(json.dumps({"config": {
+        "teacher": "bert-base-uncased", "corpus": "wikitext2", "student_init": "teacher", "student_layers": None,
+        "temperature": 2.0, "alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "seed": 42, "epochs": 3.0,
+        "lr": 0.0005, "tokens_per_update": 16384}, "git_sha": "t4fixture", "machine": machine}))
+    (t4 / "student" / "summary.json").write_text(json.dumps({"steps": 900, "tokens": 14745600,
+                                                             "train_wall_time_s": 29000.0, "parameters": 66985530}))
+    (t4 / "student" / "log.jsonl").write_text(_log({"loss": 14.3, "loss_ce": 0.31, "loss_mlm": 6.3, "loss_cos": 0.05}))
+    squad = root / "runs" / "eval" / "t4_student" / "squad"
+    squad.mkdir(parents=True)
+    (squad / "seed0.json").write_text(json.dumps({"task": "squad", "seed": 0, "score": 80.1, "comparable": True,
+                                                  "train_examples": 87599, "wall_time_s": 900.0}))
+    with open(root / "table3_speed.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["student (ONNX Runtime int8)", "1.2", "5.0", "CPU", "2", "40.0", "9.99",
+                                "measured: x", "1500 STS-B dev pairs", "", ""])
+    return root
+
+
+def test_a_t4_report_and_poster_describe_a_hub_teacher_run(tmp_path):
+    root = make_t4_results(tmp_path / "results")
+    md = write_report(root, tmp_path / "report", "t4").read_text()
+    assert "Ours is `bert-base-uncased`, loaded as it is — the paper's own teacher." in md
+    assert "Fine-tuned on the SQuAD v1.1 train split and scored on dev, as the paper." in md
+    assert "**1.7x** for student (PyTorch fp32)" in md and "9.99x" not in md.split("## Table 3")[0]
+    assert "6 layers, 67.0 M parameters" in md and "GPU Tesla T4" in md
+    for wrong in ("offline", "2 CPU cores", "not available", "from scratch", "CPU budget", "no hub"):
+        assert wrong not in md.split("## Table")[0] + md.split("## What differs")[1], wrong
+    text = _poster_text(root, preset="t4")
+    assert "Teacher: bert-base-uncased as it is (the paper's)" in text and "SQuAD: train split -> dev" in text
+    assert "offline" not in text and "9.99x" not in text

@@ -15,7 +15,7 @@ from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TAB
 from .figures import loss_terms
 from .results import (TABLE_FILES, Results, ablation, glue_retention, load_results, main_records, num,
                       paper_task_scores, role, speedups, table4_protocol, task_scores, teacher_student_pairs)
-from .tables import TABLE1_TASKS
+from .tables import TABLE1_TASKS, params_text, plural
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
 PNG_DPI = 100                # 2000 x 1125 px
@@ -97,7 +97,9 @@ def _headlines(res: Results) -> list[str]:
                        if str(r.get(k, "")).strip()) for r in sp}
     lines.append("Inference speed-up vs teacher" + (f" ({where.pop()}):" if len(where) == 1 else ":"))
     # one short line per measured form; the device of each is in Table 3 and the report
-    lines += [f"   ours: {r['Speed-up vs teacher']}x  {_short_form(role(r['Model']))}" for r in sp] or \
+    lines += [f"   ours: {r['Speed-up vs teacher']}x  {_short_form(role(r['Model']))}"
+              + (f" ({r['pairs']} pairs{', tiny sample' if r['pairs'] < 100 else ''})" if r.get("pairs") else "")
+              for r in sp] or \
              [f"   ours: not run ({_why(res, 'table3', 'no student row')})"]
     lines.append(f"   paper: {paper_speedup():.2f}x  ({PAPER_TABLE3['BERT-base'][1]} s / "
                  f"{PAPER_TABLE3['DistilBERT'][1]} s)")
@@ -129,13 +131,13 @@ def _method(res: Results) -> str:
     sp = num((res.runs["student"]["summary"] or {}).get("parameters"))
     walls = (res.reproduce or {}).get("stage_wall_time_s", {})
     teacher = (f"{t.get('num_layers')}-layer x {t.get('hidden_size')} BERT"
-               + (f", {tp / 1e6:.1f} M params" if tp else "") if t else "not run")
+               + (f", {params_text(tp)} params" if tp else "") if t else "not run")
     nl = t.get("num_layers")
     student = (f"{nl // 2}-layer DistilBERT" if isinstance(nl, int) else "DistilBERT") + (
-        f", {sp / 1e6:.1f} M params" if sp else "" if s else ", not run")
+        f", {params_text(sp)} params" if sp else "" if s else ", not run")
     how = (f", MLM continued from {t['init_from']}" if t.get("init_from") else ", MLM from scratch") if t else ""
     if t.get("init_from"):
-        teacher = t["init_from"] + (f", {tp / 1e6:.1f} M params" if tp else "")
+        teacher = t["init_from"] + (f", {params_text(tp)} params" if tp else "")
     lines = [
         "1. Teacher: " + teacher + how,
         "   on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if num(walls.get("teacher")) else ""),
@@ -155,19 +157,27 @@ def _differences(res: Results) -> str:
     subset = [r.get("train_examples") for r in recs if r.get("train_examples") is not None]
     tsum = res.runs["teacher"]["summary"] or {}
     init_from = ((res.runs["teacher"]["run"] or {}).get("config") or {}).get("init_from")
-    teacher = ([f"- Teacher: {init_from} (pretrained, itself distilled; saw NLI/QQP",
-                "  pairs), MLM head trained on WikiText-2" + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else "")]
-               if init_from else ["- Teacher: not run (no teacher run.json in the results)"] if not tsum else
-               ["- Teacher: small BERT trained from scratch offline on WikiText-2"
-                + (f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else ""),
-                "  instead of BERT-base on Wikipedia + BookCorpus (no hub offline)"])
+    hub = ((res.runs["student"]["run"] or {}).get("config") or {}).get("teacher")
+    tokens = f" ({tsum['tokens']} tokens)" if tsum.get("tokens") else ""
+    if init_from:
+        teacher = [f"- Teacher: {init_from} (pretrained, itself distilled; saw NLI/QQP",
+                   "  pairs), MLM head trained on WikiText-2" + tokens]
+    elif tsum:
+        teacher = ["- Teacher: small BERT trained from scratch on WikiText-2" + tokens,
+                   "  instead of BERT-base on Wikipedia + BookCorpus"]
+    elif hub:
+        teacher = [f"- Teacher: {hub} as it is" + (" (the paper's)" if str(hub).endswith("bert-base-uncased") else "")]
+    else:
+        teacher = ["- Teacher: not run (no teacher run.json in the results)"]
+    squad = [r for r in recs if r.get("task") == "squad"]
     lines = [
         *teacher,
-        "- Fine-tuning: " + (f"{len(seeds)} seed(s), at most {max(subset)} training examples per task"
+        "- Fine-tuning: " + (f"{plural(len(seeds), 'seed')}, at most {max(subset)} training examples per task"
                              if recs else "not run"),
         "  (paper: median of 5 seeds, full training sets)",
-        "- GLUE tasks without local data are not run; SQuAD train is not",
-        "  available offline (measured SQuAD rows, if any: split of dev)",
+        "- GLUE tasks without train/dev data are not run",
+        "- SQuAD: " + ("not run" if not squad else "train split -> dev, as the paper"
+                       if all(r.get("comparable", True) for r in squad) else "no train split: split of dev"),
         "- Details, provenance and caveats: report/report.md",
     ]
     return "\n".join(lines)

@@ -85,11 +85,15 @@ def _section_headlines(res: Results) -> str:
     if sp:
         for r in sp:
             where = ", ".join(f"{k} {r[k]}" for k in ("Device", "Threads") if str(r.get(k, "")).strip())
+            n = r.get("pairs")
             out.append(f"* Inference speed-up vs the teacher: **{r['Speed-up vs teacher']}x** for {r['Model']}"
-                       + (f" ({where})" if where else "") + f" — the paper: {paper_speedup():.2f}x "
+                       + (f" ({where})" if where else "")
+                       + (f", timed on {n} STS-B dev pairs" + (" — a tiny sample: a rough figure only" if n < 100
+                                                               else "") if n else "")
+                       + f" — the paper: {paper_speedup():.2f}x "
                        f"(= {PAPER_TABLE3['BERT-base'][1]} s / {PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3).")
     else:
-        why = res.missing.get("table3", "no measured student row with a speed-up")
+        why = res.missing.get("table3", "no measured PyTorch fp32 student row with a speed-up")
         out.append(f"* Inference speed-up: not run ({why}); the paper: {paper_speedup():.2f}x "
                    f"(= {PAPER_TABLE3['BERT-base'][1]} s / {PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3).")
     ab = ablation(res)

@@ -182,9 +182,18 @@ def per_task_retention(teacher: dict, student: dict) -> dict:
 
 
 def speedups(res: Results) -> list[dict]:
-    """Measured Table 3 rows of students (Model names a student or DistilBERT) with a numeric speed-up."""
-    return [r for r in res.measured("table3") if num(r.get("Speed-up vs teacher")) is not None
-            and any(w in str(r["Model"]).lower() for w in ("student", "distil"))]
+    """Measured Table 3 rows of students (Model names a student or DistilBERT) with a numeric speed-up that
+    compare like for like, as the paper does (PyTorch fp32 against the PyTorch fp32 teacher; int8 and ONNX
+    Runtime forms are another comparison), each with 'pairs': the STS-B dev pairs timed (None if unrecorded)."""
+    out = []
+    for r in res.measured("table3"):
+        model = str(r["Model"]).lower()
+        if (num(r.get("Speed-up vs teacher")) is None or not any(w in model for w in ("student", "distil"))
+                or any(w in model for w in ("int8", "onnx"))):
+            continue
+        pairs = re.search(r"(\d+) STS-B dev pairs", str(r.get("note", "")))
+        out.append({**r, "pairs": int(pairs.group(1)) if pairs else None})
+    return out
 
 
 def ablation(res: Results) -> dict | None:

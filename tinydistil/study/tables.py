@@ -25,6 +25,17 @@ TABLE2_COLUMNS = ("Model", "IMDb", "SQuAD EM", "SQuAD F1", "source", "run_id", "
 SQUAD_NOT_RUN = "not run"
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 seed', '3 seeds', '1 layer'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def params_text(n) -> str:
+    """A parameter count as read: '22.7 M', '4.4 M', '53 k' (never '0.0 M')."""
+    n = float(n)
+    return f"{n / 1e6:.1f} M" if n >= 1e5 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
+
+
 def _check_rows(rows: list[dict], allowed: set, table: int, hint: str) -> None:
     """ValueError for a column Table `table` does not have, or a row without a 'Model' name."""
     unknown = sorted({k for r in rows for k in r} - allowed)
@@ -48,7 +59,7 @@ def glue_row(model: str, results, run_id: str = "", teacher: str | None = None, 
         if _number(rec["score"]):
             seeds.add(int(rec["seeds_run"]))
     if seeds and not note:
-        row["note"] = f"median of {'/'.join(map(str, sorted(seeds)))} seeds"
+        row["note"] = "1 seed" if seeds == {1} else f"median of {'/'.join(map(str, sorted(seeds)))} seeds"
     return row
 
 
@@ -56,7 +67,8 @@ def imdb_row(model: str, results, run_id: str = "", note: str = "") -> dict:
     """A Table 2 row from run_imdb / summarize_imdb output (test accuracy, 0-100)."""
     rec = results.to_dict("records")[0]
     if _number(rec["score"]) and not note:
-        note = f"IMDb test accuracy, epoch selected on dev; median of {int(rec['seeds_run'])} seeds"
+        n = int(rec["seeds_run"])
+        note = "IMDb test accuracy, epoch selected on dev; " + (f"median of {n} seeds" if n > 1 else "1 seed")
     return {"Model": model, "IMDb": rec["score"] if _number(rec["score"]) else NOT_RUN, "run_id": run_id,
             "note": note}
 
@@ -185,8 +197,10 @@ def describe_eval(eval_dir, role: str) -> str:
     for p in sorted(Path(eval_dir).glob("**/seed*.json")):
         rec = json.loads(p.read_text())
         info = rec.get("model_info", {})
-        return (f"{role}: {rec['model']} ({info.get('model_type')}, {info.get('layers')} layers, "
-                f"{info.get('parameters', 0) / 1e6:.1f} M params)")
+        layers = info.get("layers")
+        return (f"{role}: {rec['model']} ({info.get('model_type')}, "
+                f"{plural(layers, 'layer') if isinstance(layers, int) else f'{layers} layers'}, "
+                f"{params_text(info.get('parameters', 0))} params)")
     return f"{role}: {Path(eval_dir).name}"
 
 
