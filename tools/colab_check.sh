@@ -18,8 +18,8 @@ sh "$repo/tools/install_torch.sh" "$py" >/dev/null 2>&1
 {
   echo "# simulated Colab check: $(date -u +%FT%TZ), repo $(git -C "$repo" rev-parse HEAD)"
   echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; python $("$py" -V 2>&1 | cut -d' ' -f2); torch $("$py" -c 'import torch; print(torch.__version__)')"
-  echo "# before the first notebook: tinydistil importable? $("$py" -c 'import importlib.util as u; print(u.find_spec("tinydistil") is not None)')"
   mkdir -p "$tmp/work"
+  echo "# before the first notebook, in the empty working folder: tinydistil importable? $(cd "$tmp/work" && "$py" -c 'import importlib.util as u; print(u.find_spec("tinydistil") is not None)')"
   data="$tmp/clone/tinydistil/sample_data"
   common="-p REPO_URL $tmp/clone -p runs_root $tmp/runs -p preset smoke"
   for nb in 01_distill_pretraining 02_glue 03_imdb 04_squad 05_speed; do

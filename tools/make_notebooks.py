@@ -17,14 +17,16 @@ def setup_cell(needs=()) -> str:
     return f'''# Set-up: use the installed tinydistil, else clone REPO_URL and install it (Colab's own torch is kept).
 import importlib.util, os, subprocess, sys
 IN_COLAB = "google.colab" in sys.modules
-if importlib.util.find_spec("tinydistil") is None:
+CLONE = "tinydistil-repo"  # not "tinydistil": a folder of the package's name in the working directory would shadow it
+spec = importlib.util.find_spec("tinydistil")
+if spec is None or spec.origin is None:  # not installed (a namespace match is some folder, not the package)
     if not REPO_URL:
         raise SystemExit("tinydistil is not installed here: set REPO_URL in the parameters cell to the git URL of "
                          "the repository (or the path of a local clone), then run the notebook again")
-    if not os.path.isdir("tinydistil"):
-        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "tinydistil"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "tinydistil"], check=True)
-    sys.path.insert(0, os.path.abspath("tinydistil"))
+    if not os.path.isdir(CLONE):
+        subprocess.run(["git", "clone", "--depth", "1", REPO_URL, CLONE], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", CLONE], check=True)
+    sys.path.insert(0, os.path.abspath(CLONE))
 missing = [m for m in {list(needs)!r} if importlib.util.find_spec(m) is None]  # beyond tinydistil's own needs
 if missing:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", *missing], check=True)
