@@ -356,3 +356,19 @@ def test_two_fresh_smoke_teachers_are_the_same_bytes(tmp_path):
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     for f in ("model/model.safetensors", "model/tokenizer.json", "tokenizer/tokenizer.json"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_a_glue_model_without_a_padding_token_is_named_before_anything_is_written(tmp_path, capsys):
+    from tiny_downstream import save_tiny_model
+    from transformers import AutoTokenizer
+
+    folder = save_tiny_model(tmp_path / "nopad")
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.pad_token = None  # like GPT-2's tokenizer
+    tok.save_pretrained(folder)
+    capsys.readouterr()  # the fixture's own output
+    out = tmp_path / "eval"
+    assert cli.main(["glue", "--model", str(folder), "--tasks", "rte", "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "has no padding token" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
