@@ -136,3 +136,12 @@ def test_the_pinned_minilm_package_matches_its_hashes():
     assert source["sha256"]["model.safetensors"] == T.ENCODERS["all-MiniLM-L6-v2"].sha256["model.safetensors"]
     cfg = json.loads((T.Path(path) / "config.json").read_text())
     assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["vocab_size"]) == (6, 384, 30522)
+
+
+def test_a_preset_vocabulary_gives_way_to_an_encoders_own(tmp_path, encoder_dir):
+    """smoke's fixed vocabulary (vocab_from) is for its from-scratch teacher; --init-from brings its own."""
+    from tinydistil.presets import get_preset
+
+    assert get_preset("smoke").teacher.vocab_from and _prep_cfg(tmp_path, encoder_dir).vocab_from is None
+    with pytest.raises(ValueError, match="unset vocab_from"):
+        _prep_cfg(tmp_path, encoder_dir, vocab_from=str(encoder_dir))

@@ -109,8 +109,11 @@ class TeacherConfig(TrainConfig):
         if self.init_from is not None:
             if not str(self.init_from).strip():
                 raise ValueError("TeacherConfig: init_from must be an encoder folder, hub id or known name (or unset)")
-            if self.grow_from is not None or self.vocab_from is not None:
-                raise ValueError("TeacherConfig: init_from brings its own vocabulary: unset grow_from and vocab_from")
+            if self.grow_from is not None:
+                raise ValueError("TeacherConfig: set init_from or grow_from, not both")
+            if self.vocab_from is not None:
+                raise ValueError("TeacherConfig: init_from brings its own vocabulary: unset vocab_from "
+                                 "(--vocab-from none)")
             return  # the architecture comes from the encoder
         if self.hidden_size % self.num_heads:
             raise ValueError("TeacherConfig: hidden_size must be divisible by num_heads")
@@ -131,7 +134,7 @@ class DistillConfig(TrainConfig):
     student_layers: list[int] | None = None  # teacher layers copied into the student; None -> every other layer
     student_init: str = "teacher"  # teacher | random (paper Table 4 ablation)
     temperature: float = 2.0
-    alpha_ce: float = 5.0  # soft-target KL, multiplied by T^2
+    alpha_ce: float = 5.0  # soft-target KL (x T^2); the reference distiller's name: DistilLoss calls it alpha_kl
     alpha_mlm: float = 2.0  # masked-LM cross-entropy
     alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
     restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one

@@ -129,7 +129,7 @@ def preset_stages(preset: str, root: str | None = None, data_dir: str | None = N
     if p.teacher is not None:
         if root:
             t_over.setdefault("output_dir", str(Path(root) / preset / "teacher"))
-        teacher = replace(p.teacher, **common, **t_over)
+        teacher = replace(p.teacher, **common, **_own_vocabulary(t_over))
         stages.append(("teacher", teacher))
         d_over.setdefault("teacher", str(Path(teacher.output_dir) / "model"))
     if root:
@@ -145,6 +145,14 @@ def preset_configs(preset: str, root: str | None = None, data_dir: str | None = 
     return stages.get("teacher"), stages["distill"]
 
 
+def _own_vocabulary(over: dict) -> dict:
+    """A teacher continued from an encoder (init_from) or grown from a stem (grow_from) brings its own
+    vocabulary: a preset's fixed vocabulary for its from-scratch teacher (vocab_from) then does not apply."""
+    if any(over.get(k) for k in ("init_from", "grow_from")) and "vocab_from" not in over:
+        return {**over, "vocab_from": None}
+    return over
+
+
 def stage_config(preset: str, stage: str, **overrides):
     """The config of `stage` ('teacher' or 'distill') in `preset`, with fields overridden."""
     p = get_preset(preset)
@@ -156,4 +164,4 @@ def stage_config(preset: str, stage: str, **overrides):
     if cfg is None:
         raise ValueError(f"preset {preset!r} uses the hub teacher {p.distill.teacher}; there is no teacher to "
                          "pretrain (use --preset cpu for the offline teacher)")
-    return replace(cfg, **overrides)
+    return replace(cfg, **(_own_vocabulary(overrides) if stage != "distill" else overrides))
