@@ -1,6 +1,7 @@
 """Table 4 ablation: variant scores from per-seed files, deltas and spread, and a smoke run end to end."""
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,10 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     with open(res / "table4_ablation.csv", newline="") as f:
         assert list(csv.DictReader(f)) == left  # the same table as the last call's, cell for cell
     assert not (tmp_path / "smoke" / "ablation" / "no_mlm" / "summary.json").exists()
+    # a finished row whose model is gone (restored from results/ on another machine) is not trained again
+    shutil.rmtree(tmp_path / "smoke" / "ablation" / "no_ce" / "model")
+    df3 = run_ablation("smoke", root=root, variants="no_ce", progress=False)
+    assert list(df3["Score"]) == [r["Score"] for r in left if r["Variant"] in df3["Variant"].tolist()]
 
 
 def test_ablation_protocol_of_its_own_leaves_table1_alone(tmp_path, monkeypatch):

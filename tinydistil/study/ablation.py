@@ -270,8 +270,13 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if name in names:
             print(f"[tinydistil] ablation {names.index(name) + 1}/{len(names)}: {name}", file=sys.stderr, flush=True)
             distilled = not (Path(cfg.output_dir) / "summary.json").is_file()
-            Trainer(cfg, resume=True, progress=progress).setup().train()
-            run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)
+            if distilled:
+                Trainer(cfg, resume=True, progress=progress).setup().train()
+            elif not _same_run(Path(cfg.output_dir), cfg):  # finished: not trained again, but it must be this row
+                raise ValueError(f"{cfg.output_dir} holds a finished distillation with other settings than the "
+                                 f"{name!r} row; move it away or use another --output-dir")
+            if (Path(cfg.output_dir) / "model" / "config.json").is_file():  # else a finished row restored from
+                run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)  # results/
         elif not (Path(cfg.output_dir) / "summary.json").is_file():
             continue
         mlm = held_out_mlm(Path(cfg.output_dir) / "model", data_dir, cfg.block_size)
