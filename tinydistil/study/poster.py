@@ -107,7 +107,7 @@ def _headlines(res: Results) -> list[str]:
     if ab:
         lines.append("   ours: " + " > ".join(v.replace("- ", "-") for v, _ in ab["ours"]))
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"])
-                     + ("  (same)" if ab["same_order"] else "  (differs)"))
+                     + ("  (one measured)" if ab["same_order"] is None else "  (same)" if ab["same_order"] else "  (differs)"))
         # the order alone hides that most deltas are seed noise at this scale (see report: same rule)
         worse = [v.replace("- ", "-") for v, _ in ab["ours"] if v in ab["worse"]]
         lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"

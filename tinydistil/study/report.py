@@ -101,7 +101,8 @@ def _section_headlines(res: Results) -> str:
         ours = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["ours"])
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["paper"])
         out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; "
-                   f"**{'same order' if ab['same_order'] else 'different order'}**.")
+                   + (f"**{'same order' if ab['same_order'] else 'different order'}**." if ab["same_order"] is not None
+                      else "no order to compare yet (one variant of the paper's measured)."))
         within = [v for v, d in ab["ours"] if ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
         if within:
             out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
@@ -180,8 +181,9 @@ def _mlm_lines(ab: dict) -> list[str]:
     return [f"  * On the distilled student itself (held-out MLM accuracy, {n:,} masked WikiText-2 validation tokens, "
             f"the same masks for each; lower by more than 2 standard errors of the difference): "
             f"{', '.join(worse) or 'none'}" + (f"; not: {', '.join(rest)}" if rest else "")
-            + f". Ordered by this accuracy, most harmful first: {', then '.join(order)} — "
-            + ("**the paper's GLUE order**." if order == paper else "not the paper's GLUE order.")]
+            + (f". Ordered by this accuracy, most harmful first: {', then '.join(order)} — "
+               + ("**the paper's GLUE order**." if order == paper else "not the paper's GLUE order.")
+               if len(paper) > 1 else ".")]
 
 
 def _section_table1(res: Results) -> str:

@@ -216,7 +216,8 @@ def ablation(res: Results) -> dict | None:
     extra = {r["Variant"]: {k: str(r.get(k, "")).strip()
                             for k in ("Paired deltas", "Held-out MLM acc", "Per-task delta", "Excl. WNLI")}
              for r in rows}
-    out = {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared,
+    # an order needs two variants: with one measured, "same order" would say nothing (None: not comparable yet)
+    out = {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared if len(compared) > 1 else None,
            "full_sd": float(sd.group(1)) if sd else None, "extra": extra}
     return {**out, **table4_verdicts(res.table4_json or {})}
 
