@@ -29,6 +29,8 @@ def section_run(res: Results) -> str:
                    + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
         walls = rep.get("stage_wall_time_s", {})
         study, call, budget = (num(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
+        if call is None:  # the report stage itself runs before the call's total is known
+            call = num(rep.get("wall_time_so_far_s"))
         if budget is None and rep.get("preset") in PRESETS:
             budget = get_preset(rep["preset"]).budget_min
         if study is not None:
@@ -58,7 +60,7 @@ def section_run(res: Results) -> str:
             p = num(summ.get("parameters"))
             line += (f"; {summ.get('steps')} updates, {summ.get('tokens')} tokens, "
                      f"{_fmt_s(summ.get('train_wall_time_s'))} training"
-                     + (f", {p / 1e6:.2f} M parameters" if p is not None else ""))
+                     + (f", {params_text(p)} parameters" if p is not None else ""))
         out.append(line + ".")
     names = {slug: v for v, slug in SLUGS.items()}
     for slug, r in res.ablation_runs.items():  # each Table 4 variant's own distillation call
