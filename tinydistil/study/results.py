@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE4
-from .ablation import SLUGS
-from .stats import measurably_worse, paired_deltas, spread
+from .ablation import SLUGS, paired_deltas
+from .stats import measurably_worse, spread
 from .tables import TABLE1_TASKS
 
 
@@ -231,7 +231,6 @@ def table4_verdicts(table4: dict) -> dict:
     out = {"rule": rule, "worse": [], "excl_sd": None, "excl_deltas": {}, "excl_worse": []}
     if not full:
         return out
-    by_seed = lambda r: dict(zip(r.get("seeds") or range(len(r.get("per_seed", []))), r.get("per_seed", [])))  # noqa: E731
     for key in ("", "excl"):
         base = full.get(key) if key else full
         sp = spread((base or {}).get("per_seed", []))
@@ -244,7 +243,7 @@ def table4_verdicts(table4: dict) -> dict:
             delta = mine["score"] - base["score"]
             if key:
                 out["excl_deltas"][name] = delta
-            if measurably_worse(delta, sp["sd"], paired_deltas(by_seed(mine), by_seed(base)), rule):
+            if measurably_worse(delta, sp["sd"], paired_deltas(mine, base), rule):
                 out["excl_worse" if key else "worse"].append(name)
         if key:
             out["excl_sd"] = sp["sd"]
