@@ -12,6 +12,7 @@ PAPER_TABLE1 = {
 PAPER_TEACHERS = {"DistilBERT": "BERT-base"}
 PAPER_NOTE1 = "paper Table 1 (GLUE dev); Score = mean of all nine tasks"
 # Table 2: IMDb test accuracy, SQuAD v1.1 dev EM/F1; (D) = with a second distillation step.
+PAPER_TABLE2_COLUMNS = ("IMDb", "SQuAD EM", "SQuAD F1")
 PAPER_TABLE2 = {
     "BERT-base": ("93.46", "81.2", "88.5"),
     "DistilBERT": ("92.82", "77.7", "85.8"),

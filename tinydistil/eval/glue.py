@@ -26,6 +26,7 @@ import numpy as np
 from ..data import resolve_data_dir as _resolve_dir
 from .finetune import FinetuneConfig
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
+from .registry import Downstream
 from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, fill_not_run,
                      normalize_model, record_not_run, run_seeds, summary_row, train_subset)
 
@@ -317,3 +318,12 @@ def summarize_glue(output_dir, tasks=None):
     metric_cols = [c for c in df.columns if c not in ("task", "display", "score", "seeds_run", "seed_scores",
                                                       "data", "reason")]
     return fill_not_run(df, metric_cols)
+
+
+def _run_in_study(model, cfg, settings, folder, data_dir, progress, role) -> None:
+    # the student's STS-B model is kept: Table 3 scores its int8 / ONNX forms on STS-B
+    run_glue(model, settings.get("glue_tasks"), cfg, folder, data_dir, progress,
+             save_models=("stsb",) if role == "student" else ())
+
+
+DOWNSTREAM = Downstream("glue", _run_in_study, seed_glob="*/seed*.json")  # fills Table 1 (study.tables.glue_row)

@@ -21,8 +21,9 @@ import numpy as np
 from ..data import resolve_data_dir
 from .finetune import FinetuneConfig
 from .metrics import accuracy
-from .runner import (Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, normalize_model, run_seeds,
-                     summarize_seeds, train_subset)
+from .registry import Downstream
+from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, is_score,
+                     normalize_model, run_seeds, summarize_seeds, train_subset)
 
 LABELS = ("Negative", "Positive")
 LOCAL_FOLDER = "imdb-kaushik2020-orig"
@@ -166,3 +167,21 @@ def summarize_imdb(output_dir):
     """One-row DataFrame of the finished IMDb runs in `output_dir` (see run_imdb)."""
     return summarize_seeds(output_dir, "imdb", "IMDb", ["accuracy", "dev_accuracy"], lambda rs: {
         "selected_epochs": [r["selected_epoch"] for r in rs], "data": rs[0]["data"]})
+
+
+def table_cells(results) -> dict:
+    """IMDb's Table 2 cells from run_imdb / summarize_imdb output: {"IMDb": test accuracy 0-100 or NOT_RUN, "note"}."""
+    rec = results.to_dict("records")[0]
+    if not is_score(rec["score"]):
+        return {"IMDb": NOT_RUN, "note": ""}
+    n = int(rec["seeds_run"])
+    return {"IMDb": rec["score"],
+            "note": "IMDb test accuracy, epoch selected on dev; " + (f"median of {n} seeds" if n > 1 else "1 seed")}
+
+
+def _run_in_study(model, cfg, settings, folder, data_dir, progress, role) -> None:
+    run_imdb(model, cfg, folder, data_dir, progress)
+
+
+DOWNSTREAM = Downstream("imdb", _run_in_study, columns=("IMDb",), decimals=2,
+                        cells=lambda folder: table_cells(summarize_imdb(folder)))

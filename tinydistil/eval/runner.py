@@ -8,8 +8,9 @@ way for every task: the model and its tokenizer are checked before any data is r
 only then (finetune.json) and refused if it holds other settings, a task without data is recorded as "not
 run" with the reason (status.json), every model and seed trains on the same fixed subset of training
 examples, and each finished seed is written atomically to `seed<k>.json` so that a rerun skips it.
-Adding a task = one module holding its loader, a `Task` and a short `run_<task>` that checks the model, claims
-the folder and calls `run_seeds` (imdb.py is the smallest example).
+Adding a task = one module holding its loader, a `Task`, a short `run_<task>` that checks the model, claims
+the folder and calls `run_seeds`, and its `DOWNSTREAM` entry, plus its name in eval/registry.py's TASKS
+(imdb.py is the smallest example).
 """
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ from ..rundir import config_diff, write_json_atomic
 from .finetune import FinetuneConfig
 
 NOT_RUN = "not run: no data"
+
+
+def is_score(v) -> bool:
+    """True for a measured number (not a "not run: ..." string, a bool or NaN)."""
+    return isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and v == v
 
 
 class NoData(Exception):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,10 @@ from ..data import resolve_data_dir as _resolve_dir
 from ..losses import qa_distillation_loss
 from .finetune import FinetuneConfig
 from .metrics import squad_metrics
-from .runner import (Fitted, NoData, Prepared, check_output_dir, default_output_dir, normalize_model, run_seeds,
-                     summarize_seeds, train_subset)
+from .registry import Downstream
+from .squad_files import read_squad_json, split_articles
+from .runner import (Fitted, NoData, Prepared, check_output_dir, default_output_dir, is_score, normalize_model,
+                     run_seeds, summarize_seeds, train_subset)
 
 HUB_DATASET = "rajpurkar/squad"
 LOCAL_FOLDERS = ("squad-v1.1", "squad")
@@ -83,79 +84,6 @@ class SquadData:
 
 
 # ------------------------------------------------------------------ loading
-def read_squad_json(path) -> list[dict]:
-    """Rows (id, title, context, question, answers) of a SQuAD v1.1 JSON file; ValueError if malformed."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))["data"]
-        rows = []
-        for article in data:
-            for para in article["paragraphs"]:
-                for qa in para["qas"]:
-                    answers = qa["answers"]
-                    rows.append({"id": str(qa["id"]), "title": article.get("title", ""), "context": para["context"],
-                                 "question": qa["question"],
-                                 "answers": {"text": [a["text"] for a in answers],
-                                             "answer_start": [int(a["answer_start"]) for a in answers]}})
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path} is not a SQuAD v1.1 JSON file ({type(e).__name__}: {e}); expected "
-                         '{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question", "answers"}]}]}]}') \
-            from None
-    if not rows:
-        raise ValueError(f"{path} holds no questions; pass the official train-v1.1.json / dev-v1.1.json")
-    for r in rows:
-        if not r["answers"]["text"]:
-            raise ValueError(f"{path}: question {r['id']} has no answer; SQuAD v1.1 needs one per question "
-                             "(v2.0 unanswerable questions are not supported)")
-    check_answer_spans(rows, path)
-    return rows
-
-
-MAX_BAD_SPANS = 0.5  # a file where more answers than this miss their context is refused
-
-
-def check_answer_spans(rows: list[dict], path) -> int:
-    """Check that each answer's text is at its `answer_start` in the context (a wrong offset would silently
-    train on the [CLS] label). A mismatched answer whose text occurs in the context is moved to the occurrence
-    nearest its offset (warned, counted); a file where more than MAX_BAD_SPANS of the answers mismatch is
-    refused. Returns the number of mismatches."""
-    import warnings
-
-    total = bad = moved = 0
-    first = None
-    for r in rows:
-        ctx, starts = r["context"], r["answers"]["answer_start"]
-        for k, (text, start) in enumerate(zip(r["answers"]["text"], starts)):
-            total += 1
-            if ctx[start:start + len(text)] == text:
-                continue
-            bad += 1
-            first = first or (r["id"], start, text)
-            hits = [i for i in range(len(ctx)) if ctx.startswith(text, i)] if text else []
-            if hits:
-                starts[k] = min(hits, key=lambda i: abs(i - start))
-                moved += 1
-    if bad > MAX_BAD_SPANS * total:
-        raise ValueError(f"{path}: {bad} of {total} answers are not at their answer_start in the context (e.g. "
-                         f"question {first[0]}: {first[2][:40]!r} at {first[1]}); the offsets must be character "
-                         "positions in the context, as in the official SQuAD files")
-    if bad:
-        warnings.warn(f"{path}: {bad} of {total} answers were not at their answer_start (e.g. question {first[0]}); "
-                      f"{moved} moved to where their text occurs, {bad - moved} left (trained as no-answer windows)",
-                      stacklevel=2)
-    return bad
-
-
-def split_articles(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
-    """Rows of a fixed random `fraction` of the articles (by title), then the rest's: no context is shared."""
-    titles = sorted({r["title"] for r in rows})
-    random.Random(seed).shuffle(titles)
-    chosen = set(titles[:max(1, round(fraction * len(titles)))])
-    if len(chosen) == len(titles):
-        raise ValueError("the dev file has a single article: it cannot be split into fine-tuning and scoring parts")
-    return [r for r in rows if r["title"] in chosen], [r for r in rows if r["title"] not in chosen]
-
-
 def load_local(data_dir: Path, opts: SquadConfig) -> SquadData:
     import datasets
 
@@ -402,3 +330,27 @@ def summarize_squad(output_dir):
     return summarize_seeds(output_dir, "squad", "SQuAD", ["exact_match", "f1"], lambda rs: {
         "data": rs[0]["data"], "comparable": rs[0]["comparable"], "distilled_from": rs[0].get("teacher"),
         "train_examples": rs[0]["train_examples"], "eval_examples": rs[0]["eval_examples"]})
+
+
+def table_cells(results) -> dict:
+    """SQuAD EM / F1 cells (0-100) and a note from run_squad / summarize_squad output; "not run: <reason>"
+    when nothing finished. Scores from a split of dev are marked as not comparable with the paper's."""
+    rec = results.to_dict("records")[0]
+    if not is_score(rec["score"]):
+        reason = rec.get("reason") or "no data"
+        cell = f"not run: {reason}" if reason != "not attempted" else "not run"
+        return {"SQuAD EM": cell, "SQuAD F1": cell, "note": ""}
+    note = f"SQuAD EM/F1 median of {int(rec['seeds_run'])} seed(s)"
+    if rec.get("train_examples"):
+        note += f", fine-tuned on {rec['train_examples']} questions, scored on {rec['eval_examples']}"
+    if not rec.get("comparable", True):
+        note += f" (drawn from: {rec['data']}; not comparable with the paper)"
+    return {"SQuAD EM": rec["exact_match"], "SQuAD F1": rec["f1"], "note": note}
+
+
+def _run_in_study(model, cfg, settings, folder, data_dir, progress, role) -> None:
+    run_squad(model, cfg, SquadConfig(**settings.get("squad_opts", {})), None, folder, data_dir, progress)
+
+
+DOWNSTREAM = Downstream("squad", _run_in_study, columns=("SQuAD EM", "SQuAD F1"), finetune_defaults=SQUAD_FINETUNE,
+                        cells=lambda folder: table_cells(summarize_squad(folder)))

@@ -57,23 +57,25 @@ def fig_loss_curves(res: Results, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-BAR_TASKS = (*TABLE1_TASKS, "IMDb", "SQuAD EM", "SQuAD F1")
+def bar_tasks(res: Results) -> tuple[str, ...]:
+    """The bars' tasks: GLUE's, then Table 2's columns (IMDb, SQuAD EM, SQuAD F1, any other registered task)."""
+    return (*TABLE1_TASKS, *res.table2_tasks())
 
 
 def fig_task_bars(res: Results, path: Path) -> Path:
     plt = _plt()
     import numpy as np
 
-    ours, paper = task_scores(res), paper_task_scores()
+    ours, paper, tasks = task_scores(res), paper_task_scores(), bar_tasks(res)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
     panels = [("measured (this repository)", ours), ("paper (Sanh et al. 2019, Tables 1-2)",
                                                       {k: paper[k] for k in ("BERT-base", "DistilBERT")})]
-    x = np.arange(len(BAR_TASKS))
+    x = np.arange(len(tasks))
     for ax, (title, models) in zip(axes, panels):
         names = list(models)
         w = 0.8 / max(len(names), 1)
         for i, name in enumerate(names):
-            vals = [models[name].get(t) for t in BAR_TASKS]
+            vals = [models[name].get(t) for t in tasks]
             ax.bar(x + (i - (len(names) - 1) / 2) * w, [v if v is not None else 0 for v in vals], w, label=name,
                    color=f"C{i}")
             for k, v in enumerate(vals):
@@ -82,9 +84,10 @@ def fig_task_bars(res: Results, path: Path) -> Path:
                             ha="center", va="bottom", color="0.4")
         if not names:
             ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center")
-        ax.set_xticks(x, BAR_TASKS, rotation=45, ha="right", fontsize=8)
+        ax.set_xticks(x, tasks, rotation=45, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
+        if names:
+            ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("score (0-100; CoLA MCC, STS-B Pearson/Spearman)")
     return _save(plt, fig, path)
 
@@ -93,21 +96,21 @@ def fig_retention(res: Results, path: Path) -> Path:
     plt = _plt()
     import numpy as np
 
-    paper = paper_task_scores()
+    paper, tasks = paper_task_scores(), bar_tasks(res)
     series = [(f"{k} / teacher (measured)", per_task_retention(t, s)) for k, t, s in
               teacher_student_pairs(task_scores(res))]
     series.append(("DistilBERT / BERT-base (paper)", per_task_retention(paper["BERT-base"], paper["DistilBERT"])))
     fig, ax = plt.subplots(figsize=(10, 4))
-    x = np.arange(len(BAR_TASKS))
+    x = np.arange(len(tasks))
     w = 0.8 / len(series)
     for i, (name, ret) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * w, [ret.get(t, 0) for t in BAR_TASKS], w, label=name,
+        ax.bar(x + (i - (len(series) - 1) / 2) * w, [ret.get(t, 0) for t in tasks], w, label=name,
                color=f"C{i}" if "paper" not in name else "0.6")
-        for k, t in enumerate(BAR_TASKS):
+        for k, t in enumerate(tasks):
             if t not in ret:
                 ax.text(x[k] + (i - (len(series) - 1) / 2) * w, 2, "n/a", rotation=90, fontsize=6, ha="center")
     ax.axhline(100, color="k", lw=0.8, ls="--")
-    ax.set_xticks(x, BAR_TASKS, rotation=45, ha="right", fontsize=8)
+    ax.set_xticks(x, tasks, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("student as % of teacher")
     ax.set_title("Retention per task (n/a: not run, or a teacher score of 0)", fontsize=10)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=len(series))

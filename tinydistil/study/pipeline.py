@@ -2,7 +2,8 @@
 
     stem -> teacher -> distill          pretraining (offline teacher) and distillation (train.py)
     mlm_eval                            teacher vs student masked-LM accuracy on WikiText-2 valid
-    glue, imdb, squad, squad_d          fine-tuning of teacher and student (squad_d: DistilBERT (D))
+    glue, imdb, squad, squad_d          fine-tuning of teacher and student: one stage per task of eval.registry,
+                                        then squad_d (DistilBERT (D), from the SQuAD-fine-tuned teacher)
     speed                               Table 3 (params, disk, CPU inference time, int8 / ONNX forms)
     tables, report                      Tables 1-2 CSVs, report/report.md and the poster
 
@@ -21,25 +22,36 @@ import sys
 import time
 from pathlib import Path
 
+from ..eval import registry
 from ..presets import get_preset, preset_stages
 from .layout import Layout, copy_results, finetune_config
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill")
-DOWNSTREAM_STAGES = ("mlm_eval", "glue", "imdb", "squad", "squad_d", "speed", "tables", "report")
-STAGES = PRETRAIN_STAGES + DOWNSTREAM_STAGES
+
+
+def downstream_stages() -> tuple[str, ...]:
+    """mlm_eval, one stage per registered task (eval.registry.TASKS), squad_d, speed, tables, report."""
+    return ("mlm_eval", *registry.TASKS, "squad_d", "speed", "tables", "report")
+
+
+def all_stages() -> tuple[str, ...]:
+    return PRETRAIN_STAGES + downstream_stages()
+
+
+STAGES = all_stages()  # with the tasks registered at import; the functions below read the registry when called
 
 
 def parse_skip(skip) -> set[str]:
     """'speed,squad_d' / ['speed'] / 'downstream' -> set of stage names; ValueError for unknown names."""
     names = [s.strip() for s in (skip.split(",") if isinstance(skip, str) else (skip or [])) if s.strip()]
-    out = set()
+    out, stages = set(), all_stages()
     for n in names:
         if n == "downstream":
-            out |= set(DOWNSTREAM_STAGES)
-        elif n in STAGES:
+            out |= set(downstream_stages())
+        elif n in stages:
             out.add(n)
         else:
-            raise ValueError(f"unknown stage {n!r} in --skip; stages: {', '.join(STAGES)} (or 'downstream')")
+            raise ValueError(f"unknown stage {n!r} in --skip; stages: {', '.join(stages)} (or 'downstream')")
     return out
 
 
@@ -52,12 +64,10 @@ def downstream_settings(preset: str) -> dict:
     defaults), the other downstream options (SQuAD, speed, tasks, the ablation's) and the wall-time budget."""
     import dataclasses
 
-    from ..eval.squad import SQUAD_FINETUNE
-
     p = get_preset(preset)
     ds = p.downstream
-    resolved = {task: dataclasses.asdict(finetune_config(ds.get(task, {}), **(SQUAD_FINETUNE if task == "squad" else {})))
-                for task in ("glue", "imdb", "squad")}
+    resolved = {t.name: dataclasses.asdict(finetune_config(ds.get(t.name, {}), **t.finetune_defaults))
+                for t in registry.downstream_tasks()}
     if "ablation_glue" in ds:
         resolved["ablation_glue"] = dataclasses.asdict(finetune_config(ds["ablation_glue"]))
     return {**resolved, **{k: v for k, v in ds.items() if k not in resolved}, "budget_min": p.budget_min}
@@ -85,7 +95,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     tables_dir, results, report_dir, poster_dir = lay.tables_dir, lay.records, lay.report_dir, lay.poster_dir
     data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
     ds = p.downstream
-    todo = [s for s in STAGES if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
+    tasks = {t.name: t for t in registry.downstream_tasks()}
+    todo = [s for s in all_stages() if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
     summary = {"preset": preset, "budget_min": p.budget_min, "stages": todo, "skipped": sorted(skip),
                "teacher": teacher, "student": student,
                "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
@@ -93,9 +104,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     t_all = time.time()
     earlier = _read_json(results / "reproduce.json")  # an interrupted invocation's measured stage times
 
-    seed_globs = {"glue": [(r, "glue/*/seed*.json") for r in eval_dirs],
-                  "imdb": [(r, "imdb/seed*.json") for r in eval_dirs],
-                  "squad": [(r, "squad/seed*.json") for r in eval_dirs],
+    seed_globs = {**{t.name: [(r, f"{t.name}/{t.seed_glob}") for r in eval_dirs] for t in tasks.values()},
                   "squad_d": [("student", "squad_d/seed*.json")]}
 
     def seed_runs(name: str) -> tuple[int, float]:
@@ -134,32 +143,17 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         if "not run" in summary["mlm_eval"]:
             return f"not run: {summary['mlm_eval']['not run']}"
 
-    def glue():
-        cfg = finetune_config(ds.get("glue", {}))
-        for role, model in (("teacher", teacher), ("student", student)):
-            from ..eval.glue import run_glue
-
-            run_glue(model, ds.get("glue_tasks"), cfg, eval_dirs[role] / "glue", data_dir, progress,
-                     save_models=("stsb",) if role == "student" else ())
-
-    def imdb():
-        from ..eval.imdb import run_imdb
-
-        cfg = finetune_config(ds.get("imdb", {}))
-        for role, model in (("teacher", teacher), ("student", student)):
-            run_imdb(model, cfg, eval_dirs[role] / "imdb", data_dir, progress)
+    def downstream(task):
+        def fn():
+            cfg = finetune_config(ds.get(task.name, {}), **task.finetune_defaults)
+            for role, model in (("teacher", teacher), ("student", student)):
+                task.run(model, cfg, ds, eval_dirs[role] / task.name, data_dir, progress, role)
+        return fn
 
     def squad_cfgs():
         from ..eval.squad import SQUAD_FINETUNE, SquadConfig
 
         return finetune_config(ds.get("squad", {}), **SQUAD_FINETUNE), SquadConfig(**ds.get("squad_opts", {}))
-
-    def squad():
-        from ..eval.squad import run_squad
-
-        cfg, opts = squad_cfgs()
-        for role, model in (("teacher", teacher), ("student", student)):
-            run_squad(model, cfg, opts, None, eval_dirs[role] / "squad", data_dir, progress)
 
     def squad_d():
         from ..eval.squad import run_squad
@@ -189,8 +183,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         summary["report"] = str(write_report(tables_dir, report_dir, preset))
         summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset)]
 
-    fns = {**{name: pretrain(cfg) for name, cfg in stages}, "mlm_eval": mlm_eval, "glue": glue, "imdb": imdb,
-           "squad": squad, "squad_d": squad_d, "speed": speed, "tables": tables, "report": report}
+    fns = {**{name: pretrain(cfg) for name, cfg in stages}, **{name: downstream(t) for name, t in tasks.items()},
+           "mlm_eval": mlm_eval, "squad_d": squad_d, "speed": speed, "tables": tables, "report": report}
     for i, name in enumerate(todo, 1):
         run_stage(i, name, fns[name])
         _carry_over(summary, earlier)

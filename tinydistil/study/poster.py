@@ -62,7 +62,7 @@ def _table2_rows(res: Results) -> list[list[str]]:
     rows = res.tables.get("table2")
     if rows is None:
         return [[n, *vals, "paper"] for n, vals in PAPER_TABLE2.items()]
-    return [[role(r["Model"]), _short(r.get("IMDb")), _short(r.get("SQuAD EM")), _short(r.get("SQuAD F1")),
+    return [[role(r["Model"]), *[_short(r.get(c)) for c in res.table2_tasks()],
              "paper" if r.get("source", "").startswith("paper") else "ours"] for r in rows]
 
 
@@ -172,8 +172,8 @@ def _differences(res: Results) -> str:
     squad = [r for r in recs if r.get("task") == "squad"]
     lines = [
         *teacher,
-        "- Fine-tuning: " + (f"{plural(len(seeds), 'seed')}, at most {max(subset)} training examples per task"
-                             if recs else "not run"),
+        "- Fine-tuning: " + (f"{plural(len(seeds), 'seed')}" + (f", at most {max(subset)} training examples per task"
+                                                              if subset else "") if recs else "not run"),
         "  (paper: median of 5 seeds, full training sets)",
         "- GLUE tasks without train/dev data are not run",
         "- SQuAD: " + ("not run" if not squad else "train split -> dev, as the paper"
@@ -245,7 +245,7 @@ def poster_figure(res: Results):
     ax.set_ylabel("dev/test score", fontsize=9)
     ax.set_title("Per task: teacher vs student (missing bar = not run or 0)", fontsize=11, loc="left")
     ax.legend(fontsize=8, ncol=len(series), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    _table(fig.add_subplot(gs[2, 1]), _table2_rows(res), ["Model", "IMDb", "SQuAD EM", "SQuAD F1", "src"],
+    _table(fig.add_subplot(gs[2, 1]), _table2_rows(res), ["Model", *res.table2_tasks(), "src"],
            "Table 2: IMDb test accuracy, SQuAD v1.1 EM/F1", fontsize=9,
            note=res.missing.get("table2", ""))
 
@@ -326,7 +326,7 @@ def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu"
     res = load_results(results_dir, preset)
     out.mkdir(parents=True, exist_ok=True)
     fig = poster_figure(res)
-    fig.savefig(pdf)
+    fig.savefig(pdf, metadata={"CreationDate": None})  # the same results give the same bytes
     fig.savefig(png, dpi=PNG_DPI)
     plt.close(fig)
     return pdf, png

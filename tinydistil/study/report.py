@@ -13,13 +13,13 @@ import math
 import re
 from pathlib import Path
 
-from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4, paper_glue_retention,
-                     paper_speedup)
+from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE3, PAPER_TABLE4,
+                     paper_glue_retention, paper_speedup)
 from .ablation import SLUGS, TABLE4_COLUMNS, VARIANTS
 from .figures import FIGURES, write_figures
 from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, num, retention_by_seed,
                       speedups, table4_protocol, task_scores, teacher_student_pairs)
-from .tables import TABLE1_COLUMNS, TABLE1_TASKS, TABLE2_COLUMNS
+from .tables import TABLE1_COLUMNS, TABLE1_TASKS
 from .what_ran import section_differences, section_run
 
 
@@ -202,10 +202,9 @@ def _section_table1(res: Results) -> str:
 def _section_table2(res: Results) -> str:
     out = ["## Table 2: downstream (IMDb test accuracy, SQuAD v1.1 EM/F1)", ""]
     rows = res.tables.get("table2")
-    cols = [c for c in TABLE2_COLUMNS if c not in ("note", "run_id")]
+    cols = ["Model", *res.table2_tasks(), "source"]
     if rows is None:
-        paper = [{"Model": n, "IMDb": a, "SQuAD EM": b, "SQuAD F1": c, "source": "paper"}
-                 for n, (a, b, c) in PAPER_TABLE2.items()]
+        paper = [{"Model": n, **dict(zip(PAPER_TABLE2_COLUMNS, v)), "source": "paper"} for n, v in PAPER_TABLE2.items()]
         return "\n".join(out + [md_table(_present(paper, cols), cols), "",
                                 f"Measured rows: not run ({res.missing['table2']})."])
     scores = task_scores(res)

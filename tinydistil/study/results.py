@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE4
+from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE4
 from .ablation import SLUGS, paired_deltas
 from .stats import measurably_worse, spread
-from .tables import TABLE1_TASKS
+from .tables import TABLE1_TASKS, TABLE2_META
 
 
 TABLE3_COLUMNS = ("Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)",
@@ -67,6 +67,12 @@ class Results:
 
     def paper(self, name: str) -> list[dict]:
         return [r for r in self.tables.get(name) or [] if r.get("source", "").startswith("paper")]
+
+    def table2_tasks(self) -> list[str]:
+        """Table 2's score columns as written (IMDb, SQuAD EM, SQuAD F1, then any other registered task's);
+        the paper's when the file is missing."""
+        rows = self.tables.get("table2")
+        return [c for c in rows[0] if c not in ("Model", *TABLE2_META)] if rows else list(PAPER_TABLE2_COLUMNS)
 
 
 def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[dict] | None, str]:
@@ -157,21 +163,21 @@ def glue_retention(res: Results) -> list[dict]:
 
 
 def task_scores(res: Results) -> dict:
-    """{row role: {task: float}} for measured Table 1 rows (GLUE tasks) plus IMDb / SQuAD from Table 2."""
+    """{row role: {task: float}} for measured Table 1 rows (GLUE tasks) plus Table 2's columns (IMDb, SQuAD, ...)."""
     out: dict[str, dict] = {}
     for r in res.measured("table1"):
         out.setdefault(role(r["Model"]), {}).update(
             {t: num(r.get(t)) for t in TABLE1_TASKS if num(r.get(t)) is not None})
     for r in res.measured("table2"):
         out.setdefault(role(r["Model"]), {}).update(
-            {c: num(r.get(c)) for c in ("IMDb", "SQuAD EM", "SQuAD F1") if num(r.get(c)) is not None})
+            {c: num(r.get(c)) for c in res.table2_tasks() if num(r.get(c)) is not None})
     return out
 
 
 def paper_task_scores() -> dict:
     out = {name: dict(zip(TABLE1_TASKS, v[1:])) for name, v in PAPER_TABLE1.items()}
     for name, vals in PAPER_TABLE2.items():
-        out.setdefault(name, {}).update({c: num(v) for c, v in zip(("IMDb", "SQuAD EM", "SQuAD F1"), vals)
+        out.setdefault(name, {}).update({c: num(v) for c, v in zip(PAPER_TABLE2_COLUMNS, vals)
                                          if num(v) is not None})
     return out
 

@@ -14,15 +14,23 @@ import json
 from pathlib import Path
 
 from ..eval.glue import TASKS
-from ..eval.runner import NOT_RUN
+from ..eval.registry import downstream_tasks
+from ..eval.runner import NOT_RUN, is_score
 from ..eval.metrics import glue_macro_score
-from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TEACHERS
+from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TEACHERS
 
 TABLE1_TASKS = tuple(t.display for t in TASKS.values())  # CoLA MNLI MRPC QNLI QQP RTE SST-2 STS-B WNLI
 TABLE1_COLUMNS = ("Model", "Score", *TABLE1_TASKS, "retention", "source", "run_id", "note")
+TABLE2_META = ("source", "run_id", "note")
 
-TABLE2_COLUMNS = ("Model", "IMDb", "SQuAD EM", "SQuAD F1", "source", "run_id", "note")
-SQUAD_NOT_RUN = "not run"
+
+def table2_columns() -> tuple[str, ...]:
+    """Model, the columns of every registered Table 2 task (eval.registry: IMDb, SQuAD EM, SQuAD F1, ...), then
+    source, run_id, note."""
+    return ("Model", *[c for t in downstream_tasks() for c in t.columns], *TABLE2_META)
+
+
+TABLE2_COLUMNS = table2_columns()
 
 
 def plural(n: int, noun: str) -> str:
@@ -45,8 +53,7 @@ def _check_rows(rows: list[dict], allowed: set, table: int, hint: str) -> None:
         raise ValueError(f"every Table {table} row needs a 'Model' name")
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN is not a result
+_number = is_score
 
 
 # ------------------------------------------------------------------ rows from results
@@ -65,28 +72,10 @@ def glue_row(model: str, results, run_id: str = "", teacher: str | None = None, 
 
 def imdb_row(model: str, results, run_id: str = "", note: str = "") -> dict:
     """A Table 2 row from run_imdb / summarize_imdb output (test accuracy, 0-100)."""
-    rec = results.to_dict("records")[0]
-    if _number(rec["score"]) and not note:
-        n = int(rec["seeds_run"])
-        note = "IMDb test accuracy, epoch selected on dev; " + (f"median of {n} seeds" if n > 1 else "1 seed")
-    return {"Model": model, "IMDb": rec["score"] if _number(rec["score"]) else NOT_RUN, "run_id": run_id,
-            "note": note}
+    from ..eval.imdb import table_cells
 
-
-def squad_cells(results) -> dict:
-    """SQuAD EM / F1 cells (0-100) and a note from run_squad / summarize_squad output; "not run: <reason>"
-    when nothing finished. Scores from a split of dev are marked as not comparable with the paper's."""
-    rec = results.to_dict("records")[0]
-    if not _number(rec["score"]):
-        reason = rec.get("reason") or "no data"
-        cell = f"{SQUAD_NOT_RUN}: {reason}" if reason != "not attempted" else SQUAD_NOT_RUN
-        return {"SQuAD EM": cell, "SQuAD F1": cell, "note": ""}
-    note = f"SQuAD EM/F1 median of {int(rec['seeds_run'])} seed(s)"
-    if rec.get("train_examples"):
-        note += f", fine-tuned on {rec['train_examples']} questions, scored on {rec['eval_examples']}"
-    if not rec.get("comparable", True):
-        note += f" (drawn from: {rec['data']}; not comparable with the paper)"
-    return {"SQuAD EM": rec["exact_match"], "SQuAD F1": rec["f1"], "note": note}
+    cells = table_cells(results)
+    return {"Model": model, "IMDb": cells["IMDb"], "run_id": run_id, "note": note or cells["note"]}
 
 
 # ------------------------------------------------------------------ Table 1
@@ -163,28 +152,28 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
 
 # ------------------------------------------------------------------ Table 2
 def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
-    """Write Table 2 to `path` (CSV, columns TABLE2_COLUMNS): the paper's rows, then `rows`.
+    """Write Table 2 to `path` (CSV, columns table2_columns()): the paper's rows, then `rows`.
 
-    Each row: {"Model", "IMDb" (test accuracy 0-100 or NOT_RUN; missing = NOT_RUN), "SQuAD EM",
-    "SQuAD F1" (missing = "not run"), "run_id", "note", "source"}. Returns the table.
+    Each row: {"Model", one key per registered task column ("IMDb", "SQuAD EM", "SQuAD F1", ...: a number
+    0-100, a "not run: <why>" string, or "—" for a task the row is not about; missing = "not run"), "run_id",
+    "note", "source"}. The paper's rows leave columns it did not report empty. Returns the table.
     """
     import pandas as pd
 
-    table = [{"Model": name, "IMDb": imdb, "SQuAD EM": em, "SQuAD F1": f1, "source": "paper", "run_id": "",
-              "note": "paper Table 2 (IMDb test accuracy; SQuAD v1.1 dev EM/F1)"}
-             for name, (imdb, em, f1) in PAPER_TABLE2.items()]
-    _check_rows(rows, set(TABLE2_COLUMNS), 2, f"use {', '.join(TABLE2_COLUMNS)}")
+    columns = table2_columns()
+    decimals = {c: t.decimals for t in downstream_tasks() for c in t.columns}
+    table = [{"Model": name, **dict(zip(PAPER_TABLE2_COLUMNS, values)), "source": "paper", "run_id": "",
+              "note": "paper Table 2 (IMDb test accuracy; SQuAD v1.1 dev EM/F1)"} for name, values in PAPER_TABLE2.items()]
+    _check_rows(rows, set(columns), 2, f"use {', '.join(columns)}")
     for r in rows:
         row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
                "note": r.get("note", "")}
-        v = r.get("IMDb", NOT_RUN)
-        row["IMDb"] = f"{float(v):.2f}" if _number(v) else (v if v == "—" else NOT_RUN)  # "—": not a task of (D)
-        for c in ("SQuAD EM", "SQuAD F1"):
-            v = r.get(c, SQUAD_NOT_RUN)
-            row[c] = f"{float(v):.1f}" if _number(v) else v
+        for c, k in decimals.items():
+            v = r.get(c, "not run")
+            row[c] = f"{float(v):.{k}f}" if _number(v) else v
         table.append(row)
     # every cell a string: "93.46" stays "93.46" and "—" sits in a column of numbers
-    df = pd.DataFrame([{c: str(r.get(c, "")) for c in TABLE2_COLUMNS} for r in table], columns=list(TABLE2_COLUMNS))
+    df = pd.DataFrame([{c: str(r.get(c, "")) for c in columns} for r in table], columns=list(columns))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(path, index=False)
@@ -205,26 +194,28 @@ def describe_eval(eval_dir, role: str) -> str:
 
 
 def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher"):
-    """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding glue/, imdb/, squad/
-    and squad_d/ (the CLI's default layout; squad_d = DistilBERT (D), a Table 2 row of its own).
-    A role other than `teacher_role` gets retention vs the teacher row."""
+    """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding one sub-folder per
+    registered task (glue/, imdb/, squad/, ...) and squad_d/ (the CLI's default layout; squad_d = DistilBERT
+    (D), a Table 2 row of its own). A role other than `teacher_role` gets retention vs the teacher row."""
     from ..eval.glue import summarize_glue
-    from ..eval.imdb import summarize_imdb
-    from ..eval.squad import summarize_squad
+    from ..eval.squad import DOWNSTREAM as SQUAD
 
     names = {role: describe_eval(folder, role) for role, folder in evals}
+    t2_tasks = [t for t in downstream_tasks() if t.columns]
     t1, t2 = [], []
     for role, folder in evals:
         teacher = names.get(teacher_role) if role != teacher_role else None
         t1.append(glue_row(names[role], summarize_glue(Path(folder) / "glue"), str(Path(folder) / "glue"), teacher))
-        row = imdb_row(names[role], summarize_imdb(Path(folder) / "imdb"), str(Path(folder) / "imdb"))
-        squad = squad_cells(summarize_squad(Path(folder) / "squad"))
-        row.update({**squad, "note": _join(row["note"], squad["note"]),
-                    "run_id": _join(row["run_id"], str(Path(folder) / "squad"))})
+        row = {"Model": names[role], "run_id": "", "note": ""}
+        for task in t2_tasks:
+            cells = task.cells(Path(folder) / task.name)
+            row.update({**cells, "note": _join(row["note"], cells["note"]),
+                        "run_id": _join(row["run_id"], str(Path(folder) / task.name))})
         t2.append(row)
         if (Path(folder) / "squad_d").is_dir():
-            d = squad_cells(summarize_squad(Path(folder) / "squad_d"))
-            t2.append({"Model": names[role].replace(":", " (D):", 1), "IMDb": "—", **d,
+            d = SQUAD.cells(Path(folder) / "squad_d")
+            others = {c: "—" for t in t2_tasks if t is not SQUAD for c in t.columns}  # not tasks of (D)
+            t2.append({"Model": names[role].replace(":", " (D):", 1), **others, **d,
                        "note": _join("second-step distillation from the SQuAD-fine-tuned teacher", d["note"]),
                        "run_id": str(Path(folder) / "squad_d")})
     out = Path(results_dir)
