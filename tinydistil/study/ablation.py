@@ -131,6 +131,14 @@ def paired_deltas(row: dict, full: dict) -> list[float]:
     return stats_paired(by_seed(row), by_seed(full))
 
 
+def recorded_wall_s(run_dir: Path, glue_dir: Path) -> tuple[float, float]:
+    """(distillation, GLUE fine-tuning) seconds as the runs recorded them (summary.json's train_wall_time_s, the
+    seed<k>.json wall_time_s): a row finished across several calls, or restored, reports what it took."""
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").is_file() else {}
+    glue = sum(float(json.loads(f.read_text()).get("wall_time_s", 0.0)) for f in glue_dir.glob("*/seed*.json"))
+    return float(summary.get("train_wall_time_s", 0.0)), glue
+
+
 def held_out_mlm(model_dir: Path, data_dir, block_size: int) -> dict:
     """{'mlm_accuracy', ...} of one distilled student on the masked validation blocks, cached beside its run
     folder (<run>/mlm_eval_valid.json); {'not run': why} when the corpus has no validation split."""
@@ -250,8 +258,6 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         tasks == parse_tasks(p.downstream.get("glue_tasks"))
     data_dir = base_cfg.data_dir
     rows, t_all = {}, time.time()
-    prev_json = tables_dir / "table4_ablation.json"
-    earlier = json.loads(prev_json.read_text()).get("variants", {}) if prev_json.is_file() else {}
     info = run_info()
 
     def write():  # after every variant, so an interrupted call loses nothing finished
@@ -266,7 +272,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if name == "full triple loss" and _same_run(Path(base_cfg.output_dir), cfg):
             cfg = base_cfg  # reproduce's student (and its GLUE runs, under Table 1's protocol)
             glue_dir = main_eval if table1_protocol else glue_dir
-        t0, distilled = time.time(), False
+        distilled = False
         if name in names:
             print(f"[tinydistil] ablation {names.index(name) + 1}/{len(names)}: {name}", file=sys.stderr, flush=True)
             distilled = not (Path(cfg.output_dir) / "summary.json").is_file()
@@ -283,12 +289,10 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         sc = variant_scores(glue_dir, tasks)
         if name not in names and sc["score"] is None:
             continue
+        d_s, g_s = recorded_wall_s(Path(cfg.output_dir), glue_dir)
         note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; {len(sc['per_seed'])} seeds x <= "
-                f"{glue_cfg.max_train_examples} examples; wall {time.time() - t0:.0f} s"
-                f"{' (incl. distillation)' if distilled else ' (GLUE only)'}")
-        if name not in names:
-            note = earlier.get(name, {}).get("note", f"{', '.join(TASKS[t].display for t in sc['tasks'])}; "
-                                                     "finished by an earlier call")
+                f"{glue_cfg.max_train_examples} examples; wall {d_s + g_s:.0f} s as recorded (distillation "
+                f"{d_s:.0f} s + GLUE {g_s:.0f} s)")
         rows[name] = {"Variant": name, **sc, "excl": scores_without(sc, glue_dir),
                       "mlm_accuracy": mlm.get("mlm_accuracy"), "mlm_tokens": mlm.get("masked_tokens"),
                       "run_id": str(glue_dir), "note": note}

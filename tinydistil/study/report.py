@@ -105,7 +105,8 @@ def _section_headlines(res: Results) -> str:
                       else "no order to compare yet (one variant of the paper's measured)."))
         within = [v for v, d in ab["ours"] if ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
         if within:
-            out.append(f"  * Within noise: {', '.join(within)} differ(s) from the full loss by less than the full "
+            verb = "differs" if len(within) == 1 else "differ"
+            out.append(f"  * Within noise: {', '.join(within)} {verb} from the full loss by less than the full "
                        f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
         full_acc = re.match(r"\s*([0-9.]+)", ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
         full_acc = full_acc.group(1) if full_acc else None
