@@ -54,7 +54,7 @@ def teachers(tmp_path_factory):
     (["distill", "--preset", "nope"], "unknown preset 'nope'"),
     (["show-config", "--preset", "nope"], "unknown preset 'nope'"),
     (["distill", "--preset", "smoke", "--no-such-field", "1"], "no_such_field"),
-    (["distill", "--preset", "smoke", "--lr", "abc"], "--lr: cannot read 'abc'"),
+    (["distill", "--preset", "smoke", "--lr", "abc"], "--lr: cannot read 'abc' as float"),
     (["distill", "--preset", "smoke", "--batch-size", "1.5"], "--batch-size: cannot read '1.5'"),
     (["distill", "--preset", "smoke", "--packing", "maybe"], "--packing: cannot read 'maybe'"),
     (["distill", "--preset", "smoke", "--lr"], "overrides are written --field value"),

@@ -3,6 +3,7 @@
 A tiny random BertModel (no head) stands in for all-MiniLM-L6-v2; a fake installed package holding it stands in
 for the pinned PyPI package, so the hash check and the missing-package message are tested without the real one.
 """
+import dataclasses
 import json
 
 import pytest
@@ -145,3 +146,12 @@ def test_a_preset_vocabulary_gives_way_to_an_encoders_own(tmp_path, encoder_dir)
     assert get_preset("smoke").teacher.vocab_from and _prep_cfg(tmp_path, encoder_dir).vocab_from is None
     with pytest.raises(ValueError, match="unset vocab_from"):
         _prep_cfg(tmp_path, encoder_dir, vocab_from=str(encoder_dir))
+
+
+def test_a_missing_corpus_stops_before_anything_is_written(tmp_path, fake_package):
+    # the corpus is looked for before the run folder is claimed: no run.json / .lock left in the way
+    cfg = dataclasses.replace(_prep_cfg(tmp_path, "tiny"), data_dir=str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="wiki.train"):
+        Trainer(cfg, progress=False).setup()
+    assert not (tmp_path / "prep").exists()

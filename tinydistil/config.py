@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import math
 import types
 import typing
@@ -239,5 +240,6 @@ def parse_value(cfg: TrainConfig, name: str, text: str):
         if "float" in hint:
             return float(text)
     except (ValueError, json.JSONDecodeError):
-        raise ValueError(f"--{name.replace('_', '-')}: cannot read {text!r} as {hint}") from None
+        readable = re.sub(r"<class '(\w+)'>", r"\1", hint).replace("typing.", "")  # "<class 'float'>" -> "float"
+        raise ValueError(f"--{name.replace('_', '-')}: cannot read {text!r} as {readable}") from None
     return text

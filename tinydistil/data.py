@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from .hf import load_hub_dataset
+
 HUB_DATASET = ("Salesforce/wikitext", "wikitext-2-raw-v1")
 # Looked up in this order below the data directory (raw text first, then the tokenised release).
 LOCAL_LAYOUTS = [("wikitext-2-raw", "wiki.{split}.raw"), ("wikitext-2", "wiki.{split}.tokens"),
@@ -100,7 +102,7 @@ def load_large_corpus(corpus: str, max_texts: int | None = None):
         parts = []
         for name, subset in HUB_PAPER_CORPUS:
             try:
-                parts.append(datasets.load_dataset(name, subset, split="train").select_columns(["text"]))
+                parts.append(load_hub_dataset(name, subset, split="train").select_columns(["text"]))
             except Exception as e:  # offline, hub down, dataset moved
                 raise ValueError(f"could not load {name} from the hub ({type(e).__name__}); offline, pass local "
                                  "files instead: --corpus 'path/*.txt'") from None
@@ -139,7 +141,7 @@ def load_corpus(data_dir: str | None = None, split: str = "train", max_texts: in
         ds = datasets.load_dataset("text", data_files={split: str(path)}, split=split)
     else:
         try:
-            ds = datasets.load_dataset(*HUB_DATASET, split={"valid": "validation"}.get(split, split))
+            ds = load_hub_dataset(*HUB_DATASET, split={"valid": "validation"}.get(split, split))
         except Exception as e:  # no network, hub down, ...
             raise ValueError(f"could not load {HUB_DATASET[0]} from the hub ({type(e).__name__}); "
                              f"to work offline, {DATA_DIR_HELP}") from None

@@ -29,6 +29,24 @@ def quiet(bars: bool = True):
             hf_logging.enable_progress_bar()
 
 
+def load_hub_dataset(path: str, *args, **kwargs):
+    """datasets.load_dataset(path, ...) from the hub, announced in one line (it may wait for retries when offline),
+    with huggingface_hub's warning per retry kept back: a failure is the caller's one-line error."""
+    import sys
+
+    import datasets
+    from huggingface_hub.utils import logging as hub_logging
+
+    print(f"[tinydistil] {path}: from the hub (no local data folder given; --data-dir or TINYDISTIL_DATA_DIR "
+          "reads local files)", file=sys.stderr, flush=True)
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    try:
+        return datasets.load_dataset(path, *args, **kwargs)
+    finally:
+        hub_logging.set_verbosity(level)
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message, at most 160 characters (for one-line errors)."""
     return (str(e).splitlines() or [""])[0][:160]

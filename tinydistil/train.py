@@ -68,14 +68,15 @@ class Trainer:
         self._setup_device()
         self.source = self.encoder_dir = None  # a teacher prepared from an encoder: where it comes from (run.json)
         with D.main_first():  # rank 0 downloads, writes run.json, the tokenizer and the datasets caches first
-            # inputs are checked before anything is written: the encoder resolved and hash-checked, the teacher loaded
+            # inputs are checked before anything is written: the encoder resolved and hash-checked, the teacher loaded,
+            # the corpus found
             if not self.is_distill and self.cfg.init_from:
                 self.encoder_dir, self.source = resolve_encoder(self.cfg.init_from)
             self._loaded_teacher = load_teacher(self.cfg.teacher) if self.is_distill else None
             self._check_against_teacher()
+            corpus = load_corpus(self.cfg.data_dir, "train", self.cfg.max_train_texts, self.cfg.corpus)
             if self.rank == 0:
                 self._setup_output()
-            corpus = load_corpus(self.cfg.data_dir, "train", self.cfg.max_train_texts, self.cfg.corpus)
             self._setup_models(corpus)
             self._setup_data(corpus)
         self._setup_optimizer()

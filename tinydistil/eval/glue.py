@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import resolve_data_dir as _resolve_dir
+from ..hf import load_hub_dataset
 from .finetune import FinetuneConfig
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
 from .registry import Downstream
@@ -243,11 +244,9 @@ def load_local(task: GlueTask | str, data_dir: Path) -> TaskData:
 def load_hub(task: GlueTask | str) -> TaskData:
     """Train and eval splits of `nyu-mll/glue` (the registry's text columns are the hub's names);
     NoData when the hub cannot be reached."""
-    import datasets
-
     task = TASKS[task] if isinstance(task, str) else task
     try:
-        dd = datasets.load_dataset(HUB_DATASET, task.name)
+        dd = load_hub_dataset(HUB_DATASET, task.name)
     except Exception as e:  # no network, hub down, ...
         raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__}); {DATA_DIR_HELP}") from None
     keep = [*task.text_columns, "label"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import resolve_data_dir
+from ..hf import load_hub_dataset
 from .finetune import FinetuneConfig
 from .metrics import accuracy
 from .registry import Downstream
@@ -87,10 +88,8 @@ def load_local(data_dir) -> TaskData:
 
 
 def load_hub() -> TaskData:
-    import datasets
-
     try:
-        dd = datasets.load_dataset(HUB_DATASET)
+        dd = load_hub_dataset(HUB_DATASET)
     except Exception as e:  # no network, hub down, ...
         raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__})") from None
     split = dd["train"].train_test_split(test_size=DEV_FRACTION, seed=0, stratify_by_column="label")

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from ..data import resolve_data_dir as _resolve_dir
+from ..hf import load_hub_dataset
 from ..losses import qa_distillation_loss
 from .finetune import FinetuneConfig
 from .metrics import squad_metrics
@@ -102,10 +103,8 @@ def load_local(data_dir: Path, opts: SquadConfig) -> SquadData:
 
 
 def load_hub() -> SquadData:
-    import datasets
-
     try:
-        dd = datasets.load_dataset(HUB_DATASET)
+        dd = load_hub_dataset(HUB_DATASET)
     except Exception as e:  # no network, hub down, ...
         raise NoData(f"hub {HUB_DATASET} unreachable ({type(e).__name__})") from None
     return SquadData(dd["train"], dd["validation"], f"hub:{HUB_DATASET}", True)
