@@ -254,6 +254,14 @@ def test_ablation_deltas_inside_the_seed_spread_are_called_noise(tmp_path):
     table = _section_table4(load_results(tmp_path, "cpu"))
     assert "| - L_cos | not run (`ablate --variants no_cos` not run yet) |" in table
     assert "| full triple loss | 50.00 | 0.00 | sd 2.83; range 48.00-52.00 | n/a |" in table
+    assert "threshold" not in text  # the paper's - L_ce (2.96) and random init (3.69) exceed sd 2.83
+    # with - L_cos in the table: the paper's -1.46 is inside sd 2.83, so the rule could never flag it
+    write_table4([{"Variant": "full triple loss", "score": 50.0, "per_seed": [48.0, 52.0]},
+                  {"Variant": "- L_ce", "score": 49.0, "per_seed": [48.5, 49.5]},
+                  {"Variant": "- L_cos", "score": 49.5, "per_seed": [49.0, 50.0]}], tmp_path / "table4_ablation.csv")
+    line = [x for x in _section_headlines(load_results(tmp_path, "cpu")).splitlines() if "threshold" in x]
+    assert len(line) == 1 and "(2.83) exceeds the paper's own effect for - L_cos (-1.46):" in line[0]
+    assert "- L_ce" not in line[0]
 
 
 @pytest.mark.parametrize("call_s, study_s, budget, want", [
