@@ -48,7 +48,7 @@ def test_bf16_distillation_step_matches_fp32_with_fp32_weights_and_terms(tmp_pat
         out["loss"].backward()
         assert all(p.dtype == torch.float32 for p in t.model.parameters())
         assert all(p.grad is None or p.grad.dtype == torch.float32 for p in t.model.parameters())
-        terms[prec] = {k: float(v) for k, v in out.items()}
+        terms[prec] = {k: float(v.detach()) for k, v in out.items()}
         assert all(v.dtype == torch.float32 for v in out.values())
     for k, v in terms["fp32"].items():
         assert terms["bf16"][k] == pytest.approx(v, rel=0.02, abs=1e-3), k
