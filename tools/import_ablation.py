@@ -1,6 +1,6 @@
 """Bring the finished rows of a Table 4 run made in another git worktree into this checkout's results/.
 
-    python tools/import_ablation.py ../ab --data-dir /work/shared/data [--preset cpu]
+    python tools/import_ablation.py ../ab --data-dir "$(cd ../shared/data && pwd)" [--preset cpu]
 
 1. rebuilds the table there with this checkout's code (`ablate --preset P --table-only`: nothing is trained; the
    rows are scored from their files), 2. copies results/table4_ablation.{csv,json}, results/<P>/ablation/ and

@@ -30,8 +30,6 @@ def table2_columns() -> tuple[str, ...]:
     return ("Model", *[c for t in downstream_tasks() for c in t.columns], *TABLE2_META)
 
 
-TABLE2_COLUMNS = table2_columns()
-
 
 def plural(n: int, noun: str) -> str:
     """'1 seed', '3 seeds', '1 layer'."""
@@ -53,17 +51,14 @@ def _check_rows(rows: list[dict], allowed: set, table: int, hint: str) -> None:
         raise ValueError(f"every Table {table} row needs a 'Model' name")
 
 
-_number = is_score
-
-
 # ------------------------------------------------------------------ rows from results
 def glue_row(model: str, results, run_id: str = "", teacher: str | None = None, note: str = "") -> dict:
     """A Table 1 row from run_glue / summarize_glue output (score per task, 0-100)."""
     row = {"Model": model, "run_id": run_id, "teacher": teacher, "note": note}
     seeds = set()
     for rec in results.to_dict("records"):
-        row[rec["display"]] = rec["score"] if _number(rec["score"]) else NOT_RUN
-        if _number(rec["score"]):
+        row[rec["display"]] = rec["score"] if is_score(rec["score"]) else NOT_RUN
+        if is_score(rec["score"]):
             seeds.add(int(rec["seeds_run"]))
     if seeds and not note:
         row["note"] = "1 seed" if seeds == {1} else f"median of {'/'.join(map(str, sorted(seeds)))} seeds"
@@ -103,8 +98,8 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
         run = {}
         for t in TABLE1_TASKS:
             v = r.get(t, NOT_RUN)
-            row[t] = round(float(v), 1) if _number(v) else NOT_RUN
-            if _number(v):
+            row[t] = round(float(v), 1) if is_score(v) else NOT_RUN
+            if is_score(v):
                 run[t] = float(v)
         row["_score"] = glue_macro_score(run) if run else None  # unrounded, for retention
         row["Score"] = round(row["_score"], 1) if run else NOT_RUN
@@ -130,7 +125,7 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
         if row["source"] == "paper":  # DistilBERT vs BERT-base: the paper's Scores
             row["retention"] = round(100.0 * row["Score"] / teacher["Score"], 1)
             continue
-        t_run = teacher.get("_run") or {t: v for t, v in teacher.items() if t in TABLE1_TASKS and _number(v)}
+        t_run = teacher.get("_run") or {t: v for t, v in teacher.items() if t in TABLE1_TASKS and is_score(v)}
         common = [t for t in row["_run"] if t in t_run]
         if not common:
             continue
@@ -170,7 +165,7 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
                "note": r.get("note", "")}
         for c, k in decimals.items():
             v = r.get(c, "not run")
-            row[c] = f"{float(v):.{k}f}" if _number(v) else v
+            row[c] = f"{float(v):.{k}f}" if is_score(v) else v
         table.append(row)
     # every cell a string: "93.46" stays "93.46" and "—" sits in a column of numbers
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in columns} for r in table], columns=list(columns))
