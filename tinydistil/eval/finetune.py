@@ -46,7 +46,7 @@ class FinetuneConfig:
     seed: int = 0  # first seed
     max_train_examples: int | None = None  # keep a fixed random subset of N training examples (CPU budgets)
     group_by_length: bool = True  # batches of similar length (less padding); order still shuffled per epoch
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (auto: fp16 on pre-Ampere CUDA, bf16 on newer, fp32 on CPU)
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16; auto as pretraining (runtime.py): bf16 on native-bf16 CPUs
     device: str = "auto"
 
     @property
