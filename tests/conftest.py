@@ -1,5 +1,11 @@
+import os
+
 import pytest
 import torch
+
+# precision "auto" resolves to fp32 on every machine kind (with or without native bf16), in subprocesses too:
+# the suite's numbers must not depend on which CPU CI lands on; bf16 tests ask for "bf16" explicitly
+os.environ["TINYDISTIL_CPU_BF16"] = "0"
 
 import tinydistil.train  # noqa: F401  (its model imports replace sys.modules["transformers"] in transformers 5: do it
 # before the test modules `import transformers`, so their monkeypatches reach the module the package uses)

@@ -61,7 +61,8 @@ def test_per_task_deltas_and_the_macro_without_wnli(tmp_path):
 def test_table4_deltas_spread_and_paper_column(tmp_path):
     rows = [{"Variant": "full triple loss", "score": 60.0, "per_seed": [59.0, 61.0]},
             {"Variant": "- L_ce", "score": 57.5, "per_seed": [57.0, 58.0]},
-            {"Variant": "random init", "score": None, "per_seed": [], "reason": "no GLUE task with data"}]
+            {"Variant": "random init", "score": None, "per_seed": [], "reason": "no GLUE task with data"},
+            {"Variant": "first layers", "score": 55.0, "per_seed": [54.0, 56.0]}]
     df = write_table4(rows, tmp_path / "t4.csv")
     with open(tmp_path / "t4.csv", newline="") as f:
         got = {r["Variant"]: r for r in csv.DictReader(f)}
@@ -69,7 +70,9 @@ def test_table4_deltas_spread_and_paper_column(tmp_path):
     assert got["- L_ce"]["Paper delta"] == f"{PAPER_TABLE4['- L_ce']:+.2f}" == "-2.96"
     assert got["full triple loss"]["Spread"] == "sd 1.41; range 59.00-61.00"
     assert got["random init"]["Score"].startswith("not run") and got["random init"]["Delta"] == ""
-    assert len(df) == 3
+    assert got["full triple loss"]["Paper delta"] == "0.00"
+    assert got["first layers"]["Paper delta"] == ""  # not in the paper: no number, not a zero
+    assert len(df) == 4
 
 
 def test_paired_deltas_and_mlm_column(tmp_path):

@@ -312,3 +312,38 @@ def test_real_imdb_files_load():
     assert Counter(data.train["label"]) == {1: 856, 0: 851} and Counter(data.evals["test"]["label"]) == {1: 245, 0: 243}
     assert all("<br />" not in t for t in data.evals["dev"]["text"])
     assert any('"Pulp Fiction"' in t for t in data.evals["dev"]["text"])  # CSV quoting undone: "" -> "
+
+
+def test_majority_baseline_hand_worked():
+    """The train split's most frequent label for every dev example, scored as Table 1 (worked by hand)."""
+    import datasets
+
+    from tinydistil.eval.runner import TaskData
+
+    def data(train, dev):
+        return TaskData(datasets.Dataset.from_dict({"label": train}), {"dev": datasets.Dataset.from_dict(
+            {"label": dev})}, "fixture")
+
+    sst2 = glue.majority_baseline("sst2", data([1, 1, 0], [1, 0, 0, 1]))
+    assert (sst2["label"], sst2["score"], sst2["accuracy"], sst2["eval_examples"]) == ("positive", 50.0, 50.0, 4)
+    # MRPC: all "equivalent" on [1, 0, 1, 1]: accuracy 3/4, F1 = 2*3 / (2*3 + 1) = 6/7; score = their mean
+    mrpc = glue.majority_baseline("mrpc", data([0, 1, 1], [1, 0, 1, 1]))
+    assert mrpc["score"] == pytest.approx(100 * (0.75 + 6 / 7) / 2)
+    assert glue.majority_baseline("cola", data([1, 1, 0], [1, 0]))["score"] == 0.0  # MCC of a constant
+    assert glue.majority_baseline("rte", data([1, 1, 0], [0, 0, 1]))["label"] == "not_entailment"
+    stsb = glue.majority_baseline("stsb", data([1.0, 2.5], [3.0, 4.0]))
+    assert stsb["score"] is None and stsb["label"] is None  # no classes, no correlation
+
+
+def test_write_majority_from_files_and_missing_tasks(tmp_path, fixture_data):
+    from tinydistil.study.tables import write_majority
+
+    df = write_majority(tmp_path / "m.csv", fixture_data, "sst2,mnli")
+    rows = {r["Task"]: r for r in df.to_dict("records")}
+    dev = read_glue_tsv(fixture_data / "glue" / "SST-2" / "dev.tsv", "sst2")["label"]
+    train = read_glue_tsv(fixture_data / "glue" / "SST-2" / "train.tsv", "sst2")["label"]
+    top = [lab for lab in set(train) if train.count(lab) == max(map(train.count, train))]  # ties: any of them
+    assert any(float(rows["SST-2"]["Score"]) == pytest.approx(100 * dev.count(lab) / len(dev), abs=0.05)
+               for lab in top)
+    assert rows["MNLI"]["Score"].startswith("not run")  # the fixture has no MNLI files
+    assert (tmp_path / "m.csv").read_text().startswith("Task,Majority label,Score")

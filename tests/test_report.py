@@ -17,6 +17,7 @@ from tinydistil.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TAB
 from tinydistil.study.figures import loss_terms  # noqa: E402
 from tinydistil.study.report import write_report  # noqa: E402
 from tinydistil.study.results import load_results, per_task_retention  # noqa: E402
+from tinydistil.study.targets import check_targets  # noqa: E402
 from tinydistil.study.tables import TABLE1_COLUMNS, TABLE1_TASKS, table2_columns  # noqa: E402
 
 NR = "not run: no data"
@@ -446,3 +447,32 @@ def test_a_t4_report_and_poster_describe_a_hub_teacher_run(tmp_path):
     text = _poster_text(root, preset="t4")
     assert "Teacher: bert-base-uncased as it is (the paper's)" in text and "SQuAD: train split -> dev" in text
     assert "offline" not in text and "9.99x" not in text
+
+
+def test_targets_section_states_each_target_met_or_missed_with_its_number(tmp_path):
+    """The cpu preset's targets against fixture files: margins over the majority class computed from
+    glue_majority.csv (teacher SST-2 88.4 - 50.9 = +37.5 met; MRPC 83.2 - 74.8 = +8.4 missed), minimums,
+    retention 93.1 < 95 missed, IMDb 84.40 < 85 missed, SQuAD not run, speed-up 1.7 < 1.8 missed."""
+    root = make_results(tmp_path / "results")
+    _write_csv(root / "glue_majority.csv", ["Task", "Majority label", "Score", "Accuracy", "source"], [
+        {"Task": "SST-2", "Majority label": "positive", "Score": "50.9", "Accuracy": "50.9", "source": "baseline"},
+        {"Task": "MRPC", "Majority label": "equivalent", "Score": "74.8", "Accuracy": "68.4", "source": "baseline"},
+        {"Task": "STS-B", "Majority label": "n/a", "Score": "n/a", "Accuracy": "n/a", "source": "baseline"}])
+    got = {r["target"]: r for r in check_targets(load_results(root, "cpu"))}
+    assert got["teacher SST-2 >= majority class + 10"]["measured"] == "88.4 vs majority 50.9: +37.5"
+    assert got["teacher SST-2 >= majority class + 10"]["verdict"] == "met"
+    assert got["teacher MRPC >= majority class + 10"]["measured"] == "83.2 vs majority 74.8: +8.4"
+    assert "missed" in got["teacher MRPC >= majority class + 10"]["verdict"]
+    assert got["teacher RTE >= majority class + 10"]["verdict"] == "not run"  # no RTE baseline in the file
+    assert got["teacher CoLA >= 20"]["verdict"] == "met" and got["teacher STS-B >= 70"]["verdict"] == "met"
+    assert got["teacher held-out masked-token accuracy >= 35 %"]["measured"] == "12.3 %"
+    assert "missed" in got["teacher held-out masked-token accuracy >= 35 %"]["verdict"]
+    assert "missed" in got["student GLUE Score >= 95 % of the teacher's"]["verdict"]
+    assert got["teacher IMDb accuracy >= 85"]["measured"] == "84.4"
+    assert got["teacher SQuAD F1 >= 50"]["verdict"] == "not run"
+    assert got["SQuAD F1 of DistilBERT (D) >= the plain student's"]["verdict"] == "not run"
+    assert "missed" in got["student / teacher CPU inference speed-up >= 1.8x (PyTorch fp32)"]["verdict"]
+    text = write_report(root, tmp_path / "report", "cpu").read_text()
+    assert "## Targets" in text and "3 met, 5 missed, 3 not run" in text
+    assert "| STS-B | n/a | 80.6 | n/a | 74.3 |" in text  # the baseline table: no classes on STS-B
+    assert check_targets(load_results(root, "smoke")) == []  # smoke declares none

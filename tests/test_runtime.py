@@ -17,12 +17,20 @@ def test_auto_precision_on_cpu_follows_native_bf16(monkeypatch, native, expected
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    monkeypatch.delenv("TINYDISTIL_CPU_BF16")  # conftest's override, tested below
     R.cpu_has_native_bf16.cache_clear()
     monkeypatch.setattr(R, "cpu_flags", lambda: {"avx2", "avx512f", "amx_bf16", "amx_tile"})
     assert R.cpu_has_native_bf16()
     R.cpu_has_native_bf16.cache_clear()
     monkeypatch.setattr(R, "cpu_flags", lambda: {"avx2", "avx512f", "avx512bw"})  # bf16 emulated only
     monkeypatch.setattr(R.platform, "system", lambda: "Linux")
+    assert not R.cpu_has_native_bf16()
+    R.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setenv("TINYDISTIL_CPU_BF16", "1")  # the override wins over the flags, both ways
+    assert R.cpu_has_native_bf16()
+    R.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(R, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setenv("TINYDISTIL_CPU_BF16", "0")
     assert not R.cpu_has_native_bf16()
     R.cpu_has_native_bf16.cache_clear()
 
@@ -52,3 +60,16 @@ def test_bf16_distillation_step_matches_fp32_with_fp32_weights_and_terms(tmp_pat
         assert all(v.dtype == torch.float32 for v in out.values())
     for k, v in terms["fp32"].items():
         assert terms["bf16"][k] == pytest.approx(v, rel=0.02, abs=1e-3), k
+
+
+def test_machine_record_names_the_speed_flags(monkeypatch):
+    """Every run's machine record says which speed-deciding flags the CPU has and whether bf16 is native."""
+    from tinydistil import rundir
+
+    monkeypatch.setattr(R, "cpu_flags", lambda: {"avx2", "fma", "avx512f", "avx512_bf16", "sse4_2"})
+    monkeypatch.setenv("TINYDISTIL_CPU_BF16", "1")
+    R.cpu_has_native_bf16.cache_clear()
+    m = rundir.machine()
+    R.cpu_has_native_bf16.cache_clear()
+    assert m["cpu_flags"] == "avx2 fma avx512f avx512_bf16"  # in SPEED_FLAGS order, sse4_2 not among them
+    assert m["native_bf16"] is True

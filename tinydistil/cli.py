@@ -94,7 +94,7 @@ def ablate(preset: str, extra: list[str]):
 FINETUNE_OPTIONS = {"glue": ("model", "tasks", "data_dir", "output_dir"),
                     "imdb": ("model", "data_dir", "output_dir"),
                     "squad": ("model", "teacher", "data_dir", "output_dir"),
-                    "tables": ("teacher", "student", "output_dir", "results_dir")}
+                    "tables": ("teacher", "student", "output_dir", "results_dir", "data_dir", "tasks")}
 
 
 def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
@@ -112,7 +112,8 @@ def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
         elif command == "squad" and name in {f.name for f in dataclasses.fields(_squad_config())}:
             opts.setdefault("squad", {})[name] = parse_value(_squad_config(), name, extra[i + 1])
         elif command == "tables":
-            raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --output-dir")
+            raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --output-dir, --data-dir, "
+                             "--tasks")
         else:
             try:
                 over[name] = parse_value(FinetuneConfig(), name, extra[i + 1])
@@ -168,7 +169,7 @@ def finetune_command(command: str, extra: list[str]):
 
 
 def tables_command(extra: list[str]):
-    from .study.tables import write_tables
+    from .study.tables import write_majority, write_tables
 
     opts, _ = _options("tables", extra)
     evals = [(role, opts[role]) for role in ("teacher", "student") if role in opts]
@@ -177,9 +178,12 @@ def tables_command(extra: list[str]):
     for role, folder in evals:
         if not Path(folder).is_dir():
             raise ValueError(f"--{role} {folder} does not exist; run `python -m tinydistil glue --model ...` first")
-    t1, t2 = write_tables(evals, opts.get("output_dir") or opts.get("results_dir", "results"))
+    out = Path(opts.get("output_dir") or opts.get("results_dir", "results"))
+    t1, t2 = write_tables(evals, out)
     print(t1.to_string(index=False))
     print(t2.to_string(index=False))
+    if "data_dir" in opts:  # the majority-class baseline needs the GLUE data itself
+        print(write_majority(out / "glue_majority.csv", opts["data_dir"], opts.get("tasks")).to_string(index=False))
     return t1, t2
 
 
@@ -321,7 +325,8 @@ COMMANDS = {
                                          "(--doc-stride 128, --max-eval-examples 500)"), False, False, None),
     "tables": ("Tables 1-2 from evaluation folders",
                "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--output-dir results] -> "
-               "table1_glue.csv, table2_downstream.csv", False, False, None),
+               "table1_glue.csv, table2_downstream.csv; with --data-dir DIR [--tasks cola,sst2,...] also "
+               "glue_majority.csv (the majority-class baseline of each GLUE task)", False, False, None),
     "speed": ("Table 3: size and CPU inference time", "Parameters, size on disk and STS-B dev CPU time at batch "
               "size 1 of the BERT-base / DistilBERT architectures, the teacher, the student and its int8 / ONNX "
               "Runtime forms.", False, False, speed_args),

@@ -39,6 +39,13 @@ class Preset:
     # decision rule ("ablation_rule": {"min_paired_seeds_lower": k}; default: lower on every paired seed).
     downstream: dict = field(default_factory=dict)
     budget_min: float | None = None  # end-to-end wall-time budget of `reproduce` (written in reproduce.json)
+    # wall-time budget per `reproduce` stage in minutes (summing to budget_min); the report sets each against
+    # what the stage took
+    stage_budget_min: dict = field(default_factory=dict)
+    # what the study's results should reach, checked in the report's "Targets" section (study/targets.py):
+    # teacher_mlm_accuracy (held-out %), teacher_margin {Table 1 task: points over the majority class},
+    # teacher_min {task: score}, glue_retention (%), imdb_teacher, squad_teacher_f1, squad_d_ge_student, speedup
+    targets: dict = field(default_factory=dict)
 
 
 def _smoke() -> Preset:
@@ -81,6 +88,9 @@ def _cpu() -> Preset:
                     "ablation_glue": ablation_glue, "ablation_tasks": "cola,sst2,mrpc,stsb",
                     "ablation_distill": {"max_steps": 60}, "ablation_rule": {"min_paired_seeds_lower": 4}},
         budget_min=120,
+        targets={"teacher_mlm_accuracy": 35.0, "teacher_margin": {"SST-2": 10.0, "MRPC": 10.0, "RTE": 10.0},
+                 "teacher_min": {"CoLA": 20.0, "STS-B": 70.0}, "glue_retention": 95.0, "imdb_teacher": 85.0,
+                 "squad_teacher_f1": 50.0, "squad_d_ge_student": True, "speedup": 1.8},
     )
 
 

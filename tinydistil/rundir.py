@@ -196,10 +196,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+# the processor flags that decide CPU speed here (vector width, native bf16 / int8): recorded with every timing,
+# since the same model name ("AMD EPYC") covers kinds with and without them
+SPEED_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+
+
 def machine() -> dict:
     import torch
 
+    from .runtime import cpu_flags, cpu_has_native_bf16
+
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
+            "cpu_flags": " ".join(f for f in SPEED_FLAGS if f in cpu_flags()),
+            "native_bf16": cpu_has_native_bf16(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -262,6 +262,25 @@ def load_task(task: GlueTask | str, data_dir=None) -> TaskData:
     return load_local(task, local) if local is not None else load_hub(task)
 
 
+# ------------------------------------------------------------------ baseline
+def majority_baseline(task: GlueTask | str, data: TaskData) -> dict:
+    """The train split's most frequent label predicted for every example of the first eval split, scored as in
+    Table 1: {"task", "label", "score" (0-100), "accuracy" (0-100), "eval_examples"}. STS-B (regression) has no
+    majority class and a constant prediction no correlation: label and scores None."""
+    from collections import Counter
+
+    task = TASKS[task] if isinstance(task, str) else task
+    split, _, _ = task.evals[0]
+    refs = np.asarray(data.evals[split]["label"])
+    out = {"task": task.display, "label": None, "score": None, "accuracy": None, "eval_examples": len(refs)}
+    if task.regression:
+        return out
+    label = Counter(data.train["label"]).most_common(1)[0][0]
+    preds = np.full_like(refs, label)
+    return {**out, "label": task.labels[label], "score": task_score(task.name, glue_metrics(
+        task.metric_task(split), preds, refs)), "accuracy": 100.0 * float((preds == refs).mean())}
+
+
 # ------------------------------------------------------------------ results
 def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None,
              progress: bool = True, save_models: tuple[str, ...] = ()):

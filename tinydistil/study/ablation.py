@@ -209,7 +209,7 @@ def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFr
                     "Paired deltas": _paired(r, full) if versus else "", "Seeds": len(r.get("per_seed", [])),
                     "Held-out MLM acc": mlm, "Per-task delta": _per_task(r, full) if versus else "",
                     "Excl. WNLI": _excl(r, full) if ok else "",
-                    "Paper delta": f"{PAPER_TABLE4[r['Variant']]:+.2f}" if r["Variant"] in PAPER_TABLE4 else "0.00",
+                    "Paper delta": _paper_delta(r["Variant"]),
                     "source": "measured", "run_id": r.get("run_id", ""), "note": r.get("note", "")})
     df = pd.DataFrame(out, columns=list(TABLE4_COLUMNS))
     path = Path(path)
@@ -218,6 +218,13 @@ def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFr
     write_json_atomic(path.with_suffix(".json"), {**(meta or {}), "variants": {
         r["Variant"]: {k: r.get(k) for k in ROW_KEYS} for r in rows}}, default=str)
     return df
+
+
+def _paper_delta(variant: str) -> str:
+    """The paper's Table 4 delta of `variant`: "0.00" for the full loss, "" for a variant it does not have."""
+    if variant == "full triple loss":
+        return "0.00"
+    return f"{PAPER_TABLE4[variant]:+.2f}" if variant in PAPER_TABLE4 else ""
 
 
 def protocol(preset: str, distill_overrides=None) -> tuple["FinetuneConfig", list[str], dict]:  # noqa: F821

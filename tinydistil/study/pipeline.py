@@ -97,7 +97,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     ds = p.downstream
     tasks = {t.name: t for t in registry.downstream_tasks()}
     todo = [s for s in all_stages() if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
-    summary = {"preset": preset, "budget_min": p.budget_min, "stages": todo, "skipped": sorted(skip),
+    summary = {"preset": preset, "budget_min": p.budget_min, "stage_budget_min": dict(p.stage_budget_min),
+               "stages": todo, "skipped": sorted(skip),
                "teacher": teacher, "student": student,
                "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}}
@@ -169,9 +170,10 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
                       tables_dir / "table3_speed.csv", ds.get("speed", {}), progress)
 
     def tables():
-        from .tables import write_tables
+        from .tables import write_majority, write_tables
 
         write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir)
+        write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"))
         for role, folder in eval_dirs.items():  # per-seed results (not the models) next to the tables
             copy_results(folder, lay.copied_eval(role))
 
@@ -289,8 +291,10 @@ def _print_summary(summary: dict, tables_dir: Path, report_dir: Path, poster_dir
     lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min this call, "
              f"{summary['study_wall_time_s'] / 60:.1f} min for the whole study (sum over stages)"
              + (f"; budget {summary['budget_min']:.0f} min" if summary.get("budget_min") else "")]
+    budgets = summary.get("stage_budget_min") or {}
     for name, t in summary["stage_wall_time_s"].items():
-        lines.append(f"  {name:<9} {t:>7.0f} s  {summary['stage_status'][name]}")
+        budget = f" (budget {budgets[name]:g} min)" if name in budgets else ""
+        lines.append(f"  {name:<9} {t:>7.0f} s{budget}  {summary['stage_status'][name]}")
     for f in ("table1_glue.csv", "table2_downstream.csv", "table3_speed.csv"):
         if (tables_dir / f).is_file():
             lines.append(f"  {f:<22} {tables_dir / f}")

@@ -17,9 +17,10 @@ from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TAB
                      paper_glue_retention, paper_speedup)
 from .ablation import SLUGS, TABLE4_COLUMNS, VARIANTS
 from .figures import FIGURES, write_figures
-from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, num, retention_by_seed,
-                      speedups, table4_protocol, task_scores, teacher_student_pairs)
+from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, majority_margins, num,
+                      retention_by_seed, speedups, table4_protocol, task_scores, teacher_student_pairs)
 from .tables import TABLE1_COLUMNS, TABLE1_TASKS
+from .targets import check_targets
 from .what_ran import section_differences, section_run
 
 
@@ -239,6 +240,30 @@ def _section_table3(res: Results) -> str:
     return "\n".join(out + body)
 
 
+def _section_targets(res: Results) -> str:
+    """Markdown: the preset's targets, what was measured, met or missed; the majority-class baseline per task."""
+    out = ["## Targets", ""]
+    rows = check_targets(res)
+    if not rows:
+        out.append(f"The `{res.preset}` preset declares no targets.")
+    else:
+        missed = [r["target"] for r in rows if "missed" in r["verdict"]]
+        out += [f"What the `{res.preset}` preset set out to reach (`presets.py`, `targets`), against this study's "
+                f"files: {sum(r['verdict'] == 'met' for r in rows)} met, {len(missed)} missed, "
+                f"{sum(r['verdict'] == 'not run' for r in rows)} not run.", "",
+                md_table(rows, ["target", "measured", "verdict"])]
+    margins = majority_margins(res)
+    if margins:
+        cells = lambda m, k: "n/a" if m[k] is None else f"{m[k]:.1f}"  # noqa: E731
+        table = [{"Task": m["task"], "majority class": cells(m, "majority"), "teacher": cells(m, "teacher"),
+                  "teacher − majority": "n/a" if m["margin"] is None else f"{m['margin']:+.1f}",
+                  "student": cells(m, "student")} for m in margins]
+        out += ["", "Majority-class baseline (`glue_majority.csv`: the train split's most frequent label for every "
+                "dev example, scored as Table 1; STS-B has no classes):", "",
+                md_table(table, ["Task", "majority class", "teacher", "teacher − majority", "student"])]
+    return "\n".join(out)
+
+
 def _section_table4(res: Results) -> str:
     out = ["## Table 4: ablation (GLUE macro-score, median over seeds)", ""]
     rows = res.tables.get("table4")
@@ -301,7 +326,7 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         f"in `{results_dir}/`" + (f" (pretraining run at git SHA `{sha}`)" if res.reproduce else "") +
         ". Every measured number below is read from those "
         "files; the paper's numbers are labelled as the paper's; anything not run says so.", "",
-        _section_headlines(res), "", section_run(res), "",
+        _section_headlines(res), "", _section_targets(res), "", section_run(res), "",
         _section_table1(res), "", f"![teacher vs student per task]({rel['task_bars']})", "",
         f"![retention per task]({rel['retention']})", "",
         _section_table2(res), "", _section_table3(res), "", f"![speed vs size]({rel['speed_size']})", "",

@@ -24,7 +24,7 @@ TABLE3_COLUMNS = ("Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Infe
 
 
 TABLE_FILES = {"table1": "table1_glue.csv", "table2": "table2_downstream.csv", "table3": "table3_speed.csv",
-               "table4": "table4_ablation.csv"}
+               "table4": "table4_ablation.csv", "majority": "glue_majority.csv"}
 
 
 def num(v) -> float | None:
@@ -116,9 +116,9 @@ def load_results(results_dir="results", preset: str = "cpu") -> Results:
     res = Results(root, preset)
     needed = {"table1": ("Model", "Score", "source"), "table2": ("Model", "IMDb", "source"),
               "table3": ("Model", "Params (M)", "Inference time (s)", "source"),
-              "table4": ("Variant", "Score", "Delta")}
+              "table4": ("Variant", "Score", "Delta"), "majority": ("Task", "Score")}
     hints = {"table1": "python -m tinydistil tables", "table2": "python -m tinydistil tables",
-             "table3": "python -m tinydistil speed"}
+             "table3": "python -m tinydistil speed", "majority": "python -m tinydistil tables --data-dir DIR"}
     for name, fname in TABLE_FILES.items():
         rows, reason = _read_csv(root / fname, needed[name])
         res.tables[name] = rows
@@ -299,3 +299,18 @@ def teacher_student_pairs(scores: dict) -> list[tuple[str, dict, dict]]:
     if t is None:
         return []
     return [(k, t[1], v) for k, v in scores.items() if not k.startswith("teacher")]
+
+
+def majority_margins(res: Results) -> list[dict]:
+    """[{"task", "majority" (float | None), "teacher", "student" (floats or None), "margin" (teacher - majority)}]
+    for each task of glue_majority.csv, with the measured Table 1 scores beside it."""
+    scores = task_scores(res)
+    teacher = next((v for k, v in scores.items() if k == "teacher"), {})
+    student = next((v for k, v in scores.items() if k == "student"), {})
+    out = []
+    for r in res.tables.get("majority") or []:
+        t, m = r["Task"], num(r.get("Score"))
+        out.append({"task": t, "majority": m, "teacher": teacher.get(t), "student": student.get(t),
+                    "margin": None if m is None or teacher.get(t) is None else teacher[t] - m})
+    return out
+

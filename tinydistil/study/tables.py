@@ -175,6 +175,42 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     return df
 
 
+# ------------------------------------------------------------------ majority-class baseline
+MAJORITY_COLUMNS = ("Task", "Majority label", "Score", "Accuracy", "Eval examples", "source", "note")
+
+
+def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: F821
+    """The majority-class baseline of each GLUE task (eval.glue.majority_baseline) as CSV, so a reader sees the
+    margin of every Table 1 score over it: one row per task, "not run: <why>" where the task has no data,
+    "n/a" for STS-B (no classes)."""
+    import pandas as pd
+
+    from ..eval.glue import TASKS as GLUE, load_task, majority_baseline, parse_tasks, resolve_data_dir
+    from ..eval.runner import NoData
+
+    rows, hub_error = [], None
+    for name in parse_tasks(tasks):
+        try:
+            if hub_error:
+                raise NoData(hub_error)  # do not wait for an unreachable hub once per task
+            data = load_task(name, data_dir)
+        except NoData as e:
+            hub_error = str(e) if resolve_data_dir(data_dir) is None else None
+            rows.append({"Task": GLUE[name].display, "Score": f"not run: {e}", "source": "baseline"})
+            continue
+        b = majority_baseline(name, data)
+        fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
+        rows.append({"Task": b["task"], "Majority label": b["label"] or "n/a", "Score": fmt(b["score"]),
+                     "Accuracy": fmt(b["accuracy"]), "Eval examples": b["eval_examples"], "source": "baseline",
+                     "note": "regression: no majority class" if b["label"] is None else
+                     "the train split's most frequent label for every dev example, scored as Table 1"})
+    df = pd.DataFrame([{c: str(r.get(c, "")) for c in MAJORITY_COLUMNS} for r in rows], columns=list(MAJORITY_COLUMNS))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(path, index=False)
+    return df
+
+
 # ------------------------------------------------------------------ from evaluation folders
 def describe_eval(eval_dir, role: str) -> str:
     """'teacher: cpu_teacher (bert, 6 layers, 10.1 M params)' from the runs in `eval_dir`/{glue,imdb}."""

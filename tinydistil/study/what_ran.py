@@ -23,8 +23,9 @@ def section_run(res: Results) -> str:
         m = rep.get("machine", {})
         out.append(f"* Preset `{rep.get('preset', res.preset)}`, command `{rep.get('command', 'not recorded')}`, "
                    f"git SHA `{rep.get('git_sha', 'not recorded')}`, finished {rep.get('finished', 'not recorded')}.")
+        flags = f"; flags {m['cpu_flags']}" if m.get("cpu_flags") else ""
         out.append(f"* Machine: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} "
-                   f"torch threads), {m.get('platform', '?')}, Python {m.get('python', '?')}, torch "
+                   f"torch threads{flags}), {m.get('platform', '?')}, Python {m.get('python', '?')}, torch "
                    f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
                    + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
         walls = rep.get("stage_wall_time_s", {})
@@ -40,8 +41,12 @@ def section_run(res: Results) -> str:
                           "summed over the stages of several calls (`stage_status` in reproduce.json)")
                        + (f"; budget {budget:.0f} min: **{'within' if study / 60 <= budget else 'over'}**" if budget
                           else "") + ".")
-        out.append("* Wall time per stage: " + (", ".join(f"{k} {_fmt_s(v)}" for k, v in walls.items()) or
-                                                 "not recorded") + ".")
+        budgets = rep.get("stage_budget_min") or {}
+        if not budgets and rep.get("preset") in PRESETS:
+            budgets = get_preset(rep["preset"]).stage_budget_min
+        out.append("* Wall time per stage: " + (", ".join(
+            f"{k} {_fmt_s(v)}" + (f" (budget {budgets[k]:g} min{'' if v <= 60 * budgets[k] else ': **over**'})"
+                                  if k in budgets else "") for k, v in walls.items()) or "not recorded") + ".")
     for stage in ("teacher", "student"):
         run, summ = res.runs[stage]["run"], res.runs[stage]["summary"]
         if run is None:
