@@ -475,4 +475,15 @@ def test_targets_section_states_each_target_met_or_missed_with_its_number(tmp_pa
     text = write_report(root, tmp_path / "report", "cpu").read_text()
     assert "## Targets" in text and "3 met, 5 missed, 3 not run" in text
     assert "| STS-B | n/a | 80.6 | n/a | 74.3 |" in text  # the baseline table: no classes on STS-B
+    assert "The preset's targets: 3 met, 5 missed, 3 not run" in _poster_text(root)
     assert check_targets(load_results(root, "smoke")) == []  # smoke declares none
+
+
+def test_stage_times_are_set_against_the_recorded_stage_budgets(tmp_path):
+    root = make_results(tmp_path / "results")
+    rep = json.loads((root / "cpu" / "reproduce.json").read_text())
+    rep["stage_budget_min"] = {"teacher": 10, "distill": 20}  # 1311.7 s > 10 min; 977.3 s < 20 min
+    (root / "cpu" / "reproduce.json").write_text(json.dumps(rep))
+    text = write_report(root, tmp_path / "report", "cpu").read_text()
+    assert "teacher 1312 s (budget 10 min: **over**), distill 977 s (budget 20 min)" in text
+

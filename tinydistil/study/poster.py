@@ -16,6 +16,7 @@ from .figures import loss_terms
 from .results import (TABLE_FILES, Results, ablation, glue_retention, load_results, main_records, num,
                       paper_task_scores, role, speedups, table4_protocol, task_scores, teacher_student_pairs)
 from .tables import TABLE1_TASKS, params_text, plural
+from .targets import check_targets
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
 PNG_DPI = 100                # 2000 x 1125 px
@@ -180,6 +181,11 @@ def _differences(res: Results) -> str:
                        if all(r.get("comparable", True) for r in squad) else "no train split: split of dev"),
         "- Details, provenance and caveats: report/report.md",
     ]
+    targets = check_targets(res)
+    if targets:
+        count = lambda v: sum(v in t["verdict"] for t in targets)  # noqa: E731
+        lines.insert(-1, f"- The preset's targets: {count('met')} met, {count('missed')} missed, "
+                         f"{count('not run')} not run (report: Targets)")
     return "\n".join(lines)
 
 

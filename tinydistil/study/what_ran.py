@@ -41,9 +41,7 @@ def section_run(res: Results) -> str:
                           "summed over the stages of several calls (`stage_status` in reproduce.json)")
                        + (f"; budget {budget:.0f} min: **{'within' if study / 60 <= budget else 'over'}**" if budget
                           else "") + ".")
-        budgets = rep.get("stage_budget_min") or {}
-        if not budgets and rep.get("preset") in PRESETS:
-            budgets = get_preset(rep["preset"]).stage_budget_min
+        budgets = rep.get("stage_budget_min") or {}  # as recorded by the call (a later preset's may differ)
         out.append("* Wall time per stage: " + (", ".join(
             f"{k} {_fmt_s(v)}" + (f" (budget {budgets[k]:g} min{'' if v <= 60 * budgets[k] else ': **over**'})"
                                   if k in budgets else "") for k, v in walls.items()) or "not recorded") + ".")
