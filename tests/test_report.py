@@ -465,7 +465,7 @@ def test_targets_section_states_each_target_met_or_missed_with_its_number(tmp_pa
     assert "missed" in got["teacher MRPC >= majority class + 10"]["verdict"]
     assert got["teacher RTE >= majority class + 10"]["verdict"] == "not run"  # no RTE baseline in the file
     assert got["teacher CoLA >= 20"]["verdict"] == "met" and got["teacher STS-B >= 70"]["verdict"] == "met"
-    assert got["teacher held-out masked-token accuracy >= 35 %"]["measured"] == "12.3 %"
+    assert got["teacher held-out masked-token accuracy >= 35 %"]["measured"] == "12.34 %"
     assert "missed" in got["teacher held-out masked-token accuracy >= 35 %"]["verdict"]
     assert "missed" in got["student GLUE Score >= 95 % of the teacher's"]["verdict"]
     assert got["teacher IMDb accuracy >= 85"]["measured"] == "84.4"

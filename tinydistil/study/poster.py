@@ -98,7 +98,8 @@ def _headlines(res: Results) -> list[str]:
                        if str(r.get(k, "")).strip()) for r in sp}
     lines.append("Inference speed-up vs teacher" + (f" ({where.pop()}):" if len(where) == 1 else ":"))
     # one short line per measured form; the device of each is in Table 3 and the report
-    lines += [f"   ours: {r['Speed-up vs teacher']}x  {_short_form(role(r['Model']))}"
+    lines += [(f"   ours: {r['Speed-up vs teacher']}x  {_short_form(role(r['Model']))}" if r["versus"] == "teacher"
+               else f"   ours: {r['Speed-up vs teacher']}x  DistilBERT vs BERT-base arch")
               + (f" ({r['pairs']} pairs{', tiny sample' if r['pairs'] < 100 else ''})" if r.get("pairs") else "")
               for r in sp] or \
              [f"   ours: not run ({_why(res, 'table3', 'no student row')})"]

@@ -87,7 +87,7 @@ def _section_headlines(res: Results) -> str:
         for r in sp:
             where = ", ".join(f"{k} {r[k]}" for k in ("Device", "Threads") if str(r.get(k, "")).strip())
             n = r.get("pairs")
-            out.append(f"* Inference speed-up vs the teacher: **{r['Speed-up vs teacher']}x** for {r['Model']}"
+            out.append(f"* Inference speed-up vs the {r['versus']}: **{r['Speed-up vs teacher']}x** for {r['Model']}"
                        + (f" ({where})" if where else "")
                        + (f", timed on {n} STS-B dev pairs" + (" — a tiny sample: a rough figure only" if n < 100
                                                                else "") if n else "")
@@ -252,8 +252,8 @@ def _section_targets(res: Results) -> str:
                 f"files: {sum(r['verdict'] == 'met' for r in rows)} met, {len(missed)} missed, "
                 f"{sum(r['verdict'] == 'not run' for r in rows)} not run.", "",
                 md_table(rows, ["target", "measured", "verdict"])]
-    margins = majority_margins(res)
-    if margins:
+    margins = [m for m in majority_margins(res) if m["majority"] is not None or m["teacher"] is not None]
+    if margins:  # tasks without data (no baseline, no score) left out
         cells = lambda m, k: "n/a" if m[k] is None else f"{m[k]:.1f}"  # noqa: E731
         table = [{"Task": m["task"], "majority class": cells(m, "majority"), "teacher": cells(m, "teacher"),
                   "teacher − majority": "n/a" if m["margin"] is None else f"{m['margin']:+.1f}",

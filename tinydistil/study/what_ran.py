@@ -23,7 +23,9 @@ def section_run(res: Results) -> str:
         m = rep.get("machine", {})
         out.append(f"* Preset `{rep.get('preset', res.preset)}`, command `{rep.get('command', 'not recorded')}`, "
                    f"git SHA `{rep.get('git_sha', 'not recorded')}`, finished {rep.get('finished', 'not recorded')}.")
-        flags = f"; flags {m['cpu_flags']}" if m.get("cpu_flags") else ""
+        lscpu = res.results_dir / res.preset / "lscpu.txt"  # saved beside a run recorded before the flags were
+        flags = (f"; flags {m['cpu_flags']}" if m.get("cpu_flags") else
+                 f"; model and flags: `{lscpu.relative_to(res.results_dir)}`" if lscpu.is_file() else "")
         out.append(f"* Machine: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} "
                    f"torch threads{flags}), {m.get('platform', '?')}, Python {m.get('python', '?')}, torch "
                    f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
@@ -52,12 +54,15 @@ def section_run(res: Results) -> str:
             continue
         c = run.get("config", {})
         data = c.get("data_dir") or "not recorded in run.json (TINYDISTIL_DATA_DIR or the hub: WikiText-2)"
-        desc = (f"{c.get('num_layers')} layers x {c.get('hidden_size')}, vocabulary {c.get('vocab_size')}"
+        desc = (f"MLM continued from `{c['init_from']}` (its own layers, width and vocabulary; a fresh MLM head)"
+                if stage == "teacher" and c.get("init_from") else
+                f"{c.get('num_layers')} layers x {c.get('hidden_size')}, vocabulary {c.get('vocab_size')}"
                 if stage == "teacher" else
                 f"from `{c.get('teacher')}`, init `{c.get('student_init')}`, layers "
                 f"{c.get('student_layers') or 'every other (default rule)'}, T = {c.get('temperature')}, "
                 f"alpha ce/mlm/cos = {c.get('alpha_ce')}/{c.get('alpha_mlm')}/{c.get('alpha_cos')}")
-        line = (f"* {stage.capitalize()}: {desc}; data {data}; seed {c.get('seed')}; {c.get('epochs')} epochs, "
+        length = f"at most {c['max_steps']} updates" if c.get("max_steps") else f"{c.get('epochs')} epochs"
+        line = (f"* {stage.capitalize()}: {desc}; data {data}; seed {c.get('seed')}; {length}, "
                 f"lr {c.get('lr')}, {c.get('tokens_per_update')} tokens/update; git SHA `{run.get('git_sha')}`")
         if summ:
             p = num(summ.get("parameters"))
