@@ -101,3 +101,15 @@ def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
                "seed_wall_time_s": {"glue": 640.5}}
     _carry_over(summary, {"stage_wall_time_s": {"glue": 0.0}, "stage_status": {"glue": "done"}})
     assert summary["stage_wall_time_s"]["glue"] == 640.5 and "per-seed" in summary["stage_status"]["glue"]
+
+
+def test_stage_budgets_name_real_stages_and_fit_the_total():
+    from tinydistil.presets import PRESETS, get_preset
+    from tinydistil.study.pipeline import all_stages
+
+    for name in PRESETS:
+        p = get_preset(name)
+        assert set(p.stage_budget_min) <= set(all_stages()), name
+        if p.stage_budget_min:
+            assert p.budget_min is not None and sum(p.stage_budget_min.values()) <= p.budget_min, name
+    assert get_preset("cpu").stage_budget_min  # the main job's budget is split by stage

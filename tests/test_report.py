@@ -468,7 +468,7 @@ def test_targets_section_states_each_target_met_or_missed_with_its_number(tmp_pa
     assert got["teacher held-out masked-token accuracy >= 35 %"]["measured"] == "12.34 %"
     assert "missed" in got["teacher held-out masked-token accuracy >= 35 %"]["verdict"]
     assert "missed" in got["student GLUE Score >= 95 % of the teacher's"]["verdict"]
-    assert got["teacher IMDb accuracy >= 85"]["measured"] == "84.4"
+    assert got["teacher IMDb accuracy >= 85"]["measured"] == "84.40"
     assert got["teacher SQuAD F1 >= 50"]["verdict"] == "not run"
     assert got["SQuAD F1 of DistilBERT (D) >= the plain student's"]["verdict"] == "not run"
     assert "missed" in got["student / teacher CPU inference speed-up >= 1.8x (PyTorch fp32)"]["verdict"]

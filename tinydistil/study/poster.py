@@ -137,12 +137,12 @@ def _method(res: Results) -> str:
     nl = t.get("num_layers")
     student = (f"{nl // 2}-layer DistilBERT" if isinstance(nl, int) else "DistilBERT") + (
         f", {params_text(sp)} params" if sp else "" if s else ", not run")
-    how = (f", MLM continued from {t['init_from']}" if t.get("init_from") else ", MLM from scratch") if t else ""
+    how = ("MLM continued" if t.get("init_from") else "MLM from scratch") if t else ""
     if t.get("init_from"):
         teacher = t["init_from"] + (f", {params_text(tp)} params" if tp else "")
     lines = [
-        "1. Teacher: " + teacher + how,
-        "   on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if num(walls.get("teacher")) else ""),
+        "1. Teacher: " + teacher,  # two lines: the column is ~55 monospace characters wide
+        f"   {how} on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if num(walls.get("teacher")) else ""),
         "2. Student init: every other teacher layer",
         "   + embeddings + MLM head -> " + student,
         "3. Distil with the triple loss" + (f" ({walls['distill']:.0f} s)" if num(walls.get("distill")) else ""),
@@ -271,20 +271,27 @@ def poster_figure(res: Results):
     ax.set_title("Distillation loss terms (student log.jsonl)", fontsize=11, loc="left")
 
     ax = fig.add_subplot(gs[1, 2])
+    # the paper's three points sit close on log axes: each label on its own side, so none covers another
+    sides = {"DistilBERT": ((-6, -3), "right"), "BERT-base": ((6, -9), "left"), "ELMo": ((0, 7), "center")}
     for n, (p, t) in PAPER_TABLE3.items():
         ax.scatter([p], [t], color="0.55", marker="s")
-        ax.annotate(f"{n} (paper)", (p, t), fontsize=8, xytext=(4, 3), textcoords="offset points")
+        offset, ha = sides.get(n, ((4, 3), "left"))
+        ax.annotate(f"{n} (paper)", (p, t), fontsize=8, xytext=offset, textcoords="offset points", ha=ha)
     ax.margins(x=0.25, y=0.15)
     ax.set_xlabel("parameters (M)", fontsize=9)
     ax.set_ylabel("CPU inference time (s)", fontsize=9)
     measured = [r for r in res.measured("table3")
                 if num(r.get("Params (M)")) is not None and num(r.get("Inference time (s)")) is not None]
     title = "Table 3: size vs speed"
+    # a fine-tuned copy of the student has its size and time: one point for both
+    measured = [r for r in measured if "fine-tuned" not in str(r["Model"])]
     if measured:  # our models are far smaller and timed on another machine: log-log, one axis
         for i, r in enumerate(measured):
             ax.scatter([num(r["Params (M)"])], [num(r["Inference time (s)"])], color=f"C{i}",
-                       label=f"{role(r['Model'])} (ours, {r.get('Device', '')} {r.get('Threads', '')})")
-        ax.legend(fontsize=7, loc="lower right")
+                       label=_short_form(role(r["Model"])).replace(", PyTorch fp32", ""))
+        # upper left is empty (ours are small and fast, the paper's large and slow): the legend covers no point
+        ax.legend(fontsize=7, loc="upper left", title=f"ours ({measured[0].get('Device', '')}, "
+                  f"{measured[0].get('Threads', '')} threads)", title_fontsize=7)
         ax.set_xscale("log")
         ax.set_yscale("log")
         title += " (log-log; ours: other models and machine)"
