@@ -1,12 +1,13 @@
 """The training loop: exact resume, output-folder protection, clear errors, a loadable student."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import DistilBertForMaskedLM
 
 from tinydistil.train import Trainer, distill
-from tinydistil.presets import stage_config
+from tinydistil.presets import SAMPLE_DATA, stage_config
 
 
 def _cfg(tmp_path, teacher, name, **kw):
@@ -71,6 +72,10 @@ def test_student_is_half_depth_distilbert_and_learns(tmp_path, smoke_teacher):
     assert student.config.n_layers == 1  # the smoke teacher has 2 layers
     run = json.loads((tmp_path / "s" / "run.json").read_text())
     assert run["config"]["alpha_ce"] == 5.0 and run["git_sha"]
+    # what the run resolved: the corpus file it read (the smoke preset's bundled sample), device and precision
+    assert Path(run["data"]).is_file() and Path(run["data"]).is_relative_to(Path(SAMPLE_DATA))
+    assert (run["device"], run["precision"]) == ("cpu", "fp32")  # the suite pins TINYDISTIL_CPU_BF16=0
+    assert {"cpu_flags", "native_bf16"} <= set(run["machine"])
     log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
     assert all(r["loss_ce"] >= 0 and r["loss_mlm"] > 0 and 0 <= r["loss_cos"] <= 2 for r in log)
     total = [5 * r["loss_ce"] + 2 * r["loss_mlm"] + r["loss_cos"] for r in log]

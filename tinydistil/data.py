@@ -77,6 +77,15 @@ def find_local_corpus(data_dir: Path, split: str = "train") -> Path:
     raise ValueError(f"no WikiText-2 {split} file under {data_dir}; {DATA_DIR_HELP}")
 
 
+def corpus_source(data_dir: str | None = None, corpus: str = "wikitext2", split: str = "train") -> str:
+    """Where load_corpus reads `split` from: the local file, hub:<dataset>/<config>, or the `corpus` spec
+    (run.json records it, so a run says which data it saw even when the folder came from the environment)."""
+    if corpus != "wikitext2":
+        return corpus
+    local = resolve_data_dir(data_dir)
+    return str(find_local_corpus(local, split)) if local is not None else f"hub:{HUB_DATASET[0]}/{HUB_DATASET[1]}"
+
+
 def corpus_files(spec: str) -> list[str]:
     """Expand comma-separated globs ('~/text/*.txt,books/*.parquet') into a sorted, duplicate-free file list."""
     files = []

@@ -32,7 +32,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import config as C
 from . import distributed as D
-from .data import load_corpus, make_batches, token_counts, tokenize_corpus
+from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
 from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
@@ -103,6 +103,9 @@ class Trainer:
 
     def _setup_output(self) -> None:
         extra = {"teacher_source": self.source} if self.source else {}
+        # what "auto" and an unset data_dir resolved to on this machine
+        extra.update(data=corpus_source(self.cfg.data_dir, self.cfg.corpus), device=str(self.device),
+                     precision=self.precision)
         record = {"config": json.loads(json.dumps(C.to_dict(self.cfg))), **run_info(), **extra}
         self._lock = claim_run_folder(self.out, self.resume, record, self.config_diff)
 

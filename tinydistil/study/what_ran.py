@@ -53,7 +53,9 @@ def section_run(res: Results) -> str:
             out.append(f"* {stage.capitalize()}: not run (no `{res.preset}/{stage}/run.json`).")
             continue
         c = run.get("config", {})
-        data = c.get("data_dir") or "not recorded in run.json (TINYDISTIL_DATA_DIR or the hub: WikiText-2)"
+        data = (f"`{run['data']}`" if run.get("data") else c.get("data_dir")
+                or "not recorded in run.json (TINYDISTIL_DATA_DIR or the hub: WikiText-2)")
+        data += f", {run['precision']} on {run.get('device', '?')}" if run.get("precision") else ""
         desc = (f"MLM continued from `{c['init_from']}` (its own layers, width and vocabulary; a fresh MLM head)"
                 if stage == "teacher" and c.get("init_from") else
                 f"{c.get('num_layers')} layers x {c.get('hidden_size')}, vocabulary {c.get('vocab_size')}"
