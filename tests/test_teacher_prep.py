@@ -89,6 +89,7 @@ def test_known_encoder_comes_from_its_package_with_hashes_checked(fake_package):
     path, source = resolve_encoder("tiny")
     assert path == str(folder.resolve()) and source["source"] == "package" and source["package"] == enc.package
     assert source["sha256"] == enc.sha256
+    assert source["path"] == f"{enc.module}/{enc.subdir}"  # inside the package: no machine path in run.json
 
 
 def test_a_hash_mismatch_stops_before_anything_is_written(tmp_path, fake_package, monkeypatch):

@@ -206,8 +206,9 @@ def machine() -> dict:
 
     from .runtime import cpu_flags, cpu_has_native_bf16
 
+    flags = cpu_flags()
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_model(),
-            "cpu_flags": " ".join(f for f in SPEED_FLAGS if f in cpu_flags()),
+            "cpu_flags": " ".join(f for f in SPEED_FLAGS if f in flags),
             "native_bf16": cpu_has_native_bf16(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
     if torch.cuda.is_available():

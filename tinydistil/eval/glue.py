@@ -262,6 +262,24 @@ def load_task(task: GlueTask | str, data_dir=None) -> TaskData:
     return load_local(task, local) if local is not None else load_hub(task)
 
 
+def load_tasks(names, data_dir=None):
+    """(task, TaskData or None, why not) for each task name, in order: local files when a data directory is given
+    (argument or $TINYDISTIL_DATA_DIR), else the hub, which is asked once, not again for every task when it
+    cannot be reached."""
+    local = resolve_data_dir(data_dir)
+    hub_error = None
+    for name in names:
+        task = TASKS[name]
+        try:
+            if local is None and hub_error:
+                raise NoData(hub_error)
+            data, reason = task.load(local), None
+        except NoData as e:
+            hub_error = str(e) if local is None else None
+            data, reason = None, str(e)
+        yield task, data, reason
+
+
 # ------------------------------------------------------------------ baseline
 def majority_baseline(task: GlueTask | str, data: TaskData) -> dict:
     """The train split's most frequent label predicted for every example of the first eval split, scored as in
@@ -304,18 +322,12 @@ def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_d
     # the model and its tokenizer are checked before any data is read (only when something is left to run)
     tokenizer = load_tokenizer(model) if pending else None
     check_output_dir(out, model, cfg, "glue")
-    hub_error = None
-    for name in pending:
-        task = TASKS[name]
-        try:
-            if local is None and hub_error:
-                raise NoData(hub_error)  # do not wait for the hub again for every task
-            data = task.load(local)
-        except NoData as e:
-            hub_error = str(e) if local is None else None
-            record_not_run(task, out / name, str(e))
+    for task, data, reason in load_tasks(pending, local):
+        if data is None:
+            record_not_run(task, out / task.name, reason)
             continue
-        run_seeds(task, model, tokenizer, cfg, out / name, local, progress, save_model=name in save_models, data=data)
+        run_seeds(task, model, tokenizer, cfg, out / task.name, local, progress, save_model=task.name in save_models,
+                  data=data)
     df = summarize_glue(out, names)
     df.to_csv(out / "summary.csv", index=False)
     return df

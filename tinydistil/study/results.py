@@ -312,8 +312,7 @@ def majority_margins(res: Results) -> list[dict]:
     """[{"task", "majority" (float | None), "teacher", "student" (floats or None), "margin" (teacher - majority)}]
     for each task of glue_majority.csv, with the measured Table 1 scores beside it."""
     scores = task_scores(res)
-    teacher = next((v for k, v in scores.items() if k == "teacher"), {})
-    student = next((v for k, v in scores.items() if k == "student"), {})
+    teacher, student = scores.get("teacher", {}), scores.get("student", {})
     out = []
     for r in res.tables.get("majority") or []:
         t, m = r["Task"], num(r.get("Score"))

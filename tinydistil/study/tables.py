@@ -185,20 +185,14 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
     "n/a" for STS-B (no classes)."""
     import pandas as pd
 
-    from ..eval.glue import TASKS as GLUE, load_task, majority_baseline, parse_tasks, resolve_data_dir
-    from ..eval.runner import NoData
+    from ..eval.glue import load_tasks, majority_baseline, parse_tasks
 
-    rows, hub_error = [], None
-    for name in parse_tasks(tasks):
-        try:
-            if hub_error:
-                raise NoData(hub_error)  # do not wait for an unreachable hub once per task
-            data = load_task(name, data_dir)
-        except NoData as e:
-            hub_error = str(e) if resolve_data_dir(data_dir) is None else None
-            rows.append({"Task": GLUE[name].display, "Score": f"not run: {e}", "source": "baseline"})
+    rows = []
+    for task, data, reason in load_tasks(parse_tasks(tasks), data_dir):
+        if data is None:
+            rows.append({"Task": task.display, "Score": f"not run: {reason}", "source": "baseline"})
             continue
-        b = majority_baseline(name, data)
+        b = majority_baseline(task, data)
         fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
         rows.append({"Task": b["task"], "Majority label": b["label"] or "n/a", "Score": fmt(b["score"]),
                      "Accuracy": fmt(b["accuracy"]), "Eval examples": b["eval_examples"], "source": "baseline",

@@ -6,7 +6,7 @@ results show — met, missed (with the number), or not run — so a missed targe
 from __future__ import annotations
 
 from ..presets import PRESETS, get_preset
-from .results import Results, majority_margins, num, speedups, task_scores
+from .results import Results, glue_retention, majority_margins, num, speedups, task_scores
 
 
 def _verdict(value: float | None, ok: bool) -> str:
@@ -46,8 +46,7 @@ def check_targets(res: Results, targets: dict | None = None) -> list[dict]:
                                                                                               and v >= t)})
     if "glue_retention" in targets:
         t = targets["glue_retention"]
-        ret = next((num(r.get("retention")) for r in res.measured("table1") if num(r.get("retention")) is not None),
-                   None)
+        ret = next((num(r["retention"]) for r in glue_retention(res)), None)
         rows.append({"target": f"student GLUE Score >= {t:g} % of the teacher's", "measured": _f(ret, " %"),
                      "verdict": _verdict(ret, ret is not None and ret >= t)})
     if "imdb_teacher" in targets:
