@@ -254,3 +254,28 @@ def qa_distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, t
     ce = (F.cross_entropy(s_start, start_positions) + F.cross_entropy(s_end, end_positions)) / 2
     kd = (soft_target_kl(s_start, t_start, temperature) + soft_target_kl(s_end, t_end, temperature)) / 2
     return alpha_ce * ce + alpha_kd * kd, ce, kd
+
+
+# ------------------------------------------------------------------ (D) on any classification / regression task
+def soft_label_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,
+                    temperature: float = 2.0, alpha_task: float = 0.5,
+                    alpha_kl: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha_task * task loss + alpha_kl * distillation term, task loss, distillation term): the paper's second
+    step ("DistilBERT (D)": a fine-tuned teacher's outputs as extra targets) for a sentence-level task.
+
+    Classification: logits, teacher_logits (B, C), labels (B,) class ids; task loss = CE, distillation term =
+    T^2 * KL(softmax(teacher / T) || softmax(student / T)) (soft_target_kl). Regression (STS-B): logits,
+    teacher_logits (B, 1), labels (B,) scores; task loss = MSE to the gold score, distillation term = MSE to the
+    teacher's prediction (a softmax over one output would be constant). Weights default to the paper's SQuAD (D)
+    0.5 / 0.5, T = 2. Computed in float32.
+    """
+    s, t = logits.float(), teacher_logits.float().to(logits.device)
+    if s.shape != t.shape:
+        raise ValueError(f"student logits {tuple(s.shape)} and teacher logits {tuple(t.shape)} differ in shape")
+    if s.shape[-1] == 1:  # regression
+        task = F.mse_loss(s.squeeze(-1), labels.float())
+        dist = F.mse_loss(s, t)
+    else:
+        task = F.cross_entropy(s, labels)
+        dist = soft_target_kl(s, t, temperature)
+    return alpha_task * task + alpha_kl * dist, task, dist

@@ -33,7 +33,8 @@ class Preset:
     # (None: runs/<preset>/results)
     tables_dir: str | None = None
     # `reproduce` downstream settings: FinetuneConfig overrides per task ("glue", "imdb", "squad"),
-    # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks");
+    # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks"), the GLUE tasks
+    # the distillation-tokens curve scores its snapshots on ("curve_tasks"; none: no curve);
     # `ablate`'s GLUE overrides ("ablation_glue"; default: the same as "glue"), its GLUE tasks ("ablation_tasks";
     # default "glue_tasks"), the DistillConfig overrides of every one of its rows ("ablation_distill") and its
     # decision rule ("ablation_rule": {"min_paired_seeds_lower": k}; default: lower on every paired seed).
@@ -56,8 +57,9 @@ def _smoke() -> Preset:
         TeacherConfig(**common, output_dir="runs/smoke/teacher", vocab_size=600, hidden_size=32, num_layers=2,
                       vocab_from=str(Path(SAMPLE_DATA) / "smoke-tokenizer"),  # trained once: fresh runs bit-identical
                       num_heads=2, intermediate_size=64, max_position_embeddings=512, lr=1e-3),
-        DistillConfig(**common, output_dir="runs/smoke/student", teacher="runs/smoke/teacher/model"),
-        downstream={"glue": {**tiny, "max_seq_len": 64}, "imdb": {**tiny, "max_seq_len": 64},
+        DistillConfig(**common, output_dir="runs/smoke/student", teacher="runs/smoke/teacher/model",
+                      snapshot_fracs=(0.5,)),
+        downstream={"glue": {**tiny, "max_seq_len": 64}, "imdb": {**tiny, "max_seq_len": 64}, "curve_tasks": "sst2",
                     "squad": {**tiny, "max_seq_len": 64}, "squad_opts": {"doc_stride": 16, "max_eval_examples": 8},
                     "speed": {"max_examples": 4, "repeats": 1, "include_reference_archs": False}},
     )

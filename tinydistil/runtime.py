@@ -78,3 +78,36 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, m: int = 4096, k: int = 384, n: int = 1536,
+                  seconds: float = 1.0, device: str = "cpu") -> float:
+    """This machine's plain matmul rate in GFLOP/s: (m, k) @ (k, n) in `dtype` (default: the cpu preset's FFN
+    shape, a batch of 32 x 128 tokens), 2*m*k*n FLOPs a product, the best of repeated timings over about
+    `seconds` (the best, not the mean: other processes can only slow it). The yardstick every timing here is read
+    against, since two machines of one kind can differ 2x on the same code."""
+    import time
+
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(m, k, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(k, n, generator=gen).to(device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    torch.matmul(a, b)  # warm-up: first-call dispatch and allocation
+    sync()
+    best, t_end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < t_end or best == float("inf"):
+        t0 = time.perf_counter()
+        torch.matmul(a, b)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2.0 * m * k * n / best / 1e9
+
+
+def host_speed(seconds: float = 1.0) -> dict:
+    """{"matmul_gflops": {"fp32", "bf16"}, "matmul_shape", "threads"}: the machine's matmul rate, measured in a few
+    seconds at the start of a study; bf16 only where the CPU has it natively (emulated bf16 runs ~100x slower
+    than fp32 and is never used: precision "auto" is fp32 there)."""
+    rates = {"fp32": round(matmul_gflops(torch.float32, seconds=seconds), 1)}
+    rates["bf16"] = (round(matmul_gflops(torch.bfloat16, seconds=seconds), 1) if cpu_has_native_bf16()
+                     else "not measured: no native bf16")
+    return {"matmul_gflops": rates, "matmul_shape": [4096, 384, 1536], "threads": torch.get_num_threads()}

@@ -93,7 +93,7 @@ class Trainer:
         return self
 
     # fields that may differ between the calls of one run (where it runs, how often it logs)
-    RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir"})
+    RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir", "snapshot_fracs"})
     PATH_FIELDS = ("teacher", "grow_from", "init_from", "vocab_from", "data_dir")  # compared as resolved paths when local
 
     def config_diff(self, saved: dict) -> list[str]:
@@ -266,6 +266,8 @@ class Trainer:
                 window_micro, window_tokens, t_start = 0, 0, time.time()
             if self.step % cfg.save_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
+            if self.step in self.snapshot_steps and self.rank == 0:
+                self._save_snapshot()
         bar.close()
         if self.rank == 0:
             self._save_final(final, last)
@@ -313,6 +315,47 @@ class Trainer:
         self.batch_idx += 1
         self.micro += 1
         return idx
+
+    @property
+    def snapshot_steps(self) -> dict[int, float]:
+        """{update: fraction} after which a copy of the student is kept (DistillConfig.snapshot_fracs)."""
+        fracs = getattr(self.cfg, "snapshot_fracs", ())
+        steps = {max(1, round(f * self.total_steps)): f for f in fracs}
+        return {k: v for k, v in steps.items() if k < self.total_steps}
+
+    def _save_snapshot(self) -> Path:
+        """snapshots/update_<n>/: the student after update n (weights, tokenizer, snapshot.json), written to a
+        temporary folder and renamed, so a kill mid-write leaves no half snapshot. A resumed run that passes n
+        again writes the same weights (exact resume), so an existing snapshot is kept."""
+        import shutil
+
+        folder = self.out / "snapshots" / f"update_{self.step}"
+        if (folder / "snapshot.json").is_file():
+            return folder
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.model.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "snapshot.json", {
+            "update": self.step, "fraction": self.snapshot_steps[self.step], "total_updates": self.total_steps,
+            "tokens": self.tokens + self._unsynced_tokens, "train_wall_time_s": round(self.elapsed, 1)})
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+        return folder
+
+    def save_untrained(self) -> Path:
+        """The no-distillation control: model/ and summary.json of this run after 0 updates — the student exactly as
+        distillation starts from it (same teacher, layers, init and seed). Returns the model folder."""
+        final = self.out / "model"
+        try:
+            if not ((self.out / "summary.json").is_file() and final.is_dir()):
+                if self.step:
+                    raise ValueError(f"{self.out} holds a run at update {self.step}; the control needs a folder of "
+                                     "its own (another --output-dir)")
+                self._save_final(final, {})
+        finally:
+            self.release()
+        return final
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -405,6 +448,15 @@ def pretrain_teacher(cfg: C.TeacherConfig, resume: bool = False, progress: bool 
     if not isinstance(cfg, C.TeacherConfig):
         raise ValueError("pretrain_teacher needs a TeacherConfig")
     return Trainer(cfg, resume, progress).setup().train()
+
+
+def init_student_run(cfg: C.DistillConfig, progress: bool = True) -> Path:
+    """The no-distillation control: the student `distill(cfg)` would start from, saved after 0 updates as a normal
+    run folder (run.json, model/, summary.json with steps 0) in cfg.output_dir; returns its model folder. A
+    finished folder of the same settings is kept as it is."""
+    if not isinstance(cfg, C.DistillConfig):
+        raise ValueError("init_student_run needs a DistillConfig")
+    return Trainer(cfg, resume=True, progress=progress).setup().save_untrained()
 
 
 def distill(cfg: C.DistillConfig, resume: bool = False, progress: bool = True) -> Path:

@@ -29,7 +29,7 @@ from .finetune import FinetuneConfig
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
 from .registry import Downstream
 from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, fill_not_run,
-                     normalize_model, record_not_run, run_seeds, summary_row, train_subset)
+                     normalize_model, record_not_run, run_seeds, soft_label_loss_fn, summary_row, train_subset)
 
 HUB_DATASET = "nyu-mll/glue"
 DATA_DIR_HELP = ("set --data-dir (or TINYDISTIL_DATA_DIR) to a folder holding glue/<TASK>/{train,dev}.tsv, "
@@ -88,7 +88,7 @@ class GlueTask:
         from .finetune import finetune, load_classifier, predict
 
         clf = load_classifier(model, self.num_labels, tokenizer, seed=seed, regression=self.regression)
-        res = finetune(clf, tokenizer, prep.train, cfg, seed, bar=bar)
+        res = finetune(clf, tokenizer, prep.train, cfg, seed, bar=bar, loss_fn=soft_label_loss_fn(prep))
         metrics, first = {}, None
         for split, ds in prep.extra["evals"].items():
             logits = predict(res.model, tokenizer, ds, cfg)["logits"]
@@ -301,7 +301,8 @@ def majority_baseline(task: GlueTask | str, data: TaskData) -> dict:
 
 # ------------------------------------------------------------------ results
 def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None,
-             progress: bool = True, save_models: tuple[str, ...] = ()):
+             progress: bool = True, save_models: tuple[str, ...] = (), keep_train_logits: bool = False,
+             soft_from=None):
     """Fine-tune `model` (folder or hub id) on each GLUE task for cfg.seeds seeds; evaluate on dev.
 
     Returns a DataFrame, one row per task (registry order): task, display, score (median over seeds of
@@ -309,6 +310,9 @@ def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_d
     Finished (task, seed) runs in `output_dir` are read back instead of run again (eval.runner).
     save_models: tasks whose first seed's fine-tuned model is saved to `output_dir/<task>/model`
     (e.g. ("stsb",): Table 3 measures how much int8 / ONNX forms of it change the STS-B score).
+    keep_train_logits: keep each run's outputs on its training set (a teacher for (D) runs).
+    soft_from: a teacher's GLUE folder run with keep_train_logits: DistilBERT (D), each (task, seed) fine-tuned
+    with the teacher's outputs of the same task and seed as extra targets (eval.runner.run_seeds).
     """
     from ..hf import load_tokenizer
 
@@ -321,13 +325,14 @@ def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_d
     pending = [n for n in names if any(not (out / n / f"seed{s}.json").is_file() for s in cfg.seed_list)]
     # the model and its tokenizer are checked before any data is read (only when something is left to run)
     tokenizer = load_tokenizer(model) if pending else None
-    check_output_dir(out, model, cfg, "glue")
+    check_output_dir(out, model, cfg, "glue" if soft_from is None else f"glue (D) from {normalize_model(soft_from)}")
     for task, data, reason in load_tasks(pending, local):
         if data is None:
             record_not_run(task, out / task.name, reason)
             continue
         run_seeds(task, model, tokenizer, cfg, out / task.name, local, progress, save_model=task.name in save_models,
-                  data=data)
+                  data=data, keep_train_logits=keep_train_logits,
+                  soft_from=None if soft_from is None else Path(soft_from) / task.name)
     df = summarize_glue(out, names)
     df.to_csv(out / "summary.csv", index=False)
     return df
@@ -350,10 +355,12 @@ def summarize_glue(output_dir, tasks=None):
     return fill_not_run(df, metric_cols)
 
 
-def _run_in_study(model, cfg, settings, folder, data_dir, progress, role) -> None:
-    # the student's STS-B model is kept: Table 3 scores its int8 / ONNX forms on STS-B
+def _run_in_study(model, cfg, settings, folder, data_dir, progress, role, soft_from=None) -> None:
+    # the student's STS-B model is kept: Table 3 scores its int8 / ONNX forms on STS-B; the teacher's outputs on
+    # the training sets are kept for the (D) runs
     run_glue(model, settings.get("glue_tasks"), cfg, folder, data_dir, progress,
-             save_models=("stsb",) if role == "student" else ())
+             save_models=("stsb",) if role == "student" else (), keep_train_logits=role == "teacher",
+             soft_from=soft_from)
 
 
-DOWNSTREAM = Downstream("glue", _run_in_study, seed_glob="*/seed*.json")  # fills Table 1 (study.tables.glue_row)
+DOWNSTREAM = Downstream("glue", _run_in_study, soft_labels=True, seed_glob="*/seed*.json")  # fills Table 1 (study.tables.glue_row)

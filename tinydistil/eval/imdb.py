@@ -24,7 +24,7 @@ from .finetune import FinetuneConfig
 from .metrics import accuracy
 from .registry import Downstream
 from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, is_score,
-                     normalize_model, run_seeds, summarize_seeds, train_subset)
+                     normalize_model, run_seeds, soft_label_loss_fn, summarize_seeds, train_subset)
 
 LABELS = ("Negative", "Positive")
 LOCAL_FOLDER = "imdb-kaushik2020-orig"
@@ -132,7 +132,8 @@ class ImdbTask:
         acc = lambda m, ds: accuracy(predict(m, tokenizer, ds, cfg)["logits"].argmax(-1),  # noqa: E731
                                      np.asarray(ds["labels"]))
         clf = load_classifier(model, len(LABELS), tokenizer, seed=seed)
-        res = finetune(clf, tokenizer, prep.train, cfg, seed, select=lambda m: acc(m, dev), bar=bar)
+        res = finetune(clf, tokenizer, prep.train, cfg, seed, select=lambda m: acc(m, dev), bar=bar,
+                       loss_fn=soft_label_loss_fn(prep))
         test_acc = acc(res.model, test)
         return Fitted(res.model, 100.0 * test_acc,
                       {"accuracy": test_acc, "dev_accuracy": res.epoch_scores[res.best_epoch - 1]},
@@ -140,12 +141,14 @@ class ImdbTask:
                       {"dev_accuracy_by_epoch": res.epoch_scores, "selected_epoch": res.best_epoch})
 
 
-def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None, progress: bool = True):
+def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, data_dir=None, progress: bool = True,
+             keep_train_logits: bool = False, soft_from=None):
     """Fine-tune `model` on IMDb for cfg.seeds seeds, selecting the epoch on dev, scoring on test.
 
     Returns a one-row DataFrame: score (median test accuracy, 0-100), accuracy (median, fraction),
     dev_accuracy (median of the selected epochs' dev accuracy), selected_epochs; score NOT_RUN
     without data. Finished seeds in `output_dir/seed<k>.json` are read back, not rerun.
+    keep_train_logits / soft_from: as in eval.glue.run_glue (a teacher for (D) runs / a (D) run from its folder).
     """
     from ..hf import load_tokenizer
 
@@ -155,8 +158,9 @@ def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, dat
     out = Path(output_dir or default_output_dir(model, "imdb"))  # one task: seed<k>.json beside finetune.json
     pending = any(not (out / f"seed{s}.json").is_file() for s in cfg.seed_list)
     tokenizer = load_tokenizer(model) if pending else None  # checks the model folder before any data is read
-    check_output_dir(out, model, cfg, "imdb")
-    run_seeds(ImdbTask(), model, tokenizer, cfg, out, data_dir, progress)
+    check_output_dir(out, model, cfg, "imdb" if soft_from is None else f"imdb (D) from {normalize_model(soft_from)}")
+    run_seeds(ImdbTask(), model, tokenizer, cfg, out, data_dir, progress, keep_train_logits=keep_train_logits,
+              soft_from=None if soft_from is None else Path(soft_from))
     df = summarize_imdb(out)
     df.to_csv(out / "summary.csv", index=False)
     return df
@@ -178,9 +182,9 @@ def table_cells(results) -> dict:
             "note": "IMDb test accuracy, epoch selected on dev; " + (f"median of {n} seeds" if n > 1 else "1 seed")}
 
 
-def _run_in_study(model, cfg, settings, folder, data_dir, progress, role) -> None:
-    run_imdb(model, cfg, folder, data_dir, progress)
+def _run_in_study(model, cfg, settings, folder, data_dir, progress, role, soft_from=None) -> None:
+    run_imdb(model, cfg, folder, data_dir, progress, keep_train_logits=role == "teacher", soft_from=soft_from)
 
 
-DOWNSTREAM = Downstream("imdb", _run_in_study, columns=("IMDb",), decimals=2,
+DOWNSTREAM = Downstream("imdb", _run_in_study, soft_labels=True, columns=("IMDb",), decimals=2,
                         cells=lambda folder: table_cells(summarize_imdb(folder)))

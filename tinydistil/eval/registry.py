@@ -23,10 +23,11 @@ TASKS = ("glue", "imdb", "squad")
 class Downstream:
     """One downstream stage.
 
-    run(model, cfg, settings, folder, data_dir, progress, role): fine-tune and score `model` (a folder or
-        hub id) into `folder` (runs/eval/<model>/<name>), skipping finished seeds; `cfg` is the resolved
-        FinetuneConfig, `settings` the preset's whole `downstream` dict (for task options such as
-        "glue_tasks"), `role` "teacher" or "student".
+    run(model, cfg, settings, folder, data_dir, progress, role[, soft_from]): fine-tune and score `model` (a
+        folder or hub id) into `folder` (runs/eval/<model>/<name>), skipping finished seeds; `cfg` is the
+        resolved FinetuneConfig, `settings` the preset's whole `downstream` dict (for task options such as
+        "glue_tasks"), `role` "teacher", "student" or "control" (the teacher keeps its outputs on the training
+        sets when the task has soft_labels).
     cells(folder): {column: number 0-100 or "not run: <why>", "note": str} for its Table 2 row.
     """
     name: str
@@ -36,6 +37,9 @@ class Downstream:
     decimals: int = 1  # Table 2 cell format
     seed_glob: str = "seed*.json"  # its finished (task, seed) runs, relative to its folder
     finetune_defaults: dict = field(default_factory=dict)  # FinetuneConfig defaults before the preset's overrides
+    # run(..., soft_from=<the teacher's folder of this task>) fine-tunes with the teacher's outputs as extra
+    # targets (DistilBERT (D)): `reproduce` then runs a stage "<name>_d" for the student
+    soft_labels: bool = False
 
 
 def downstream_tasks() -> list[Downstream]:

@@ -86,15 +86,24 @@ def train_subset(train, n: int | None):
 
 
 def run_seeds(task: Task, model: str, tokenizer, cfg: FinetuneConfig, folder: Path, data_dir, progress: bool = True,
-              save_model: bool = False, data: TaskData | None = None) -> None:
+              save_model: bool = False, data: TaskData | None = None, keep_train_logits: bool = False,
+              soft_from: Path | None = None) -> None:
     """Fine-tune and score `model` on `task` for each of cfg.seed_list not finished in `folder`.
     save_model: the first seed's fine-tuned model (and tokenizer) go to `folder`/model.
-    data: already loaded (else task.load(data_dir)); NoData writes status.json and returns."""
+    data: already loaded (else task.load(data_dir)); NoData writes status.json and returns.
+    keep_train_logits: each seed's fine-tuned model's outputs on the training set are kept (train_logits/), so
+        a student can later be fine-tuned against them.
+    soft_from: the folder of a teacher's runs of this task kept with keep_train_logits: seed k is fine-tuned
+        with the teacher's seed-k outputs as extra targets (DistilBERT (D), losses.soft_label_loss); a task
+        whose teacher outputs are missing is recorded as not run, with the reason."""
     from tqdm.auto import tqdm
 
     todo = [s for s in cfg.seed_list if not (folder / f"seed{s}.json").is_file()]
     if not todo:
         return
+    if soft_from is not None and (missing := [s for s in todo if not train_logits_path(soft_from, s).is_file()]):
+        return record_not_run(task, folder, f"no teacher outputs for seed(s) {missing} in {Path(soft_from) / TRAIN_LOGITS}"
+                                            " (the teacher's runs of this task did not keep them; rerun it)")
     try:
         data = data or task.load(data_dir)
     except NoData as e:
@@ -102,23 +111,81 @@ def run_seeds(task: Task, model: str, tokenizer, cfg: FinetuneConfig, folder: Pa
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "status.json").unlink(missing_ok=True)
     prep = task.prepare(data, tokenizer, cfg)
-    from .finetune import num_updates
+    from .finetune import num_updates, predict
 
     with tqdm(total=len(todo) * num_updates(len(prep.train), cfg), disable=not progress, desc=task.display,
               unit="upd") as bar:
         for seed in todo:
             bar.set_description(f"{task.display} seed {seed}")
             t0 = time.time()
+            soft = {}
+            if soft_from is not None:
+                prep.extra["teacher_logits"] = load_train_logits(soft_from, seed, prep.train["labels"])
+                soft = {"distilled_from": str(soft_from), "distillation": dict(SOFT_LABELS)}
             fit = task.fit(model, tokenizer, prep, cfg, seed, bar)
             if save_model and seed == cfg.seed_list[0]:
                 fit.model.save_pretrained(folder / "model")
                 tokenizer.save_pretrained(folder / "model")
+            if keep_train_logits:  # before seed<k>.json: a finished seed always has them
+                save_train_logits(folder, seed, predict(fit.model, tokenizer, prep.train, cfg)["logits"],
+                                  prep.train["labels"])
             write_json_atomic(folder / f"seed{seed}.json", {
                 "task": task.name, "seed": seed, "score": fit.score, "metrics": fit.metrics, "model": model,
                 "model_info": model_description(fit.model), "hyperparameters": dataclasses.asdict(cfg),
-                **prep.record, **fit.record, "updates": fit.steps, "train_time_s": round(fit.train_time_s, 1),
+                **prep.record, **fit.record, **soft, "updates": fit.steps, "train_time_s": round(fit.train_time_s, 1),
                 "wall_time_s": round(time.time() - t0, 1), "data": data.source})
             bar.set_postfix(score=round(fit.score, 2), refresh=False)
+
+
+# ------------------------------------------------------------------ (D): a fine-tuned teacher's outputs as targets
+TRAIN_LOGITS = "train_logits"  # sub-folder of a teacher's task folder: its outputs on the training set, per seed
+SOFT_LABELS = {"temperature": 2.0, "alpha_task": 0.5, "alpha_kl": 0.5}  # the paper's SQuAD (D) weights and T
+
+
+def train_logits_path(folder: Path, seed: int) -> Path:
+    return Path(folder) / TRAIN_LOGITS / f"seed{seed}.npz"
+
+
+def save_train_logits(folder: Path, seed: int, logits: np.ndarray, labels) -> None:
+    """train_logits/seed<k>.npz: logits (N, C) of the fine-tuned model on the N training rows, in dataset order,
+    with their labels (so a student's training set can be checked to be the same rows); written atomically."""
+    path = train_logits_path(folder, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, logits=np.asarray(logits, dtype=np.float32), labels=np.asarray(labels))
+    os.replace(tmp, path)
+
+
+def load_train_logits(folder: Path, seed: int, labels) -> np.ndarray:
+    """The teacher's seed-k outputs on the training set (N, C); ValueError when they belong to other rows."""
+    path = train_logits_path(folder, seed)
+    try:
+        with np.load(path) as f:
+            logits, saved = f["logits"], f["labels"]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path} is unreadable ({type(e).__name__}); rerun the teacher's fine-tuning of this task") from None
+    labels = np.asarray(labels)
+    if saved.shape != labels.shape or not np.allclose(saved.astype(np.float64), labels.astype(np.float64)):
+        raise ValueError(f"{path} holds the teacher's outputs on another training set ({len(saved)} rows vs "
+                         f"{len(labels)}); fine-tune teacher and student with the same settings")
+    return logits
+
+
+def soft_label_loss_fn(prep: Prepared):
+    """finetune()'s loss_fn for a (D) run (the teacher's outputs in prep.extra["teacher_logits"]); None otherwise."""
+    teacher = prep.extra.get("teacher_logits")
+    if teacher is None:
+        return None
+    import torch
+
+    from ..losses import soft_label_loss
+
+    t = torch.from_numpy(np.asarray(teacher, dtype=np.float32))
+
+    def loss_fn(model, batch, idx):
+        labels = batch.pop("labels")
+        return soft_label_loss(model(**batch).logits, labels, t[idx], **SOFT_LABELS)[0]
+    return loss_fn
 
 
 def record_not_run(task: Task, folder: Path, reason: str) -> None:

@@ -30,6 +30,12 @@ class Layout:
         """Fine-tuning results of one model: role 'teacher', 'student' or 'ablation_<slug>'."""
         return self.runs / "eval" / role if self.root else Path("runs") / "eval" / f"{self.preset}_{role}"
 
+    def eval_roles(self, prefix: str) -> list[str]:
+        """The roles starting with `prefix` that have an eval folder (e.g. "curve_": the tokens curve's points)."""
+        lead = "" if self.root else f"{self.preset}_"  # eval_dir(role) is <base>/<lead><role>
+        base = self.eval_dir("x").parent
+        return sorted(p.name[len(lead):] for p in base.glob(f"{lead}{prefix}*") if p.is_dir())
+
     @property
     def tables_dir(self) -> Path:
         from ..presets import get_preset

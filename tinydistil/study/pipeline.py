@@ -1,9 +1,15 @@
 """`reproduce`: every stage of a preset in order, each skipped when finished and resumed when interrupted.
 
     stem -> teacher -> distill          pretraining (offline teacher) and distillation (train.py)
-    mlm_eval                            teacher vs student masked-LM accuracy on WikiText-2 valid
-    glue, imdb, squad, squad_d          fine-tuning of teacher and student: one stage per task of eval.registry,
-                                        then squad_d (DistilBERT (D), from the SQuAD-fine-tuned teacher)
+    control                             the no-distillation control: the student as distillation starts from
+                                        it (train.init_student_run), 0 updates
+    mlm_eval                            teacher vs student vs control masked-LM accuracy on WikiText-2 valid
+    glue, imdb, squad                   fine-tuning of teacher, student and control: one stage per task of
+                                        eval.registry
+    glue_d, imdb_d, squad_d             DistilBERT (D): the student fine-tuned with the fine-tuned teacher of the
+                                        same task (and seed) as a second teacher
+    curve                               the distillation-tokens curve: the student's snapshots (DistillConfig.
+                                        snapshot_fracs) scored on held-out MLM and the preset's curve tasks
     speed                               Table 3 (params, disk, CPU inference time, int8 / ONNX forms)
     tables, report                      Tables 1-2 CSVs, report/report.md and the poster
 
@@ -26,12 +32,21 @@ from ..eval import registry
 from ..presets import get_preset, preset_stages
 from .layout import Layout, copy_results, finetune_config
 
-PRETRAIN_STAGES = ("stem", "teacher", "distill")
+PRETRAIN_STAGES = ("stem", "teacher", "distill", "control")
+# fine-tuned models of a study, by role: their eval folders are Layout.eval_dir(role)
+ROLES = ("teacher", "student", "control")
+D_ROLE = "student_d"  # DistilBERT (D) of the tasks with soft labels (squad_d stays in the student's folder)
+
+
+def d_stages() -> tuple[str, ...]:
+    """The (D) stages: "<task>_d" for each registered task that takes soft labels, then squad_d."""
+    return (*[f"{t.name}_d" for t in registry.downstream_tasks() if t.soft_labels], "squad_d")
 
 
 def downstream_stages() -> tuple[str, ...]:
-    """mlm_eval, one stage per registered task (eval.registry.TASKS), squad_d, speed, tables, report."""
-    return ("mlm_eval", *registry.TASKS, "squad_d", "speed", "tables", "report")
+    """mlm_eval, one stage per registered task (eval.registry.TASKS), the (D) stages, curve, speed, tables,
+    report."""
+    return ("mlm_eval", *registry.TASKS, *d_stages(), "curve", "speed", "tables", "report")
 
 
 def all_stages() -> tuple[str, ...]:
@@ -80,18 +95,22 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     root: put every run under root/<preset>/ (and tables there) instead of the preset's folders.
     skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
     """
-    from ..train import Trainer
+    from ..runtime import host_speed
+    from ..train import Trainer, init_student_run
 
     p = get_preset(preset)
     skip = parse_skip(skip)
     stages = preset_stages(preset, root=root, teacher_overrides=teacher_overrides,
                            distill_overrides=distill_overrides)
+    stages = [*stages, ("control", _control_config(dict(stages)))]
     cfgs = dict(stages)
     distill_cfg = cfgs["distill"]
     teacher = str(Path(cfgs["teacher"].output_dir) / "model") if "teacher" in cfgs else distill_cfg.teacher
     student = str(Path(distill_cfg.output_dir) / "model")
+    control = str(Path(cfgs["control"].output_dir) / "model")
+    models = {"teacher": teacher, "student": student, "control": control}
     lay = Layout(preset, root)
-    eval_dirs = {r: lay.eval_dir(r) for r in ("teacher", "student")}
+    eval_dirs = {r: lay.eval_dir(r) for r in (*ROLES, D_ROLE)}
     tables_dir, results, report_dir, poster_dir = lay.tables_dir, lay.records, lay.report_dir, lay.poster_dir
     data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
     ds = p.downstream
@@ -99,13 +118,16 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     todo = [s for s in all_stages() if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
     summary = {"preset": preset, "budget_min": p.budget_min, "stage_budget_min": dict(p.stage_budget_min),
                "stages": todo, "skipped": sorted(skip),
-               "teacher": teacher, "student": student,
+               "teacher": teacher, "student": student, "control": control,
                "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}}
     t_all = time.time()
     earlier = _read_json(results / "reproduce.json")  # an interrupted invocation's measured stage times
+    _say("measuring this machine's matmul rate (the yardstick for every wall time of the study)")
+    summary["host_speed"] = host_speed()
 
-    seed_globs = {**{t.name: [(r, f"{t.name}/{t.seed_glob}") for r in eval_dirs] for t in tasks.values()},
+    seed_globs = {**{t.name: [(r, f"{t.name}/{t.seed_glob}") for r in ROLES] for t in tasks.values()},
+                  **{f"{t.name}_d": [(D_ROLE, f"{t.name}/{t.seed_glob}")] for t in tasks.values() if t.soft_labels},
                   "squad_d": [("student", "squad_d/seed*.json")]}
 
     def seed_runs(name: str) -> tuple[int, float]:
@@ -131,8 +153,15 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         def fn():
             done = (Path(cfg.output_dir) / "summary.json").is_file()
             Trainer(cfg, resume=True, progress=progress).setup().train()
+            if cfg is distill_cfg:
+                summary["distill_tokens_per_s"] = _tokens_per_s(Path(cfg.output_dir) / "log.jsonl")
             return "already finished" if done else None
         return fn
+
+    def control_stage():
+        done = (Path(cfgs["control"].output_dir) / "summary.json").is_file()
+        init_student_run(cfgs["control"], progress=progress)
+        return "already finished" if done else None
 
     def mlm_eval():
         retrained = any(not str(summary["stage_status"].get(s, "")).startswith(("already", "done in")) for s in cfgs)
@@ -140,16 +169,32 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         if prev.get("split") and not retrained and (earlier.get("teacher"), earlier.get("student")) == (teacher, student):
             summary["mlm_eval"] = prev  # the same models were evaluated by an earlier call
             return "already finished"
-        summary["mlm_eval"] = _mlm_eval(teacher, student, distill_cfg)
+        summary["mlm_eval"] = _mlm_eval({r: m for r, m in models.items() if Path(m).is_dir()}, distill_cfg)
         if "not run" in summary["mlm_eval"]:
             return f"not run: {summary['mlm_eval']['not run']}"
 
+    def task_cfg(task):
+        return finetune_config(ds.get(task.name, {}), **task.finetune_defaults)
+
     def downstream(task):
         def fn():
-            cfg = finetune_config(ds.get(task.name, {}), **task.finetune_defaults)
-            for role, model in (("teacher", teacher), ("student", student)):
-                task.run(model, cfg, ds, eval_dirs[role] / task.name, data_dir, progress, role)
+            for role in ROLES:
+                if role == "control" and not Path(control).is_dir():
+                    continue  # the control stage was skipped
+                task.run(models[role], task_cfg(task), ds, eval_dirs[role] / task.name, data_dir, progress, role)
         return fn
+
+    def downstream_d(task):
+        def fn():
+            task.run(student, task_cfg(task), ds, eval_dirs[D_ROLE] / task.name, data_dir, progress, "student",
+                     soft_from=eval_dirs["teacher"] / task.name)
+        return fn
+
+    def curve():
+        from .curve import run_curve
+
+        return run_curve(Path(distill_cfg.output_dir), models, eval_dirs, lay, distill_cfg,
+                         task_cfg(tasks["glue"]), ds, data_dir, tables_dir, progress)
 
     def squad_cfgs():
         from ..eval.squad import SQUAD_FINETUNE, SquadConfig
@@ -172,10 +217,11 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     def tables():
         from .tables import write_majority, write_tables
 
-        write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir)
+        write_tables([(role, str(folder)) for role, folder in eval_dirs.items() if folder.is_dir()], tables_dir)
         write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"))
-        for role, folder in eval_dirs.items():  # per-seed results (not the models) next to the tables
-            copy_results(folder, lay.copied_eval(role))
+        for role in [*eval_dirs, *lay.eval_roles("curve_")]:  # per-seed results (not the models) beside the tables
+            if lay.eval_dir(role).is_dir():
+                copy_results(lay.eval_dir(role), lay.copied_eval(role))
 
     def report():
         from .poster import write_poster
@@ -185,8 +231,10 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         summary["report"] = str(write_report(tables_dir, report_dir, preset))
         summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset)]
 
-    fns = {**{name: pretrain(cfg) for name, cfg in stages}, **{name: downstream(t) for name, t in tasks.items()},
-           "mlm_eval": mlm_eval, "squad_d": squad_d, "speed": speed, "tables": tables, "report": report}
+    fns = {**{name: pretrain(cfg) for name, cfg in stages}, "control": control_stage,
+           **{name: downstream(t) for name, t in tasks.items()},
+           **{f"{name}_d": downstream_d(t) for name, t in tasks.items() if t.soft_labels},
+           "mlm_eval": mlm_eval, "squad_d": squad_d, "curve": curve, "speed": speed, "tables": tables, "report": report}
     for i, name in enumerate(todo, 1):
         run_stage(i, name, fns[name])
         _carry_over(summary, earlier)
@@ -246,17 +294,40 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
     return None
 
 
-def _mlm_eval(teacher: str, student: str, cfg) -> dict:
-    """Teacher vs student on the same masked WikiText-2 validation blocks (see mlm_eval.py)."""
+def _mlm_eval(models: dict[str, str], cfg) -> dict:
+    """Teacher vs student (vs control) on the same masked WikiText-2 validation blocks (see mlm_eval.py)."""
     from ..eval.mlm_eval import evaluate_mlm
 
     try:
-        scores = evaluate_mlm({"teacher": teacher, "student": student}, cfg.data_dir, "valid", cfg.block_size)
+        scores = evaluate_mlm(models, cfg.data_dir, "valid", cfg.block_size)
     except ValueError as e:  # e.g. the smoke sample has no validation split
         return {"not run": str(e)}
     t, s = scores["teacher"]["mlm_accuracy"], scores["student"]["mlm_accuracy"]
     scores["student_accuracy_retention_pct"] = round(100 * s / t, 1) if t else None
     return {"split": "valid", **scores}
+
+
+def _control_config(cfgs: dict):
+    """The control's DistillConfig: the distillation stage's (same teacher, layers, init, seed) in its own folder
+    beside the student's (runs/<preset>/control)."""
+    from ..config import replace
+
+    d = cfgs["distill"]
+    return replace(d, output_dir=str(Path(d.output_dir).parent / "control"), snapshot_fracs=())
+
+
+def _tokens_per_s(log: Path) -> float | None:
+    """The median tokens/s over a run's log lines (its distillation throughput on this machine)."""
+    import statistics
+
+    rates = [r["tokens_per_s"] for r in _read_jsonl(log) if r.get("tokens_per_s")]
+    return round(statistics.median(rates), 1) if rates else None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    from ..rundir import read_jsonl
+
+    return read_jsonl(path) if path.is_file() else []
 
 
 def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
@@ -269,7 +340,8 @@ def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
         if (Path(cfg.output_dir) / "summary.json").is_file():
             (dest / folder).mkdir(parents=True, exist_ok=True)
             for f in ("run.json", "log.jsonl", "summary.json"):
-                shutil.copyfile(Path(cfg.output_dir) / f, dest / folder / f)
+                if (Path(cfg.output_dir) / f).is_file():  # the control has no log: it never trains
+                    shutil.copyfile(Path(cfg.output_dir) / f, dest / folder / f)
     student_dir = Path(summary["student"])
     if "student_layers" not in summary and (student_dir / "config.json").is_file():
         from transformers import DistilBertForMaskedLM

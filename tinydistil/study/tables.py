@@ -218,26 +218,43 @@ def describe_eval(eval_dir, role: str) -> str:
     return f"{role}: {Path(eval_dir).name}"
 
 
+# how each role of a study is named in the tables (the text before ":" in the Model column)
+ROLE_LABELS = {"teacher": "teacher", "student": "student", "control": "student, no distillation",
+               "student_d": "student (D)"}
+
+
 def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher"):
     """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding one sub-folder per
-    registered task (glue/, imdb/, squad/, ...) and squad_d/ (the CLI's default layout; squad_d = DistilBERT
-    (D), a Table 2 row of its own). A role other than `teacher_role` gets retention vs the teacher row."""
+    registered task (glue/, imdb/, squad/, ...) (the CLI's default layout). Roles: "teacher", "student",
+    "control" (the no-distillation control), "student_d" (DistilBERT (D) of the tasks with soft labels; its
+    SQuAD cells come from the student's squad_d/). A student's squad_d/ without a "student_d" role gives a (D)
+    row of SQuAD alone. A role other than `teacher_role` gets retention vs the teacher row."""
     from ..eval.glue import summarize_glue
     from ..eval.squad import DOWNSTREAM as SQUAD
 
-    names = {role: describe_eval(folder, role) for role, folder in evals}
+    names = {role: describe_eval(folder, ROLE_LABELS.get(role, role)) for role, folder in evals}
+    folders = dict(evals)
     t2_tasks = [t for t in downstream_tasks() if t.columns]
     t1, t2 = [], []
     for role, folder in evals:
         teacher = names.get(teacher_role) if role != teacher_role else None
+        if role == "student_d" and "student" in folders:  # (D) is the student fine-tuned another way
+            names[role] = names["student"].replace(":", " (D):", 1)
         t1.append(glue_row(names[role], summarize_glue(Path(folder) / "glue"), str(Path(folder) / "glue"), teacher))
         row = {"Model": names[role], "run_id": "", "note": ""}
         for task in t2_tasks:
-            cells = task.cells(Path(folder) / task.name)
+            src = Path(folder) / task.name
+            if role == "student_d" and not task.soft_labels:
+                src = Path(folders.get("student", folder)) / "squad_d" if task is SQUAD else None
+            cells = task.cells(src) if src is not None else {c: "—" for c in task.columns} | {"note": ""}
             row.update({**cells, "note": _join(row["note"], cells["note"]),
-                        "run_id": _join(row["run_id"], str(Path(folder) / task.name))})
+                        "run_id": _join(row["run_id"], str(src or ""))})
+        if role == "student_d":
+            row["note"] = _join("second-step distillation: fine-tuned with the fine-tuned teacher of the same task and "
+                                "seed as a second teacher (the paper: SQuAD only; GLUE and IMDb beyond the paper)",
+                                row["note"])
         t2.append(row)
-        if (Path(folder) / "squad_d").is_dir():
+        if (Path(folder) / "squad_d").is_dir() and "student_d" not in folders:
             d = SQUAD.cells(Path(folder) / "squad_d")
             others = {c: "—" for t in t2_tasks if t is not SQUAD for c in t.columns}  # not tasks of (D)
             t2.append({"Model": names[role].replace(":", " (D):", 1), **others, **d,

@@ -1,0 +1,112 @@
+"""The distillation-tokens curve: how much the student gains per distillation token.
+
+    rows = run_curve(...)          # the `curve` stage of reproduce
+    rows = read_curve("results")   # [{"point", "update", "tokens", "fraction", "mlm_accuracy", <task>: score, ...}]
+
+Points, in order of distillation tokens: the no-distillation control (0 updates), the student's snapshots
+(DistillConfig.snapshot_fracs, kept by the distillation run in <run>/snapshots/update_<n>/) and the final
+student. Each is scored on held-out masked-token accuracy (the same masks for every point) and fine-tuned on the
+preset's curve tasks (downstream["curve_tasks"]) with the study's GLUE settings and seeds; the two ends reuse the
+control's and the student's own GLUE runs. Writes <tables_dir>/tokens_curve.{csv,json}.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..eval.glue import TASKS as GLUE_TASKS
+from ..eval.glue import parse_tasks
+from ..rundir import write_json_atomic
+from .stats import macro, per_seed_macro
+
+CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
+
+
+def snapshot_points(run_dir: Path) -> list[dict]:
+    """[{"update", "tokens", "fraction", "model"}] of the finished snapshots in run_dir/snapshots, by update."""
+    out = []
+    for f in (Path(run_dir) / "snapshots").glob("update_*/snapshot.json"):
+        rec = json.loads(f.read_text())
+        out.append({"update": rec["update"], "tokens": rec["tokens"], "fraction": rec["fraction"],
+                    "model": str(f.parent)})
+    return sorted(out, key=lambda r: r["update"])
+
+
+def seed_scores(glue_dir: Path, tasks: list[str]) -> dict[str, dict[int, float]]:
+    """{task display name: {seed: score}} of the finished runs in a GLUE folder."""
+    out = {}
+    for name in tasks:
+        runs = [json.loads(p.read_text()) for p in sorted((Path(glue_dir) / name).glob("seed*.json"))]
+        if runs:
+            out[GLUE_TASKS[name].display] = {int(r["seed"]): float(r["score"]) for r in runs}
+    return out
+
+
+def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, glue_cfg, settings: dict, data_dir,
+              tables_dir: Path, progress: bool = True) -> str | None:
+    """The `curve` stage: fine-tune each snapshot on the curve tasks, score it on held-out MLM, and write the
+    curve (None) — or "not run: <why>"."""
+    from ..eval.glue import run_glue
+    from ..eval.mlm_eval import evaluate_mlm
+
+    if not settings.get("curve_tasks"):
+        return "not run: the preset names no curve_tasks"
+    tasks = parse_tasks(settings["curve_tasks"])
+    snaps = snapshot_points(run_dir)
+    if not snaps:
+        return "not run: the distillation kept no snapshots (DistillConfig.snapshot_fracs)"
+    summary = json.loads((Path(run_dir) / "summary.json").read_text())
+    points = [{"point": "control (no distillation)", "update": 0, "tokens": 0, "fraction": 0.0,
+               "model": models["control"], "glue": eval_dirs["control"] / "glue", "eval": eval_dirs["control"]},
+              *[{**s, "point": f"snapshot at update {s['update']}", "glue": lay.eval_dir(f"curve_u{s['update']}") /
+                 "glue", "eval": lay.eval_dir(f"curve_u{s['update']}")} for s in snaps],
+              {"point": "student (distilled)", "update": summary["steps"], "tokens": summary["tokens"],
+               "fraction": 1.0, "model": models["student"], "glue": eval_dirs["student"] / "glue",
+               "eval": eval_dirs["student"]}]
+    for p in points[1:-1]:  # the ends are fine-tuned by the glue stage
+        run_glue(p["model"], tasks, glue_cfg, p["glue"], data_dir, progress)
+    rows = []
+    for p in points:
+        mlm_file = Path(p["eval"]) / "mlm_eval.json"  # the same masks for every point: scored once each
+        if not mlm_file.is_file():
+            try:
+                acc = evaluate_mlm({"m": p["model"]}, distill_cfg.data_dir, "valid", distill_cfg.block_size)["m"]
+            except ValueError as e:  # no validation split (the smoke sample)
+                acc = {"not run": str(e)}
+            write_json_atomic(mlm_file, acc)
+        acc = json.loads(mlm_file.read_text()).get("mlm_accuracy")
+        per_task = seed_scores(p["glue"], tasks)
+        rows.append({"point": p["point"], "update": p["update"], "tokens": p["tokens"], "fraction": p["fraction"],
+                     "mlm_accuracy": None if acc is None else round(100 * acc, 2),
+                     **{t: round(_median(v), 2) for t, v in per_task.items()},
+                     "macro": None if macro(per_task) is None else round(macro(per_task), 2),
+                     "per_seed_macro": {s: round(v, 2) for s, v in per_seed_macro(per_task).items()},
+                     "seed_scores": per_task})
+    write_curve(rows, [GLUE_TASKS[t].display for t in tasks], tables_dir)
+    return None
+
+
+def _median(values: dict) -> float:
+    import statistics
+
+    return statistics.median(values.values())
+
+
+def write_curve(rows: list[dict], tasks: list[str], tables_dir: Path) -> None:
+    """tokens_curve.json (every field, per-seed scores included) and tokens_curve.csv (one row per point)."""
+    import pandas as pd
+
+    tables_dir = Path(tables_dir)
+    tables_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(tables_dir / CURVE_FILES[1], {"tasks": tasks, "points": rows})
+    cols = ["point", "update", "tokens", "fraction", "mlm_accuracy", *tasks, "macro"]
+    pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols).to_csv(tables_dir / CURVE_FILES[0],
+                                                                                   index=False)
+
+
+def read_curve(results_dir) -> dict | None:
+    """tokens_curve.json as written (None when the curve has not run)."""
+    try:
+        return json.loads((Path(results_dir) / CURVE_FILES[1]).read_text())
+    except (OSError, ValueError):
+        return None
