@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..eval import registry
 from ..presets import get_preset, preset_stages
+from .cards import write_study_cards
 from .layout import Layout, copy_results, finetune_config
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill")
@@ -191,6 +192,10 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         run_stage(i, name, fns[name])
         _carry_over(summary, earlier)
         _write_summary(summary, stages, results, t_all)
+    # the models' cards (written when they were saved) with what this study measured of them
+    summary["model_cards"] = [str(p) for p in write_study_cards(
+        {r: cfgs[s].output_dir for r, s in (("teacher", "teacher"), ("student", "distill")) if s in cfgs},
+        tables_dir, summary.get("mlm_eval"))]
     summary["total_wall_time_s"] = round(time.time() - t_all, 1)
     _carry_over(summary, earlier)
     _write_summary(summary, stages, results, t_all)
