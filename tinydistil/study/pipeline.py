@@ -239,7 +239,9 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
         prev = _read_json(meta)
         same = lambda a, b: bool(a) and Path(a).resolve() == Path(b).resolve()  # noqa: E731
         # written after the models were saved (a fresh clone has the committed CSV but newly trained models)
-        models = [f for d in (teacher, student) if Path(d).is_dir() for f in Path(d).iterdir() if f.is_file()]
+        # (the model card, README.md, is rewritten after every study: it is not the model)
+        models = [f for d in (teacher, student) if Path(d).is_dir() for f in Path(d).iterdir()
+                  if f.is_file() and f.name != "README.md"]
         newer = all(meta.stat().st_mtime > f.stat().st_mtime for f in models)
         if "wall_time_s" in prev and newer and same(prev.get("teacher"), teacher) and same(prev.get("student"), student):
             return "already finished"
