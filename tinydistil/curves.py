@@ -25,9 +25,11 @@ class LiveCurves:
         self.writer = writer
 
     @classmethod
-    def open(cls, log_dir: str | Path, first_step: int = 1) -> "LiveCurves":
-        """Write events to `log_dir`. first_step > 1 (a resumed run): events an earlier call wrote from that
-        update on are hidden (TensorBoard's purge_step), as truncate_log drops their log.jsonl lines."""
+    def open(cls, log_dir: str | Path, first_step: int = 1, on: bool = True) -> "LiveCurves":
+        """Write events to `log_dir` (on=False: an off instance). first_step > 1 (a resumed run): events an earlier
+        call wrote from that update on are hidden (TensorBoard's purge_step), as truncate_log drops their lines."""
+        if not on:
+            return cls()
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # torch raises ImportError naming TensorBoard when the package is absent

@@ -36,7 +36,7 @@ from .card import write_model_card
 from .curves import LiveCurves
 from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
 from .losses import DistilLoss
-from .masking import mask_tokens, token_weights
+from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_json_atomic
 from .runtime import autocast, resolve_runtime
@@ -187,8 +187,7 @@ class Trainer:
             return final  # finished earlier
         if self.resume and self.rank == 0:
             self._record_call()
-        if self.rank == 0 and self.cfg.tensorboard:
-            self._curves = LiveCurves.open(self.out / "tensorboard", first_step=self.step + 1)
+        self._curves = LiveCurves.open(self.out / "tensorboard", self.step + 1, self.rank == 0 and self.cfg.tensorboard)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
         try:
@@ -299,15 +298,9 @@ class Trainer:
         return {"loss": terms["total"], "loss_ce": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
 
     def mask_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(input_ids, labels, attention_mask), each (B, L) on the device: `batch` masked as this micro-batch is
-        (seeded by the global micro-batch index, so a resumed or multi-process run masks it the same way)."""
-        cfg = self.cfg
-        # self.micro counts global batches; this rank's batch is number micro - (world - 1 - rank)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.micro - (self.world - 1 - self.rank))
-        ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self.mask_weights,
-                                  self.tokenizer.mask_token_id, gen, cfg.mlm_probability,
-                                  cfg.word_mask, cfg.word_keep, cfg.word_rand)
-        return ids.to(self.device), labels.to(self.device), batch["attention_mask"].to(self.device)
+        """(input_ids, labels, attention_mask) (B, L) on the device: this micro-batch masked (mask_micro_batch)."""
+        return mask_micro_batch(batch, self.mask_weights, self.tokenizer.mask_token_id, self.cfg,  # self.micro counts
+                                self.micro - (self.world - 1 - self.rank), self.device)  # global batches: this rank's
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         """This rank's batch of the next micro-step: the global order advances by `world` batches and

@@ -20,7 +20,10 @@ def push_to_hub(model_dir, repo_id: str, private: bool = False, token: str | Non
 
     from ..hf import first_line
 
-    folder = check_model_dir(model_dir)
+    try:
+        folder = check_model_dir(model_dir)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
     if not (folder / "README.md").is_file():
         raise ValueError(f"{folder} has no README.md model card; tinydistil writes one with every model it saves "
                          "(tinydistil.card.write_model_card(run_folder) writes it for an older run)")
