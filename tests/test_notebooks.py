@@ -24,6 +24,38 @@ def test_notebook_01_smoke(tmp_path):
     nb = nbformat.read(str(out), as_version=4)
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "student: 1 layers" in text and "teacher: 2 layers" in text
+    # the notebooks switch live curves on: event files beside log.jsonl when tensorboard is installed
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        assert list((student_dir / "tensorboard").glob("events.out.tfevents.*"))
+    assert "live curves:" in text  # outside Colab the TensorBoard panel is not started, its folder is named
+
+
+def test_notebook_06_reuse_smoke(tmp_path, monkeypatch):
+    """The ten-line DistilTrainer version runs, and Trainer and our loop give the same curves (asserted in the
+    notebook too); the student shown has its model card."""
+    import json
+
+    papermill = pytest.importorskip("papermill")
+    import nbformat
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "06.ipynb"
+    papermill.execute_notebook(str(ROOT / "notebooks" / "06_reuse_hf_trainer.ipynb"), str(out),
+                               parameters={"preset": "smoke", "runs_root": str(tmp_path / "runs")},
+                               cwd=str(ROOT), progress_bar=False, kernel_name="python3")
+    reuse = tmp_path / "runs" / "smoke" / "reuse"
+    agreement = json.loads((reuse / "trainer_vs_loop_4" / "agreement.json").read_text())
+    assert agreement["steps"] == [1, 2, 3, 4]
+    for term, loop in agreement["loop"].items():  # the notebook's tolerance on CPU: 1e-4 + 1e-4 |loop|
+        atol = 1e-12 if term == "lr" else 1e-4
+        assert all(abs(a - b) <= atol + 1e-4 * abs(a) for a, b in zip(loop, agreement["trainer"][term])), term
+    assert (reuse / "trainer_vs_loop_4" / "trainer_vs_loop.png").stat().st_size > 1000
+    nb = nbformat.read(str(out), as_version=4)
+    text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+    assert "agree over 4 updates" in text and "loss_total" in text and "pipeline_tag: fill-mask" in text
 
 
 def _run_downstream_notebook(name, tmp_path, monkeypatch, **parameters):

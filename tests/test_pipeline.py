@@ -113,3 +113,19 @@ def test_stage_budgets_name_real_stages_and_fit_the_total():
         if p.stage_budget_min:
             assert p.budget_min is not None and sum(p.stage_budget_min.values()) <= p.budget_min, name
     assert get_preset("cpu").stage_budget_min  # the main job's budget is split by stage
+
+
+def test_both_models_leave_a_card_with_what_the_study_measured(smoke_run):
+    from huggingface_hub import ModelCard
+
+    root, summary = smoke_run
+    assert len(summary["model_cards"]) == 2
+    for role, run in (("teacher", "teacher"), ("student", "student")):
+        card = ModelCard.load(root / "smoke" / run / "model" / "README.md")
+        acc = summary["mlm_eval"][role]["mlm_accuracy"]
+        assert card.data.eval_results[0].metric_value == round(100 * acc, 2)
+        assert f"{100 * acc:.2f} %" in card.text
+        t1 = {r["Model"].split(":")[0]: r for r in _rows(root / "smoke" / "results" / "table1_glue.csv")}
+        paper = "91.3" if role == "student" else "92.7"  # the paper's SST-2 for DistilBERT / BERT-base
+        assert f"| SST-2 (dev) | {t1[role]['SST-2']} | {paper} |" in card.text
+        assert card.data.to_dict()["tinydistil"]["kind"] == role

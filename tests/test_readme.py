@@ -86,6 +86,9 @@ def stubbed(monkeypatch, tmp_path):
     onnx.write_bytes(b"x")
     monkeypatch.setattr(export, "export_onnx", rec("export", onnx))
     monkeypatch.setattr(export, "check_export", lambda *a, **k: 0.0)
+    import tinydistil.deploy.hub as hub
+
+    monkeypatch.setattr(hub, "push_to_hub", rec("push_to_hub", "https://huggingface.co/commit"))
     monkeypatch.setattr(report, "write_report", rec("report", tmp_path / "r.md"))
     monkeypatch.setattr(poster, "write_poster", rec("poster", (tmp_path / "p.pdf", tmp_path / "p.png")))
     monkeypatch.chdir(tmp_path)

@@ -225,12 +225,16 @@ def export_args(p: argparse.ArgumentParser) -> None:
                                          "(default MODEL/onnx)")
     p.add_argument("--output", help=argparse.SUPPRESS)  # earlier name: a folder or a path ending in .onnx
     p.add_argument("--overwrite", action="store_true", help="replace an existing .onnx file")
+    p.add_argument("--push-to-hub", metavar="REPO", help="instead of ONNX: the folder with its README.md card to hub repo REPO")
 
 
 def export_command(a: argparse.Namespace):
     """`export`: a model folder -> ONNX (+ tokenizer files), checked against PyTorch."""
     from .deploy.export import FP32_ATOL, check_export, export_onnx
 
+    if a.push_to_hub:  # the model folder (weights, tokenizer, model card) to the hub in one commit
+        from .deploy.hub import push_to_hub
+        return print(f"pushed {a.model} to {a.push_to_hub}: {push_to_hub(a.model, a.push_to_hub)}")
     try:
         path = export_onnx(a.model, a.output or a.output_dir, int8=a.int8, overwrite=a.overwrite)
     except (FileNotFoundError, FileExistsError) as e:

@@ -50,6 +50,7 @@ class TrainConfig:
     output_dir: str = "runs/out"
     save_every: int = 100  # updates between checkpoints
     log_every: int = 10  # updates between log lines
+    tensorboard: bool = False  # also live curves in <output_dir>/tensorboard (needs the tensorboard package)
 
     @property
     def grad_accum(self) -> int:

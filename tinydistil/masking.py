@@ -55,3 +55,14 @@ def mask_tokens(
     candidates = torch.nonzero(weights > 0).flatten()  # any non-special id
     out[rand_pos] = candidates[torch.randint(len(candidates), (len(rand_pos),), generator=generator)]
     return out.view_as(input_ids), labels.view_as(input_ids)
+
+
+def mask_micro_batch(batch: dict, weights: torch.Tensor, mask_token_id: int, cfg, index: int,
+                     device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(input_ids, labels, attention_mask), each (B, L) on `device`: micro-batch number `index` of a run with config
+    `cfg` (seed and masking rates) masked, from a generator seeded by (cfg.seed, index) alone, so a resumed or
+    multi-process run masks each batch the same way. batch: input_ids, attention_mask (B, L) on CPU."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + index)
+    ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], weights, mask_token_id, gen,
+                              cfg.mlm_probability, cfg.word_mask, cfg.word_keep, cfg.word_rand)
+    return ids.to(device), labels.to(device), batch["attention_mask"].to(device)

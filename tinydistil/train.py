@@ -32,9 +32,11 @@ from transformers import get_linear_schedule_with_warmup
 
 from . import config as C
 from . import distributed as D
+from .card import write_model_card
+from .curves import LiveCurves
 from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
 from .losses import DistilLoss
-from .masking import mask_tokens, token_weights
+from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_json_atomic
 from .runtime import autocast, resolve_runtime
@@ -62,6 +64,7 @@ class Trainer:
         self._ddp = None
         self._saved_step = 0  # update of the last checkpoint written or loaded
         self._lock = None  # FolderLock of the output folder, held by rank 0 while the run works
+        self._curves = LiveCurves()  # TensorBoard (cfg.tensorboard), opened by train() on rank 0
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "Trainer":
@@ -95,6 +98,7 @@ class Trainer:
     # fields that may differ between the calls of one run (where it runs, how often it logs)
     RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir", "snapshot_fracs"})
     PATH_FIELDS = ("teacher", "grow_from", "init_from", "vocab_from", "data_dir")  # compared as resolved paths when local
+    RESUME_IGNORES |= {"tensorboard"}  # where curves are shown, not what is trained
 
     def config_diff(self, saved: dict) -> list[str]:
         """Fields of a saved config (run.json / checkpoint) that differ from this run's, paths resolved."""
@@ -183,6 +187,7 @@ class Trainer:
             return final  # finished earlier
         if self.resume and self.rank == 0:
             self._record_call()
+        self._curves = LiveCurves.open(self.out / "tensorboard", self.step + 1, self.rank == 0 and self.cfg.tensorboard)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
         try:
@@ -200,6 +205,7 @@ class Trainer:
 
     def release(self) -> None:
         """Let other processes work in the output folder (train() does this when it ends, however it ends)."""
+        self._curves.close()
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -261,6 +267,7 @@ class Trainer:
                 if self.rank == 0:
                     with open(self.out / "log.jsonl", "a") as f:
                         f.write(json.dumps(last) + "\n")
+                    self._curves.log(last)
                 bar.set_postfix({k.replace("loss_", ""): last[k] for k in TERMS} | {"tok/s": last["tokens_per_s"]})
                 window = dict.fromkeys(TERMS, 0.0)
                 window_micro, window_tokens, t_start = 0, 0, time.time()
@@ -281,14 +288,7 @@ class Trainer:
         "loss" the weighted total, "loss_ce" the soft-target KL (the reference distiller's name), "loss_mlm",
         "loss_cos". Without a teacher only the MLM term is active.
         """
-        cfg = self.cfg
-        # self.micro counts global batches; this rank's batch is number micro - (world - 1 - rank)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.micro - (self.world - 1 - self.rank))
-        ids, labels = mask_tokens(batch["input_ids"], batch["attention_mask"], self.mask_weights,
-                                  self.tokenizer.mask_token_id, gen, cfg.mlm_probability,
-                                  cfg.word_mask, cfg.word_keep, cfg.word_rand)
-        ids, labels = ids.to(self.device), labels.to(self.device)
-        am = batch["attention_mask"].to(self.device)
+        ids, labels, am = self.mask_batch(batch)
         s = mlm_parts(self.model, ids, am) if self._ddp is None else MLMParts(*self._ddp(ids, am))
         t = None
         if self.teacher is not None:
@@ -298,6 +298,11 @@ class Trainer:
             t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())
         terms = self.objective(s, labels, am, t)
         return {"loss": terms["total"], "loss_ce": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
+
+    def mask_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(input_ids, labels, attention_mask) (B, L) on the device: this micro-batch masked (mask_micro_batch)."""
+        return mask_micro_batch(batch, self.mask_weights, self.tokenizer.mask_token_id, self.cfg,  # self.micro counts
+                                self.micro - (self.world - 1 - self.rank), self.device)  # global batches: this rank's
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         """This rank's batch of the next micro-step: the global order advances by `world` batches and
@@ -436,6 +441,7 @@ class Trainer:
         summary = {"steps": self.step, "tokens": self.tokens, "train_wall_time_s": round(self.elapsed, 1),
                    "final_log": last, "model_dir": str(folder),
                    "parameters": sum(p.numel() for p in self.model.parameters())}
+        write_model_card(self.out, summary)  # model/README.md: complete before summary.json marks the run finished
         write_json_atomic(self.out / "summary.json", summary)
 
 

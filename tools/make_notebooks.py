@@ -42,6 +42,13 @@ lay = Layout(preset, runs_root)  # the same folders as `python -m tinydistil rep
 print("runs:", lay.runs, "| evaluations:", lay.eval_dir("student").parent, "| tables:", lay.tables_dir)'''
 
 
+TENSORBOARD_CELL = '''show_tensorboard = IN_COLAB if show_tensorboard is None else show_tensorboard
+if show_tensorboard:  # a TensorBoard server over every run folder of this preset
+    %load_ext tensorboard
+    %tensorboard --logdir {lay.runs}
+else:
+    print("live curves:", lay.runs, "(tensorboard --logdir", str(lay.runs) + ")")'''
+
 NB01 = [
     ("md", """# 01 · Distillation pretraining (DistilBERT, Sanh et al. 2019)
 
@@ -62,16 +69,22 @@ data_dir = None        # folder with wikitext-2/wiki.train.tokens; None -> $TINY
 teacher_overrides = {} # e.g. {"epochs": 1.0}
 distill_overrides = {} # e.g. {"max_steps": 200, "alpha_cos": 0.0}
 resume = True          # continue an interrupted run in the same folder
+tensorboard = True     # live curves in <run folder>/tensorboard (log.jsonl stays the record)
+show_tensorboard = None  # None: in Colab, show them in a TensorBoard panel below while the runs train
 ''' + COMMON_PARAMS),
     ("code", setup_cell()),
     ("code", '''from tinydistil.presets import preset_stages
 stages = dict(preset_stages(preset, root=runs_root, data_dir=data_dir,
-                            teacher_overrides=teacher_overrides, distill_overrides=distill_overrides))
+                            teacher_overrides={"tensorboard": tensorboard, **teacher_overrides},
+                            distill_overrides={"tensorboard": tensorboard, **distill_overrides}))
 stem_cfg, teacher_cfg, distill_cfg = stages.get("stem"), stages.get("teacher"), stages["distill"]
 if stem_cfg is not None:
     print("stem stage:", stem_cfg.output_dir, f"({stem_cfg.num_layers} layers, grown into the teacher)")
 print("teacher stage:", teacher_cfg.output_dir if teacher_cfg else f"hub teacher {distill_cfg.teacher}")
 print("student stage:", distill_cfg.output_dir)'''),
+    ("md", "## Live curves\nEvery loss term, the lr, the gradient norm and tokens/s of each run, as they are "
+     "logged (`tensorboard` above; TensorBoard is built into Colab). The panel refreshes while the cells below train."),
+    ("code", TENSORBOARD_CELL),
     ("md", "## 1 · Teacher\nOffline presets train the teacher's masked LM with the same loop as distillation (same "
      "resume); `t4` uses the hub teacher as it is. The `cpu` preset continues MLM training of all-MiniLM-L6-v2 "
      "(an encoder without an MLM head) with a fresh head tied to its word embeddings; `smoke` trains a tiny BERT "
@@ -406,6 +419,108 @@ plt.show()"""),
 ]
 
 
+NB06 = [
+    ("md", """# 06 · Reuse: the triple loss inside Hugging Face `Trainer`
+
+tinydistil's loss works with **any teacher / student pair of Hugging Face masked LMs** of the same vocabulary
+(and, for the cosine term, the same width), in your own loop (`distil_terms`) or in `transformers.Trainer`
+(`DistilTrainer`, a `compute_loss` override; the teacher frozen in eval mode). This notebook:
+
+1. distils the pair you pick with `DistilTrainer`, on data collated by Hugging Face's own
+   `DataCollatorForLanguageModeling` — the ten-line version to copy into your notebook;
+2. runs one distillation twice, with `Trainer` and with tinydistil's loop, on the same masked batches, seed and
+   settings, and checks that the two loss curves agree (`tinydistil.hf_compare`: every term, the lr and the
+   gradient norm at every update, within |loop − Trainer| ≤ 1e-4 + 1e-4·|loop| on CPU in fp32; 2e-2 relative on a
+   GPU, where fp16 kernels need not be deterministic). Dropout is off in both runs for this comparison;
+3. shows the student's model card (`model/README.md`) and, if you give `push_repo`, pushes it to the hub.
+
+* **Colab (`preset = "t4"`)**: `bert-base-uncased` → 6 layers; the comparison trains 60 updates twice.
+* **`preset = "smoke"`**: seconds, a tiny teacher trained here first (CI runs this)."""),
+    ("params", '''preset = "t4"              # smoke | cpu | t4
+teacher = None             # a masked LM (folder or hub id); None -> the preset's (t4: bert-base-uncased)
+student_layers = None      # teacher layers copied into the student; None -> every other layer
+data_dir = None            # None -> the preset's (smoke: the bundled sample; t4: the hub's WikiText-2)
+hf_steps = None            # updates of the ten-line DistilTrainer run; None -> 4 on smoke, 200 otherwise
+compare_steps = None       # updates of the Trainer-vs-loop comparison; None -> 4 on smoke, 60 otherwise
+rtol = None                # None -> 1e-4 on CPU (fp32), 2e-2 on a GPU
+tensorboard = True         # live curves of both runs (TensorBoard)
+push_repo = None           # e.g. "you/tinydistil-student": push the student with its card (needs a hub token)
+show_tensorboard = None    # None: in Colab, a TensorBoard panel over this preset's runs at the end
+''' + COMMON_PARAMS),
+    ("code", setup_cell()),
+    ("code", '''from pathlib import Path
+from tinydistil import pretrain_teacher
+from tinydistil.config import replace
+from tinydistil.presets import preset_stages
+stages = dict(preset_stages(preset, root=runs_root, data_dir=data_dir, teacher_overrides={"tensorboard": tensorboard}))
+distill_cfg = stages["distill"]
+if teacher is None and "teacher" in stages:  # offline presets: the teacher notebook 01 trains (reused when finished)
+    teacher = str(pretrain_teacher(stages["teacher"], resume=True, progress=False))
+teacher = teacher or distill_cfg.teacher
+small = preset == "smoke"
+hf_steps = hf_steps or (4 if small else 200)
+compare_steps = compare_steps or (4 if small else 60)
+print("teacher:", teacher, "| runs:", lay.runs)'''),
+    ("md", "## 1 · The ten-line version: your pair, your data, Hugging Face `Trainer`"),
+    ("code", '''from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, TrainingArguments
+from tinydistil import init_student
+from tinydistil.data import load_corpus
+from tinydistil.hf_trainer import DistilTrainer
+
+tokenizer = AutoTokenizer.from_pretrained(teacher)
+teacher_model = AutoModelForMaskedLM.from_pretrained(teacher)
+student = init_student(teacher_model, student_layers)  # or any masked LM with the teacher's vocabulary
+texts = load_corpus(distill_cfg.data_dir, "train", max_texts=20_000)  # a datasets.Dataset with a "text" column
+train = texts.map(lambda b: tokenizer(b["text"], truncation=True, max_length=128), batched=True, remove_columns=["text"])
+trainer = DistilTrainer(model=student, teacher=teacher_model, train_dataset=train,
+                        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15),
+                        args=TrainingArguments(str(lay.runs / "reuse" / "hf_trainer"), max_steps=hf_steps,
+                                               per_device_train_batch_size=8 if small else 32, learning_rate=5e-4,
+                                               logging_steps=1 if small else 10, save_strategy="no",
+                                               report_to="tensorboard" if tensorboard else "none"))
+trainer.train()
+import pandas as pd
+hf_log = pd.DataFrame([r for r in trainer.state.log_history if "loss_total" in r])
+hf_log[["step", "loss_total", "loss_kl", "loss_mlm", "loss_cos"]].tail(3)'''),
+    ("md", "## 2 · `Trainer` and tinydistil's loop: the same run twice\nThe loop runs first and records each "
+           "masked micro-batch; `Trainer` then trains a student initialised the same way on those batches, in order, "
+           "with the loop's optimiser settings (`hf_compare.training_arguments`). A finished comparison in the folder "
+           "is read back."),
+    ("code", '''import torch
+from tinydistil.hf_compare import RTOL, trainer_vs_loop
+cfg = replace(distill_cfg, teacher=teacher, max_steps=compare_steps, tensorboard=tensorboard,
+              student_layers=student_layers)
+rtol = rtol or (2e-2 if torch.cuda.is_available() else RTOL)
+agreement = trainer_vs_loop(cfg, lay.runs / "reuse" / f"trainer_vs_loop_{compare_steps}", rtol=rtol)
+print(agreement.summary())
+agreement.frame()'''),
+    ("code", '''import matplotlib.pyplot as plt
+terms = ["total", "kl", "mlm", "cos"]
+fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))
+for ax, term in zip(axes, terms):
+    ax.plot(agreement.steps, agreement.loop[term], "o-", label="tinydistil loop")
+    ax.plot(agreement.steps, agreement.trainer[term], "x--", label="HF Trainer + DistilTrainer")
+    ax.set(title=term, xlabel="update")
+axes[0].legend(fontsize=8)
+plt.tight_layout()
+fig.savefig(Path(agreement.folders["loop"]).parent / "trainer_vs_loop.png", dpi=120)
+plt.show()
+assert agreement.ok, agreement.summary()'''),
+    ("md", "## 3 · The student's model card, and the hub\nEvery model tinydistil saves has a `README.md` card "
+           "(huggingface_hub `ModelCard`): base model, licence, data, loss and weights, T, layers copied, tokens, "
+           "wall time and machine; `reproduce` adds the held-out MLM accuracy and the downstream results beside the "
+           "paper's. `python -m tinydistil export --model DIR --push-to-hub REPO` does what the cell below does."),
+    ("code", '''from huggingface_hub import ModelCard
+student_dir = Path(distill_cfg.output_dir) / "model"  # notebook 01's student, if it is there
+student_dir = student_dir if (student_dir / "README.md").is_file() else Path(agreement.folders["loop"]) / "model"
+print(ModelCard.load(student_dir / "README.md").content)
+if push_repo:
+    from tinydistil.deploy.hub import push_to_hub
+    print("pushed:", push_to_hub(student_dir, push_repo))'''),
+    ("code", TENSORBOARD_CELL),
+]
+
+
 def build(cells):
     nb = nbf.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
@@ -427,6 +542,6 @@ if __name__ == "__main__":
     out = Path(__file__).resolve().parent.parent / "notebooks"
     out.mkdir(exist_ok=True)
     for name, cells in (("01_distill_pretraining", NB01), ("02_glue", NB02), ("03_imdb", NB03),
-                        ("04_squad", NB04), ("05_speed", NB05)):
+                        ("04_squad", NB04), ("05_speed", NB05), ("06_reuse_hf_trainer", NB06)):
         nbf.write(build(cells), out / f"{name}.ipynb")
         print("wrote", out / f"{name}.ipynb")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..eval import registry
 from ..presets import get_preset, preset_stages
+from .cards import write_study_cards
 from .layout import Layout, copy_results, finetune_config
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill", "control")
@@ -239,6 +240,10 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         run_stage(i, name, fns[name])
         _carry_over(summary, earlier)
         _write_summary(summary, stages, results, t_all)
+    # the models' cards (written when they were saved) with what this study measured of them
+    summary["model_cards"] = [str(p) for p in write_study_cards(
+        {r: cfgs[s].output_dir for r, s in (("teacher", "teacher"), ("student", "distill")) if s in cfgs},
+        tables_dir, summary.get("mlm_eval"))]
     summary["total_wall_time_s"] = round(time.time() - t_all, 1)
     _carry_over(summary, earlier)
     _write_summary(summary, stages, results, t_all)
@@ -282,7 +287,9 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
         prev = _read_json(meta)
         same = lambda a, b: bool(a) and Path(a).resolve() == Path(b).resolve()  # noqa: E731
         # written after the models were saved (a fresh clone has the committed CSV but newly trained models)
-        models = [f for d in (teacher, student) if Path(d).is_dir() for f in Path(d).iterdir() if f.is_file()]
+        # (the model card, README.md, is rewritten after every study: it is not the model)
+        models = [f for d in (teacher, student) if Path(d).is_dir() for f in Path(d).iterdir()
+                  if f.is_file() and f.name != "README.md"]
         newer = all(meta.stat().st_mtime > f.stat().st_mtime for f in models)
         if "wall_time_s" in prev and newer and same(prev.get("teacher"), teacher) and same(prev.get("student"), student):
             return "already finished"
