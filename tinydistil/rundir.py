@@ -124,6 +124,25 @@ def claim_run_folder(out: Path, resume: bool, record: dict, diff) -> FolderLock:
     return lock
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run can continue from."""
+
+
+def record_call(out: Path, step: int) -> None:
+    """A resumed run records which call trains from where: from update 0 (nothing of an earlier call survives)
+    run.json becomes this call's; later, the call is appended to run.json's "resumed" list. Log lines written
+    after the point resumed from are dropped: they are written again."""
+    run_file, info = out / "run.json", run_info()
+    rec = json.loads(run_file.read_text())
+    if step == 0:
+        rec = {"config": rec["config"], **info, **({"teacher_source": rec["teacher_source"]}
+                                                   if "teacher_source" in rec else {})}
+    else:
+        rec.setdefault("resumed", []).append({**info, "from_step": step})
+    write_json_atomic(run_file, rec)
+    truncate_log(out / "log.jsonl", step)
+
+
 def truncate_log(log: Path, step: int) -> None:
     """Keep the records of log.jsonl up to update `step` (a resumed run writes the later ones again); a torn
     last line goes too."""

@@ -38,8 +38,9 @@ from .data import corpus_source, load_corpus, make_batches, token_counts, tokeni
 from .losses import DistilLoss
 from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
-from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_json_atomic
+from .rundir import RunInterrupted, claim_run_folder, config_diff, record_call, run_info, write_json_atomic
 from .runtime import autocast, resolve_runtime
+from .snapshots import save_snapshot, snapshot_steps
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
 
@@ -186,7 +187,7 @@ class Trainer:
             self.release()
             return final  # finished earlier
         if self.resume and self.rank == 0:
-            self._record_call()
+            record_call(self.out, self.step)
         self._curves = LiveCurves.open(self.out / "tensorboard", self.step + 1, self.rank == 0 and self.cfg.tensorboard)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
@@ -273,8 +274,10 @@ class Trainer:
                 window_micro, window_tokens, t_start = 0, 0, time.time()
             if self.step % cfg.save_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
-            if self.step in self.snapshot_steps and self.rank == 0:
-                self._save_snapshot()
+            snaps = snapshot_steps(getattr(cfg, "snapshot_fracs", ()), self.total_steps)
+            if self.step in snaps and self.rank == 0:  # a copy of the student for the tokens curve (snapshots.py)
+                save_snapshot(self.model, self.tokenizer, self.out, {"update": self.step, "fraction": snaps[self.step],
+                              "tokens": self.tokens + self._unsynced_tokens, "total_updates": self.total_steps})
         bar.close()
         if self.rank == 0:
             self._save_final(final, last)
@@ -321,46 +324,16 @@ class Trainer:
         self.micro += 1
         return idx
 
-    @property
-    def snapshot_steps(self) -> dict[int, float]:
-        """{update: fraction} after which a copy of the student is kept (DistillConfig.snapshot_fracs)."""
-        fracs = getattr(self.cfg, "snapshot_fracs", ())
-        steps = {max(1, round(f * self.total_steps)): f for f in fracs}
-        return {k: v for k, v in steps.items() if k < self.total_steps}
-
-    def _save_snapshot(self) -> Path:
-        """snapshots/update_<n>/: the student after update n (weights, tokenizer, snapshot.json), written to a
-        temporary folder and renamed, so a kill mid-write leaves no half snapshot. A resumed run that passes n
-        again writes the same weights (exact resume), so an existing snapshot is kept."""
-        import shutil
-
-        folder = self.out / "snapshots" / f"update_{self.step}"
-        if (folder / "snapshot.json").is_file():
-            return folder
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp)
-        self.tokenizer.save_pretrained(tmp)
-        write_json_atomic(tmp / "snapshot.json", {
-            "update": self.step, "fraction": self.snapshot_steps[self.step], "total_updates": self.total_steps,
-            "tokens": self.tokens + self._unsynced_tokens, "train_wall_time_s": round(self.elapsed, 1)})
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-        return folder
-
     def save_untrained(self) -> Path:
-        """The no-distillation control: model/ and summary.json of this run after 0 updates — the student exactly as
-        distillation starts from it (same teacher, layers, init and seed). Returns the model folder."""
-        final = self.out / "model"
+        """The no-distillation control (snapshots.init_student_run): model/ and summary.json after 0 updates."""
         try:
-            if not ((self.out / "summary.json").is_file() and final.is_dir()):
-                if self.step:
-                    raise ValueError(f"{self.out} holds a run at update {self.step}; the control needs a folder of "
-                                     "its own (another --output-dir)")
-                self._save_final(final, {})
+            if self.step:
+                raise ValueError(f"{self.out} holds a run at update {self.step}; the control needs a folder of its own")
+            if not (self.out / "summary.json").is_file():
+                self._save_final(self.out / "model", {})
         finally:
             self.release()
-        return final
+        return self.out / "model"
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -421,20 +394,6 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
-    def _record_call(self) -> None:
-        """A resumed run records which call trains from where: from update 0 (nothing of an earlier call
-        survives) run.json becomes this call's; later, the call is appended to run.json's "resumed" list. Log
-        lines written after the point resumed from are dropped: they are written again."""
-        run_file, info = self.out / "run.json", run_info()
-        rec = json.loads(run_file.read_text())
-        if self.step == 0:
-            rec = {"config": rec["config"], **info, **({"teacher_source": rec["teacher_source"]}
-                                                       if "teacher_source" in rec else {})}
-        else:
-            rec.setdefault("resumed", []).append({**info, "from_step": self.step})
-        write_json_atomic(run_file, rec)
-        truncate_log(self.out / "log.jsonl", self.step)
-
     def _save_final(self, folder: Path, last: dict) -> None:
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
@@ -445,24 +404,11 @@ class Trainer:
         write_json_atomic(self.out / "summary.json", summary)
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message says where the run can continue from."""
-
-
 def pretrain_teacher(cfg: C.TeacherConfig, resume: bool = False, progress: bool = True) -> Path:
     """Train a WordPiece tokenizer and a small BERT with MLM; returns the teacher folder."""
     if not isinstance(cfg, C.TeacherConfig):
         raise ValueError("pretrain_teacher needs a TeacherConfig")
     return Trainer(cfg, resume, progress).setup().train()
-
-
-def init_student_run(cfg: C.DistillConfig, progress: bool = True) -> Path:
-    """The no-distillation control: the student `distill(cfg)` would start from, saved after 0 updates as a normal
-    run folder (run.json, model/, summary.json with steps 0) in cfg.output_dir; returns its model folder. A
-    finished folder of the same settings is kept as it is."""
-    if not isinstance(cfg, C.DistillConfig):
-        raise ValueError("init_student_run needs a DistillConfig")
-    return Trainer(cfg, resume=True, progress=progress).setup().save_untrained()
 
 
 def distill(cfg: C.DistillConfig, resume: bool = False, progress: bool = True) -> Path:

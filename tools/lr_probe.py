@@ -28,7 +28,8 @@ from tinydistil.config import replace  # noqa: E402
 from tinydistil.eval.mlm_eval import evaluate_mlm  # noqa: E402
 from tinydistil.presets import stage_config  # noqa: E402
 from tinydistil.rundir import read_jsonl, run_info, write_json_atomic  # noqa: E402
-from tinydistil.train import distill, init_student_run  # noqa: E402
+from tinydistil.snapshots import init_student_run  # noqa: E402
+from tinydistil.train import distill  # noqa: E402
 
 
 def probe_run(name: str, base, runs: Path, lr: float, warmup: float, max_steps: int) -> dict:

@@ -17,19 +17,10 @@ from pathlib import Path
 from ..eval.glue import TASKS as GLUE_TASKS
 from ..eval.glue import parse_tasks
 from ..rundir import write_json_atomic
+from ..snapshots import snapshot_points
 from .stats import macro, per_seed_macro
 
 CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
-
-
-def snapshot_points(run_dir: Path) -> list[dict]:
-    """[{"update", "tokens", "fraction", "model"}] of the finished snapshots in run_dir/snapshots, by update."""
-    out = []
-    for f in (Path(run_dir) / "snapshots").glob("update_*/snapshot.json"):
-        rec = json.loads(f.read_text())
-        out.append({"update": rec["update"], "tokens": rec["tokens"], "fraction": rec["fraction"],
-                    "model": str(f.parent)})
-    return sorted(out, key=lambda r: r["update"])
 
 
 def seed_scores(glue_dir: Path, tasks: list[str]) -> dict[str, dict[int, float]]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..eval.glue import TASKS as GLUE_TASKS
 from ..paper import PAPER_TABLE3
 from .results import Results, num, paper_task_scores, per_task_retention, role, task_scores, teacher_student_pairs
 from .tables import TABLE1_TASKS
+
+GLUE_DISPLAY = {name: t.display for name, t in GLUE_TASKS.items()}  # cola -> CoLA
 
 
 def _plt():
@@ -143,7 +146,48 @@ def fig_speed_size(res: Results, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-FIGURES = ("loss_curves", "task_bars", "retention", "speed_size")  # report/figures/<name>.png
+def fig_tokens_curve(res: Results, path: Path) -> Path:
+    """Score vs distillation tokens (tokens_curve.json): held-out masked-token accuracy and each curve task's
+    median over seeds (per-seed scores as dots), the control at 0 tokens, the teacher as a dashed line."""
+    import statistics
+
+    from .curve import read_curve
+    from .effect import seed_scores
+
+    plt = _plt()
+    curve = read_curve(res.results_dir)
+    if not curve:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "tokens curve: not run (no tokens_curve.json)", ha="center", va="center")
+        return _save(plt, fig, path)
+    panels = ["mlm_accuracy", *curve["tasks"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
+    pts = curve["points"]
+    x = [p["tokens"] / 1e6 for p in pts]
+    teacher_mlm = num(((res.reproduce or {}).get("mlm_eval") or {}).get("teacher", {}).get("mlm_accuracy"))
+    teacher = {GLUE_DISPLAY.get(t, t): statistics.median(v.values()) for t, v in seed_scores(res, "teacher").items()}
+    for ax, key in zip(axes[0], panels):
+        ys = [num(p.get(key)) for p in pts]
+        ax.plot([a for a, y in zip(x, ys) if y is not None], [y for y in ys if y is not None], "o-", color="C0",
+                lw=1.5, label="student (median)")
+        for a, p in zip(x, pts):
+            for v in (p.get("seed_scores", {}).get(key, {}) or {}).values():
+                ax.plot(a, v, ".", color="C0", alpha=0.35, ms=4)
+        ref = 100 * teacher_mlm if key == "mlm_accuracy" and teacher_mlm is not None else teacher.get(key)
+        if ref is not None:
+            ax.axhline(ref, ls="--", color="C3", lw=1.2, label="teacher")
+        if ys and ys[0] is not None:
+            ax.annotate("control", (0, ys[0]), textcoords="offset points", xytext=(4, -12), fontsize=7)
+        ax.set_title("held-out MLM accuracy (%)" if key == "mlm_accuracy" else f"{key} (dev)", fontsize=9)
+        ax.set_xlabel("distillation tokens (M)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("What distillation buys: the student vs distillation tokens (0 = no distillation)", fontsize=10)
+    return _save(plt, fig, path)
+
+
+FIGURES = ("loss_curves", "task_bars", "retention", "speed_size", "tokens_curve")  # report/figures/<name>.png
 
 
 def write_figures(res: Results, fig_dir: Path) -> dict[str, Path]:
@@ -151,4 +195,5 @@ def write_figures(res: Results, fig_dir: Path) -> dict[str, Path]:
     return {"loss_curves": fig_loss_curves(res, fig_dir / "loss_curves.png"),
             "task_bars": fig_task_bars(res, fig_dir / "task_bars.png"),
             "retention": fig_retention(res, fig_dir / "retention.png"),
-            "speed_size": fig_speed_size(res, fig_dir / "speed_size.png")}
+            "speed_size": fig_speed_size(res, fig_dir / "speed_size.png"),
+            "tokens_curve": fig_tokens_curve(res, fig_dir / "tokens_curve.png")}

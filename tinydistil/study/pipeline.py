@@ -97,7 +97,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
     """
     from ..runtime import host_speed
-    from ..train import Trainer, init_student_run
+    from ..snapshots import init_student_run
+    from ..train import Trainer
 
     p = get_preset(preset)
     skip = parse_skip(skip)
