@@ -147,7 +147,7 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert not (tmp_path / "smoke" / "ablation" / "full").exists()
     assert df["run_id"][0] == str(tmp_path / "smoke" / "eval" / "student" / "glue")
     no_ce = json.loads((tmp_path / "smoke" / "ablation" / "no_ce" / "run.json").read_text())["config"]
-    assert no_ce["alpha_ce"] == 0.0 and no_ce["alpha_cos"] > 0
+    assert no_ce["alpha_kl"] == 0.0 and no_ce["alpha_cos"] > 0
     rand = json.loads((tmp_path / "smoke" / "ablation" / "random_init" / "run.json").read_text())["config"]
     assert rand["student_init"] == "random"
     sc = variant_scores(tmp_path / "smoke" / "eval" / "ablation_no_ce" / "glue", ["sst2", "stsb", "rte"])

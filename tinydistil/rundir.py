@@ -124,11 +124,11 @@ def claim_run_folder(out: Path, resume: bool, record: dict, diff) -> FolderLock:
     return lock
 
 
-def truncate_log(log: Path, step: int) -> None:
+def truncate_log(log: Path, step: int, rewrite=None) -> None:
     """Keep the records of log.jsonl up to update `step` (a resumed run writes the later ones again); a torn
-    last line goes too."""
+    last line goes too. `rewrite(record)`, if given, is applied to each record kept."""
     if log.is_file():
-        keep = [r for r in read_jsonl(log) if r.get("step", 0) <= step]
+        keep = [rewrite(r) if rewrite else r for r in read_jsonl(log) if r.get("step", 0) <= step]
         tmp = log.with_name(log.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
         os.replace(tmp, log)

@@ -41,8 +41,9 @@ from .runtime import autocast, resolve_runtime
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
 
-# log keys of the loss terms, as the reference distiller logs them: "loss_ce" is the soft-target KL
-TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
+# log keys of the loss terms: the weighted total and DistilLoss's terms (the reference distiller, and logs written
+# before the rename, call the soft-target KL "loss_ce": config.RENAMED)
+TERMS = ("loss", "loss_kl", "loss_mlm", "loss_cos")
 
 
 class Trainer:
@@ -89,7 +90,7 @@ class Trainer:
             self._ddp = torch.nn.parallel.DistributedDataParallel(
                 PartsModule(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 # the vocabulary head gets no gradient when only the cosine term is on
-                find_unused_parameters=self.is_distill and self.cfg.alpha_ce == self.cfg.alpha_mlm == 0)
+                find_unused_parameters=self.is_distill and self.cfg.alpha_kl == self.cfg.alpha_mlm == 0)
         return self
 
     # fields that may differ between the calls of one run (where it runs, how often it logs)
@@ -97,8 +98,10 @@ class Trainer:
     PATH_FIELDS = ("teacher", "grow_from", "init_from", "vocab_from", "data_dir")  # compared as resolved paths when local
 
     def config_diff(self, saved: dict) -> list[str]:
-        """Fields of a saved config (run.json / checkpoint) that differ from this run's, paths resolved."""
-        return config_diff(json.loads(json.dumps(C.to_dict(self.cfg))), saved, self.RESUME_IGNORES, self.PATH_FIELDS,
+        """Fields of a saved config (run.json / checkpoint; earlier field names read as the current ones) that
+        differ from this run's, paths resolved."""
+        return config_diff(json.loads(json.dumps(C.to_dict(self.cfg))), C.current_names(saved), self.RESUME_IGNORES,
+                           self.PATH_FIELDS,
                            json.loads(json.dumps(C.to_dict(type(self.cfg)()))))
 
     def _setup_output(self) -> None:
@@ -276,8 +279,8 @@ class Trainer:
         """Mask the batch (seeded by the global micro-batch index) and return every loss term.
 
         batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars under the log keys (TERMS):
-        "loss" the weighted total, "loss_ce" the soft-target KL (the reference distiller's name), "loss_mlm",
-        "loss_cos". Without a teacher only the MLM term is active.
+        "loss" the weighted total, "loss_kl" the soft-target KL, "loss_mlm", "loss_cos". Without a teacher only
+        the MLM term is active.
         """
         cfg = self.cfg
         # self.micro counts global batches; this rank's batch is number micro - (world - 1 - rank)
@@ -295,7 +298,7 @@ class Trainer:
             # out of inference mode (autograd may save them); the weights are parameters already
             t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())
         terms = self.objective(s, labels, am, t)
-        return {"loss": terms["total"], "loss_ce": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
+        return {"loss": terms["total"], "loss_kl": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
 
     def _next_batch(self) -> dict[str, torch.Tensor]:
         """This rank's batch of the next micro-step: the global order advances by `world` batches and
@@ -376,16 +379,18 @@ class Trainer:
     def _record_call(self) -> None:
         """A resumed run records which call trains from where: from update 0 (nothing of an earlier call
         survives) run.json becomes this call's; later, the call is appended to run.json's "resumed" list. Log
-        lines written after the point resumed from are dropped: they are written again."""
+        lines written after the point resumed from are dropped: they are written again. A folder written before a
+        rename (config.RENAMED) gets the current names in run.json and log.jsonl, so it reads as one run."""
         run_file, info = self.out / "run.json", run_info()
         rec = json.loads(run_file.read_text())
+        rec["config"] = C.current_names(rec["config"])
         if self.step == 0:
             rec = {"config": rec["config"], **info, **({"teacher_source": rec["teacher_source"]}
                                                        if "teacher_source" in rec else {})}
         else:
             rec.setdefault("resumed", []).append({**info, "from_step": self.step})
         write_json_atomic(run_file, rec)
-        truncate_log(self.out / "log.jsonl", self.step)
+        truncate_log(self.out / "log.jsonl", self.step, C.current_names)
 
     def _save_final(self, folder: Path, last: dict) -> None:
         self.model.save_pretrained(folder)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..eval.glue import TASKS
+from ..eval.glue import TASKS, load_tasks, majority_baseline, parse_tasks, summarize_glue
 from ..eval.registry import downstream_tasks
 from ..eval.runner import NOT_RUN, is_score
 from ..eval.metrics import glue_macro_score
@@ -185,8 +185,6 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
     "n/a" for STS-B (no classes)."""
     import pandas as pd
 
-    from ..eval.glue import load_tasks, majority_baseline, parse_tasks
-
     rows = []
     for task, data, reason in load_tasks(parse_tasks(tasks), data_dir):
         if data is None:
@@ -222,7 +220,6 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
     """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding one sub-folder per
     registered task (glue/, imdb/, squad/, ...) and squad_d/ (the CLI's default layout; squad_d = DistilBERT
     (D), a Table 2 row of its own). A role other than `teacher_role` gets retention vs the teacher row."""
-    from ..eval.glue import summarize_glue
     from ..eval.squad import DOWNSTREAM as SQUAD
 
     names = {role: describe_eval(folder, role) for role, folder in evals}
