@@ -155,7 +155,7 @@ class Reference:
         t_logits_slct = torch.masked_select(t_logits, mask).view(-1, s_logits.size(-1))
         loss_ce = self.ce_loss_fct(F.log_softmax(s_logits_slct / T, dim=-1),
                                    F.softmax(t_logits_slct / T, dim=-1)) * T**2
-        loss = cfg.alpha_ce * loss_ce
+        loss = cfg.alpha_kl * loss_ce
         loss_mlm = self.lm_loss_fct(s_logits.view(-1, s_logits.size(-1)), lm_labels.view(-1))
         loss = loss + cfg.alpha_mlm * loss_mlm
         s_h, t_h = s_hidden_states[-1], t_hidden_states[-1]
@@ -166,7 +166,7 @@ class Reference:
         target = s_h_slct.new(s_h_slct.size(0)).fill_(1)
         loss_cos = self.cosine_loss_fct(s_h_slct, t_h_slct, target)
         loss = loss + cfg.alpha_cos * loss_cos
-        return {"loss": loss, "loss_ce": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos}
+        return {"loss": loss, "loss_kl": loss_ce, "loss_mlm": loss_mlm, "loss_cos": loss_cos}  # tinydistil's log keys
 
     def step(self, i: int) -> int:
         cfg = self.cfg
@@ -254,7 +254,7 @@ def agreement(ref: Reference, trainer: Trainer) -> tuple[list[str], bool]:
             rf["loss"].backward()
             g_rf = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
             model.zero_grad(set_to_none=True)
-            for k, label in (("loss_ce", "KL"), ("loss_mlm", "MLM CE"), ("loss_cos", "cosine"), ("loss", "total")):
+            for k, label in (("loss_kl", "KL"), ("loss_mlm", "MLM CE"), ("loss_cos", "cosine"), ("loss", "total")):
                 a, b = rf[k].item(), td[k].item()
                 rel = abs(a - b) / max(abs(a), 1e-12)
                 ok &= rel <= RTOL
@@ -425,7 +425,7 @@ def main(argv=None) -> int:
         f"{t.num_heads} heads), vocab {trainer.teacher.config.vocab_size}, {n_t / 1e6:.1f}M params, {teacher_note}",
         f"student: DistilBertForMaskedLM {st.n_layers} layers x {st.dim}, {n_s / 1e6:.1f}M params "
         "(tinydistil.student.init_student)",
-        f"loss: T={cfg.temperature}, alpha_ce={cfg.alpha_ce}, alpha_mlm={cfg.alpha_mlm}, alpha_cos={cfg.alpha_cos}; "
+        f"loss: T={cfg.temperature}, alpha_kl={cfg.alpha_kl}, alpha_mlm={cfg.alpha_mlm}, alpha_cos={cfg.alpha_cos}; "
         f"tinydistil loss_chunk_size={cfg.loss_chunk_size}; AdamW + clip {cfg.max_grad_norm} every step",
         f"data: WikiText-2 train ({len(corpus)} non-empty lines); batches of {args.batch_size} sequences",
         f"  reference: {len(ref.batches.sequences)} sentences ([CLS] line [SEP], <= {args.block_size} tokens, "

@@ -147,7 +147,7 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert not (tmp_path / "smoke" / "ablation" / "full").exists()
     assert df["run_id"][0] == str(tmp_path / "smoke" / "eval" / "student" / "glue")
     no_ce = json.loads((tmp_path / "smoke" / "ablation" / "no_ce" / "run.json").read_text())["config"]
-    assert no_ce["alpha_ce"] == 0.0 and no_ce["alpha_cos"] > 0
+    assert no_ce["alpha_kl"] == 0.0 and no_ce["alpha_cos"] > 0
     rand = json.loads((tmp_path / "smoke" / "ablation" / "random_init" / "run.json").read_text())["config"]
     assert rand["student_init"] == "random"
     sc = variant_scores(tmp_path / "smoke" / "eval" / "ablation_no_ce" / "glue", ["sst2", "stsb", "rte"])
@@ -263,3 +263,15 @@ def test_cpu_preset_runs_the_declared_table4_protocol():
 
     rule = get_preset("cpu").downstream["ablation_rule"]
     assert rule["min_paired_seeds_lower"] == declared["rule"]["min_paired_seeds_lower"] == 4
+
+
+def test_a_committed_variant_from_before_the_rename_is_still_found_finished():
+    """results/cpu/ablation/no_ce/run.json predates the rename (alpha_ce: 0.0): `ablate` still reads it as the
+    finished "- L_ce" row (alpha_kl = 0), and not as the full loss."""
+    from tinydistil.presets import stage_config
+    from tinydistil.study.ablation import VARIANTS, _same_run
+
+    folder = Path(__file__).resolve().parents[1] / "results" / "cpu" / "ablation" / "no_ce"
+    assert json.loads((folder / "run.json").read_text())["config"]["alpha_ce"] == 0.0  # the committed file as it is
+    assert _same_run(folder, stage_config("cpu", "distill", **VARIANTS["- L_ce"], max_steps=60))
+    assert not _same_run(folder, stage_config("cpu", "distill", max_steps=60))

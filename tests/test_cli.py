@@ -190,6 +190,19 @@ def test_show_config_distill_only_override(capsys):
     assert shown["distill"]["temperature"] == 3.5
 
 
+def test_the_earlier_flag_names_still_work_and_say_so(capsys):
+    """--alpha-ce (the reference distiller's name for the soft-target weight) is a deprecated alias of --alpha-kl;
+    for `squad` it keeps its SQuAD meaning, the span cross-entropy's weight (now --alpha-task; --alpha-kd: --alpha-kl)."""
+    assert cli.main(["show-config", "--preset", "smoke", "--alpha-ce", "3.0"]) == 0
+    out, err = capsys.readouterr()
+    distill = json.JSONDecoder().raw_decode(out[out.index("distill ") + len("distill "):])[0]
+    assert distill["alpha_kl"] == 3.0 and "alpha_ce" not in distill
+    assert "--alpha-ce is the earlier name of --alpha-kl" in err
+    opts, over = cli._options("squad", ["--model", "m", "--alpha-ce", "0.3", "--alpha-kd", "0.7"])
+    assert opts["squad"] == {"alpha_task": 0.3, "alpha_kl": 0.7} and over == {}
+    assert "--alpha-kd is the earlier name of --alpha-kl" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ reproduce wiring (Trainer faked)
 class _FakeTrainer:
     calls: list = []

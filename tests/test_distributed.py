@@ -102,7 +102,7 @@ def test_two_processes_give_the_one_process_updates(tmp_path, no_dropout_teacher
     l1, l2 = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert [r["step"] for r in l2] == [1, 2, 3, 4]  # one line per update: rank 0 alone logs
     assert [r["tokens"] for r in l2] == [r["tokens"] for r in l1] == [512 * s for s in (1, 2, 3, 4)]
-    for k in ("loss", "loss_ce", "loss_mlm", "loss_cos"):
+    for k in ("loss", "loss_kl", "loss_mlm", "loss_cos"):
         assert [r[k] for r in l2] == pytest.approx([r[k] for r in l1], rel=1e-4, abs=1e-5), k
     assert state["position"]["tokens"] == 4 * 512 and not list((tmp_path / "two").glob("*rank*"))
 

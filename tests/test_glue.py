@@ -206,11 +206,9 @@ def test_run_glue_median_from_seed_files(tmp_path, tiny_models, fixture_data, mo
 
 def test_run_glue_is_resumable(tmp_path, tiny_models, fixture_data, monkeypatch):
     """A rerun skips finished (task, seed) runs; more seeds only run the new ones; other settings are refused."""
-    import tinydistil.eval.finetune as ft
-
     calls = []
-    real = ft.finetune
-    monkeypatch.setattr(ft, "finetune", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
+    real = glue.finetune
+    monkeypatch.setattr(glue, "finetune", lambda *a, **k: calls.append(a[4]) or real(*a, **k))
     model, out = str(tiny_models["bert"]), tmp_path / "out"
     cfg = FinetuneConfig(**{**FAST, "seeds": 2})
     first = run_glue(model, "sst2,rte", cfg, out, fixture_data, progress=False)
@@ -235,11 +233,9 @@ def test_run_glue_refuses_foreign_folder(tmp_path, tiny_models, fixture_data):
 
 
 def test_max_train_examples_same_subset_for_every_model(tmp_path, tiny_models, fixture_data, monkeypatch):
-    import tinydistil.eval.finetune as ft
-
     seen = []
-    real = ft.finetune
-    monkeypatch.setattr(ft, "finetune", lambda *a, **k: seen.append(a[2]["input_ids"]) or real(*a, **k))
+    real = glue.finetune
+    monkeypatch.setattr(glue, "finetune", lambda *a, **k: seen.append(a[2]["input_ids"]) or real(*a, **k))
     cfg = FinetuneConfig(**{**FAST, "max_train_examples": 10})
     for i, kind in enumerate(("bert", "bert")):
         run_glue(str(tiny_models[kind]), "sst2", FinetuneConfig(**{**FAST, "max_train_examples": 10, "seed": i}),

@@ -68,11 +68,9 @@ def test_hub_unreachable_is_not_run(tmp_path, monkeypatch, tiny_models):
 
 def test_run_imdb_selects_on_dev_and_scores_test(tmp_path, tiny_models, monkeypatch):
     """The dev set is evaluated after every epoch (selection); test exactly once per seed, after training."""
-    import tinydistil.eval.finetune as ft
-
     sizes = []
-    real = ft.predict
-    monkeypatch.setattr(ft, "predict", lambda m, t, ds, c: sizes.append(len(ds)) or real(m, t, ds, c))
+    real = imdb.predict
+    monkeypatch.setattr(imdb, "predict", lambda m, t, ds, c: sizes.append(len(ds)) or real(m, t, ds, c))
     data = write_imdb_fixture(tmp_path / "d", n_train=64, n_dev=32, n_test=20)
     cfg = FinetuneConfig(**{**FAST, "epochs": 3, "seeds": 2})
     df = run_imdb(str(tiny_models["distilbert"]), cfg, tmp_path / "o", data, progress=False)

@@ -202,14 +202,14 @@ def _grads(fn, feats, w, b, upstream=1.0):
 
 
 @pytest.mark.parametrize("chunk", [1, 7, N, N + 5])
-@pytest.mark.parametrize("case", ["full", "no_teacher", "alpha_ce_zero", "alpha_kl_zero", "no_ce_rows",
+@pytest.mark.parametrize("case", ["full", "no_teacher", "alpha_mlm_zero", "alpha_kl_zero", "no_ce_rows",
                                   "no_kl_rows"])
 def test_chunked_equals_plain(chunk, case):
     feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=11)
     T, a_kl, a_ce = 2.0, 5.0, 2.0
     if case == "no_teacher":
         tf = tw = tb = None
-    elif case == "alpha_ce_zero":
+    elif case == "alpha_mlm_zero":
         a_ce = 0.0
     elif case == "alpha_kl_zero":
         a_kl = 0.0
@@ -356,10 +356,15 @@ def test_mlm_only_is_the_masked_cross_entropy():
     assert float(got["kl"]) == 0.0 and float(got["cos"]) == 0.0
 
 
-def test_distil_loss_from_config_maps_alpha_ce_to_the_kl_weight():
-    from tinydistil.config import DistillConfig
+def test_distil_loss_from_config_takes_the_kl_weight_by_its_one_name():
+    from tinydistil.config import DistillConfig, from_dict, replace, to_dict
 
-    loss = DistilLoss.from_config(DistillConfig(alpha_ce=3.0, alpha_mlm=0.5, alpha_cos=0.0, temperature=4.0,
+    loss = DistilLoss.from_config(DistillConfig(alpha_kl=3.0, alpha_mlm=0.5, alpha_cos=0.0, temperature=4.0,
                                                 restrict_ce_to_mask=True))
     assert (loss.alpha_kl, loss.alpha_mlm, loss.alpha_cos, loss.temperature, loss.kl_on_masked_only) == (
         3.0, 0.5, 0.0, 4.0, True)
+    # the earlier name (alpha_ce, the reference distiller's) still reads, as the same field
+    saved = {("alpha_ce" if k == "alpha_kl" else k): v for k, v in to_dict(DistillConfig(alpha_kl=3.0)).items()}
+    assert from_dict(saved) == DistillConfig(alpha_kl=3.0) and replace(DistillConfig(), alpha_ce=0.0).alpha_kl == 0.0
+    with pytest.raises(ValueError, match="alpha_ce is the earlier name of alpha_kl"):
+        replace(DistillConfig(), alpha_ce=1.0, alpha_kl=2.0)

@@ -94,13 +94,13 @@ def make_results(root, *, table3=True, table4=True, ablation_order=("random init
         "tokens_per_update": 8192}, "git_sha": "abc123fixture", "machine": machine}))
     (cpu / "student" / "run.json").write_text(json.dumps({"config": {
         "teacher": "runs/cpu/teacher/model", "student_init": "teacher", "student_layers": None, "temperature": 2.0,
-        "alpha_ce": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "seed": 42, "epochs": 1.5, "lr": 0.0005,
+        "alpha_kl": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0, "seed": 42, "epochs": 1.5, "lr": 0.0005,
         "tokens_per_update": 8192}, "git_sha": "abc123fixture", "machine": machine}))
     for stage, wall, params in (("teacher", 1300.4, 7042304), ("student", 970.6, 4672512)):
         (cpu / stage / "summary.json").write_text(json.dumps({"steps": 60, "tokens": 491520,
                                                               "train_wall_time_s": wall, "parameters": params}))
-    (cpu / "teacher" / "log.jsonl").write_text(_log({"loss": 6.9, "loss_ce": 0.0, "loss_mlm": 6.9, "loss_cos": 0.0}))
-    (cpu / "student" / "log.jsonl").write_text(_log({"loss": 14.3, "loss_ce": 0.31, "loss_mlm": 6.3, "loss_cos": 0.05}))
+    (cpu / "teacher" / "log.jsonl").write_text(_log({"loss": 6.9, "loss_kl": 0.0, "loss_mlm": 6.9, "loss_cos": 0.0}))
+    (cpu / "student" / "log.jsonl").write_text(_log({"loss": 14.3, "loss_kl": 0.31, "loss_mlm": 6.3, "loss_cos": 0.05}))
     ev = root / "runs" / "eval" / "cpu_student" / "glue" / "rte"
     ev.mkdir(parents=True)
     for seed, wall in ((0, 21.5), (1, 22.5)):
@@ -185,7 +185,7 @@ def test_ablation_order_disagreement_is_reported(tmp_path):
 
 
 def test_helpers():
-    log = [{"step": 1, "loss": 2.0, "loss_ce": 0.0, "loss_mlm": 2.0}, {"step": 2, "loss": 1.0, "loss_ce": 0.0,
+    log = [{"step": 1, "loss": 2.0, "loss_kl": 0.0, "loss_mlm": 2.0}, {"step": 2, "loss": 1.0, "loss_kl": 0.0,
                                                                        "loss_mlm": 1.0}]
     assert loss_terms(log) == ["loss", "loss_mlm"]  # an identically-zero term is not plotted
     assert per_task_retention({"A": 50.0, "B": 0.0, "C": 10.0}, {"A": 45.0, "B": 3.0}) == {"A": 90.0}
@@ -407,7 +407,8 @@ def test_retention_per_seed_is_each_seeds_macro_ratio(tmp_path):
 
 def make_t4_results(root):
     """Results shaped like a `reproduce --preset t4` run in Colab: the hub teacher (no teacher stage), the
-    student distilled on a T4, SQuAD fine-tuned on its train split (comparable), Table 3 timed on all 1,500 pairs."""
+    student distilled on a T4, SQuAD fine-tuned on its train split (comparable), Table 3 timed on all 1,500 pairs.
+    Its run.json and log.jsonl predate the rename of the soft-target weight (alpha_ce, loss_ce), as committed runs do."""
     make_results(root, table4=False)
     shutil.rmtree(root / "cpu")
     t4 = root / "t4"
@@ -442,6 +443,9 @@ def test_a_t4_report_and_poster_describe_a_hub_teacher_run(tmp_path):
     assert "Fine-tuned on the SQuAD v1.1 train split and scored on dev, as the paper." in md
     assert "**1.7x** for student (PyTorch fp32)" in md and "9.99x" not in md.split("## Table 3")[0]
     assert "6 layers, 67.0 M parameters" in md and "GPU Tesla T4" in md
+    # the earlier names (alpha_ce / loss_ce) are read as today's: weights, loss formula and curves all there
+    assert "the student's `loss` = 5·loss_kl + 2·loss_mlm + 1·loss_cos" in md and "alpha kl/mlm/cos 5.0/2.0/1.0" in md
+    assert "loss_ce" not in md and "alpha_ce" not in md
     for wrong in ("offline", "2 CPU cores", "not available", "from scratch", "CPU budget", "no hub"):
         assert wrong not in md.split("## Table")[0] + md.split("## What differs")[1], wrong
     text = _poster_text(root, preset="t4")

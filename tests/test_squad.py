@@ -153,7 +153,26 @@ def test_squad_config_rejects_bad_values():
     with pytest.raises(ValueError, match="doc_stride"):
         SquadConfig(doc_stride=300).validate(384)
     with pytest.raises(ValueError, match="alpha"):
-        SquadConfig(alpha_ce=0, alpha_kd=0).validate(384)
+        SquadConfig(alpha_task=0, alpha_kl=0).validate(384)
+
+
+def test_a_squad_d_folder_written_with_the_earlier_names_is_kept(tmp_path):
+    """The committed SQuAD (D) folder predates the rename (its settings say alpha_ce for the span cross-entropy and
+    alpha_kd for the KL): a rerun with the same weights, now alpha_task / alpha_kl, reads it as finished; other
+    weights are still other settings."""
+    import shutil
+    from pathlib import Path
+
+    committed = Path(__file__).resolve().parents[1] / "results" / "runs" / "eval" / "cpu_student" / "squad_d"
+    saved = json.loads((committed / "finetune.json").read_text())
+    assert '"alpha_ce": 0.5, "alpha_kd": 0.5' in saved["kind"]  # the committed file as it is
+    shutil.copytree(committed, tmp_path / "d")
+    teacher, cfg = json.loads(saved["kind"][len("squad "):])["teacher"], FinetuneConfig(**saved["config"])
+    df = run_squad(saved["model"], cfg, SquadConfig(max_eval_examples=600), teacher, tmp_path / "d", progress=False)
+    assert df["score"].iloc[0] == pytest.approx(json.loads((committed / "seed0.json").read_text())["score"])
+    with pytest.raises(ValueError, match=r"other settings \(kind\)"):
+        run_squad(saved["model"], cfg, SquadConfig(max_eval_examples=600, alpha_kl=0.7), teacher, tmp_path / "d",
+                  progress=False)
 
 
 def test_run_squad_then_distil_from_the_finetuned_teacher(tiny, tmp_path, monkeypatch):

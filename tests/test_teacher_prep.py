@@ -73,7 +73,7 @@ def test_preparation_trains_the_whole_encoder_and_records_its_source(tmp_path, e
     assert run["teacher_source"]["source"] == "folder"
     assert run["teacher_source"]["sha256"]["model.safetensors"] == sha256_file(encoder_dir / "model.safetensors")
     log = [json.loads(x) for x in (tmp_path / "prep" / "log.jsonl").read_text().splitlines()]
-    assert all(r["loss_mlm"] > 0 and r["loss_ce"] == 0 and r["loss_cos"] == 0 for r in log)
+    assert all(r["loss_mlm"] > 0 and r["loss_kl"] == 0 and r["loss_cos"] == 0 for r in log)
 
 
 def test_a_resumed_preparation_keeps_its_source_record(tmp_path, encoder_dir):

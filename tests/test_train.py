@@ -45,6 +45,64 @@ def test_resume_is_bit_identical(tmp_path, smoke_teacher):
     assert [r["from_step"] for r in run["resumed"]] == [3] and run["resumed"][0]["git_sha"] == run["git_sha"]
 
 
+def _earlier_names(d: dict, old: dict) -> dict:
+    """`d` with keys spelled as before the rename (old: {current: earlier}), in place."""
+    return {old.get(k, k): v for k, v in d.items()}
+
+
+def test_a_run_written_with_the_earlier_names_resumes_exactly(tmp_path, smoke_teacher):
+    """A folder from before the rename (alpha_ce in run.json and the checkpoint, loss_ce in log.jsonl) is the same
+    run: --resume compares it field by field, continues it bit-identically and leaves it in the current names."""
+    full = distill(_cfg(tmp_path, smoke_teacher, "full", max_steps=6, save_every=3, log_every=1), progress=False)
+    t = Trainer(_cfg(tmp_path, smoke_teacher, "old", max_steps=6, save_every=3, log_every=1), progress=False).setup()
+    t.total_steps = 3
+    t.train()
+    old = tmp_path / "old"
+    (old / "summary.json").unlink()
+    run = json.loads((old / "run.json").read_text())
+    earlier = {"alpha_kl": "alpha_ce", "loss_kl": "loss_ce"}
+    (old / "run.json").write_text(json.dumps({**run, "config": _earlier_names(run["config"], earlier)}))
+    ckpt = old / "checkpoint" / "state.pt"
+    state = torch.load(ckpt, weights_only=True)
+    torch.save({**state, "config": _earlier_names(state["config"], earlier)}, ckpt)
+    lines = [json.loads(x) for x in (old / "log.jsonl").read_text().splitlines()]
+    (old / "log.jsonl").write_text("".join(json.dumps(_earlier_names(r, earlier)) + "\n" for r in lines))
+    assert '"alpha_ce": 5.0' in (old / "run.json").read_text() and '"loss_ce"' in (old / "log.jsonl").read_text()
+    # compared, not ignored: another soft-target weight is another run
+    with pytest.raises(ValueError, match=r"other settings \(alpha_kl\)"):
+        Trainer(_cfg(tmp_path, smoke_teacher, "old", max_steps=6, save_every=3, log_every=1, alpha_kl=4.0),
+                resume=True, progress=False).setup()
+    resumed = Trainer(_cfg(tmp_path, smoke_teacher, "old", max_steps=6, save_every=3, log_every=1), resume=True,
+                      progress=False).setup()
+    assert resumed.step == 3
+    a, b = _weights(full), _weights(resumed.train())
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(x) for x in (old / "log.jsonl").read_text().splitlines()]
+    full_log = [json.loads(x) for x in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 7)) and all("loss_ce" not in r for r in log)
+    assert [(r["loss"], r["loss_kl"]) for r in log] == [(r["loss"], r["loss_kl"]) for r in full_log]
+    config = json.loads((old / "run.json").read_text())["config"]
+    assert config["alpha_kl"] == 5.0 and "alpha_ce" not in config
+
+
+def test_the_committed_cpu_student_run_reads_as_the_cpu_preset(tmp_path):
+    """results/cpu/student/run.json predates the rename (alpha_ce): it loads, and --resume would compare it equal
+    to the cpu preset's distillation stage; its committed log reads with the current term name."""
+    from tinydistil import config as C
+    from tinydistil.study.results import load_results
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    saved = json.loads((root / "cpu" / "student" / "run.json").read_text())["config"]
+    assert saved["alpha_ce"] == 5.0 and "alpha_kl" not in saved  # the committed file as it is
+    assert C.from_dict(saved).alpha_kl == 5.0
+    assert Trainer(stage_config("cpu", "distill"), progress=False).config_diff(saved) == []
+    assert Trainer(stage_config("cpu", "distill", alpha_kl=1.0), progress=False).config_diff(saved) == ["alpha_kl"]
+    res = load_results(root, "cpu")
+    assert res.runs["student"]["run"]["config"]["alpha_kl"] == 5.0
+    log = res.runs["student"]["log"]
+    assert log and all("loss_kl" in r and "loss_ce" not in r for r in log)
+
+
 def test_a_run_stopped_before_its_first_checkpoint_restarts_clean(tmp_path, smoke_teacher, monkeypatch):
     import tinydistil.train as T
 
@@ -71,14 +129,14 @@ def test_student_is_half_depth_distilbert_and_learns(tmp_path, smoke_teacher):
     student = DistilBertForMaskedLM.from_pretrained(folder)
     assert student.config.n_layers == 1  # the smoke teacher has 2 layers
     run = json.loads((tmp_path / "s" / "run.json").read_text())
-    assert run["config"]["alpha_ce"] == 5.0 and run["git_sha"]
+    assert run["config"]["alpha_kl"] == 5.0 and "alpha_ce" not in run["config"] and run["git_sha"]
     # what the run resolved: the corpus file it read (the smoke preset's bundled sample), device and precision
     assert Path(run["data"]).is_file() and Path(run["data"]).is_relative_to(Path(SAMPLE_DATA))
     assert (run["device"], run["precision"]) == ("cpu", "fp32")  # the suite pins TINYDISTIL_CPU_BF16=0
     assert {"cpu_flags", "native_bf16"} <= set(run["machine"])
     log = [json.loads(x) for x in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
-    assert all(r["loss_ce"] >= 0 and r["loss_mlm"] > 0 and 0 <= r["loss_cos"] <= 2 for r in log)
-    total = [5 * r["loss_ce"] + 2 * r["loss_mlm"] + r["loss_cos"] for r in log]
+    assert all(r["loss_kl"] >= 0 and r["loss_mlm"] > 0 and 0 <= r["loss_cos"] <= 2 for r in log)
+    total = [5 * r["loss_kl"] + 2 * r["loss_mlm"] + r["loss_cos"] for r in log]
     assert total == pytest.approx([r["loss"] for r in log], rel=1e-4)
 
 

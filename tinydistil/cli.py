@@ -15,8 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from .config import parse_value
+from .config import current_name, parse_value, replace
 from .presets import PRESETS, get_preset, stage_config
+# the commands import what they run inside their functions (lazy, on purpose): --help loads no torch or pandas
 
 
 def _parse_overrides(preset: str, extra: list[str]) -> tuple[dict, dict]:
@@ -30,7 +31,7 @@ def _parse_overrides(preset: str, extra: list[str]) -> tuple[dict, dict]:
         key = extra[i]
         if not key.startswith("--") or i + 1 >= len(extra) or extra[i + 1].startswith("--"):
             raise ValueError(f"cannot read {key!r}: overrides are written --field value (e.g. --lr 1e-3)")
-        name = key[2:].replace("-", "_")
+        name = current_name(key[2:].replace("-", "_"))
         owners = [st for st, cfg in stages.items() if name in {f.name for f in dataclasses.fields(cfg)}]
         if not owners:
             parse_value(p.distill, name, extra[i + 1])  # raises the unknown-field error with the valid names
@@ -109,7 +110,8 @@ def _options(command: str, extra: list[str]) -> tuple[dict, dict]:
         name = key[2:].replace("-", "_")
         if name in FINETUNE_OPTIONS[command]:
             opts[name] = extra[i + 1]
-        elif command == "squad" and name in {f.name for f in dataclasses.fields(_squad_config())}:
+        elif command == "squad" and (name := current_name(name, _squad_config().RENAMED)) in {
+                f.name for f in dataclasses.fields(_squad_config())}:
             opts.setdefault("squad", {})[name] = parse_value(_squad_config(), name, extra[i + 1])
         elif command == "tables":
             raise ValueError(f"unknown option {key} for tables; use --teacher, --student, --output-dir, --data-dir, "
@@ -136,7 +138,6 @@ def _squad_config():
 
 def finetune_command(command: str, extra: list[str]):
     """`glue` / `imdb`: fine-tune and evaluate one model; prints the per-task summary."""
-    from .config import replace
     from .eval.finetune import FinetuneConfig
 
     opts, over = _options(command, extra)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import math
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ class DistillConfig(TrainConfig):
     student_layers: list[int] | None = None  # teacher layers copied into the student; None -> every other layer
     student_init: str = "teacher"  # teacher | random (paper Table 4 ablation)
     temperature: float = 2.0
-    alpha_ce: float = 5.0  # soft-target KL (x T^2); the reference distiller's name: DistilLoss calls it alpha_kl
+    alpha_kl: float = 5.0  # soft-target KL (x T^2); alpha_ce in the reference distiller and old runs
     alpha_mlm: float = 2.0  # masked-LM cross-entropy
     alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
     restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one
@@ -149,7 +150,7 @@ class DistillConfig(TrainConfig):
         super().validate()
         if self.temperature <= 0:
             raise ValueError("DistillConfig: temperature must be > 0")
-        if min(self.alpha_ce, self.alpha_mlm, self.alpha_cos) < 0 or self.alpha_ce + self.alpha_mlm + self.alpha_cos == 0:
+        if min(self.alpha_kl, self.alpha_mlm, self.alpha_cos) < 0 or self.alpha_kl + self.alpha_mlm + self.alpha_cos == 0:
             raise ValueError("DistillConfig: alphas must be >= 0 and at least one > 0")
         if self.student_init not in ("teacher", "random"):
             raise ValueError("DistillConfig: student_init must be 'teacher' or 'random'")
@@ -169,6 +170,32 @@ class DistillConfig(TrainConfig):
                                  "(each teacher layer once, bottom to top)")
 
 
+# Earlier names, as run folders written before the rename hold them (the reference distiller's): a DistillConfig field
+# in run.json / checkpoint/state.pt, a term in log.jsonl. Read under the current name; `--alpha-ce` still works.
+RENAMED = {"alpha_ce": "alpha_kl", "loss_ce": "loss_kl"}
+
+
+def current_names(d: dict, renamed: dict = RENAMED) -> dict:
+    """`d` (a saved config or a log record) with each earlier name in `renamed` replaced by the current one, in
+    place of the old key (order kept); ValueError when both names are there with different values."""
+    out = {}
+    for k, v in d.items():
+        new = renamed.get(k, k)
+        if new != k and new in d and d[new] != v:
+            raise ValueError(f"{k} is the earlier name of {new}; give one of them, not both ({v!r} and {d[new]!r})")
+        out[new] = v
+    return out
+
+
+def current_name(name: str, renamed: dict = RENAMED) -> str:
+    """The current name of a field given on the command line; an earlier one (--alpha-ce: a deprecated alias) is
+    accepted with a note on stderr."""
+    if name in renamed:
+        print(f"note: --{name.replace('_', '-')} is the earlier name of --{renamed[name].replace('_', '-')}",
+              file=sys.stderr)
+    return renamed.get(name, name)
+
+
 def to_dict(cfg: TrainConfig) -> dict:
     d = dataclasses.asdict(cfg)
     d["_kind"] = type(cfg).__name__
@@ -185,7 +212,9 @@ def from_dict(d: dict) -> TrainConfig:
 
 
 def replace(cfg: TrainConfig, **changes) -> TrainConfig:
-    """dataclasses.replace that rejects unknown keys with the list of valid ones, then validates."""
+    """dataclasses.replace that rejects unknown keys with the list of valid ones, then validates; an earlier
+    field name (RENAMED: a saved config, an old call) counts as the current one."""
+    changes = current_names(changes)
     names = {f.name for f in dataclasses.fields(cfg)}
     unknown = sorted(set(changes) - names)
     if unknown:

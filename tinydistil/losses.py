@@ -5,9 +5,10 @@
       + alpha_cos * (1 - cos(h_s, h_t))                                 hidden alignment    term "cos"
 
 `DistilLoss` holds the temperature and the weights and returns the named terms and their weighted "total";
-teacher pretraining is the same object with only the MLM weight (`DistilLoss.mlm_only()`). The reference
-distiller (and our config, `DistillConfig.alpha_ce`) calls the soft-target weight `alpha_ce` and logs the term
-as `loss_ce`; here it is `alpha_kl` / "kl", since it is a KL divergence, not the MLM cross-entropy.
+teacher pretraining is the same object with only the MLM weight (`DistilLoss.mlm_only()`). The soft-target weight
+is `alpha_kl` everywhere (`DistillConfig.alpha_kl`, logged as `loss_kl`), since the term is a KL divergence, not the
+MLM cross-entropy; the reference distiller (and run folders written before the rename) call them `alpha_ce` /
+`loss_ce` (config.RENAMED reads those).
 
 Conventions follow the reference distiller: the KL is summed over the vocabulary and averaged over
 the selected positions (every non-pad token, or only masked ones), the CE is averaged over masked
@@ -198,8 +199,8 @@ class DistilLoss:
 
     @classmethod
     def from_config(cls, cfg) -> "DistilLoss":
-        """From a DistillConfig (alpha_ce is the soft-target weight there, as in the reference distiller)."""
-        return cls(temperature=cfg.temperature, alpha_kl=cfg.alpha_ce, alpha_mlm=cfg.alpha_mlm,
+        """From a DistillConfig."""
+        return cls(temperature=cfg.temperature, alpha_kl=cfg.alpha_kl, alpha_mlm=cfg.alpha_mlm,
                    alpha_cos=cfg.alpha_cos, kl_on_masked_only=cfg.restrict_ce_to_mask, chunk_size=cfg.loss_chunk_size)
 
     def __call__(self, student: MLMParts, labels: torch.Tensor, attention_mask: torch.Tensor,
@@ -241,9 +242,12 @@ class DistilLoss:
 # ------------------------------------------------------------------ SQuAD, DistilBERT (D)
 def qa_distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, teacher_start: torch.Tensor,
                          teacher_end: torch.Tensor, start_positions: torch.Tensor, end_positions: torch.Tensor,
-                         mask: torch.Tensor, temperature: float = 2.0, alpha_ce: float = 0.5,
-                         alpha_kd: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(alpha_ce * CE + alpha_kd * T^2 * KL, CE, T^2 * KL); CE and KL each averaged over start and end.
+                         mask: torch.Tensor, temperature: float = 2.0, alpha_task: float = 0.5,
+                         alpha_kl: float = 0.5) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(alpha_task * CE + alpha_kl * T^2 * KL, CE, T^2 * KL); CE and KL each averaged over start and end.
+
+    alpha_task weighs the task's own loss, the cross-entropy on the gold span (hard targets); alpha_kl the soft
+    targets, as in DistilLoss (the reference SQuAD distiller: alpha_ce / alpha_kd, SquadConfig.RENAMED).
 
     logits: (B, L) student / teacher; positions: (B,) gold token indices; mask: (B, L) bool, True on real
     tokens. Padding gets -1e4 in both distributions so it carries no probability. Computed in float32.
@@ -252,8 +256,8 @@ def qa_distillation_loss(start_logits: torch.Tensor, end_logits: torch.Tensor, t
     fill = lambda x: torch.where(mask, x.float(), neg)  # noqa: E731
     s_start, s_end, t_start, t_end = fill(start_logits), fill(end_logits), fill(teacher_start), fill(teacher_end)
     ce = (F.cross_entropy(s_start, start_positions) + F.cross_entropy(s_end, end_positions)) / 2
-    kd = (soft_target_kl(s_start, t_start, temperature) + soft_target_kl(s_end, t_end, temperature)) / 2
-    return alpha_ce * ce + alpha_kd * kd, ce, kd
+    kl = (soft_target_kl(s_start, t_start, temperature) + soft_target_kl(s_end, t_end, temperature)) / 2
+    return alpha_task * ce + alpha_kl * kl, ce, kl
 
 
 # ------------------------------------------------------------------ (D) on any classification / regression task

@@ -23,6 +23,41 @@ from .config import DistillConfig, TeacherConfig, replace
 
 SAMPLE_DATA = str(Path(__file__).resolve().parent / "sample_data")
 
+# What a preset's `downstream` may hold (key -> what its value is): `reproduce`'s FinetuneConfig overrides per task of
+# eval/registry.TASKS (a task added there adds its name here; tests hold the two equal), then the other settings.
+DOWNSTREAM_KEYS = {
+    "glue": "FinetuneConfig overrides for GLUE", "imdb": "FinetuneConfig overrides for IMDb",
+    "squad": "FinetuneConfig overrides for SQuAD",
+    "squad_opts": "SquadConfig overrides", "speed": "run_speed options", "glue_tasks": "the GLUE tasks run",
+    "curve_tasks": "the GLUE tasks the distillation-tokens curve scores the student's snapshots on (none: no curve)",
+    "ablation_glue": "`ablate`'s GLUE FinetuneConfig overrides (default: those of glue)",
+    "ablation_tasks": "`ablate`'s GLUE tasks (default: glue_tasks)",
+    "ablation_distill": "the DistillConfig overrides of every `ablate` row",
+    "ablation_rule": '`ablate`\'s decision rule: {"min_paired_seeds_lower": k} (default: lower on every paired seed)',
+}
+# What a preset's `targets` may hold (key -> what its value is), each checked in the report's "Targets" section by
+# the Target of the same key in study/targets.py TARGETS (tests hold the two equal).
+TARGET_KEYS = {
+    "teacher_mlm_accuracy": "the teacher's held-out masked-token accuracy, %",
+    "teacher_margin": "{Table 1 task: the teacher's points over the majority class}",
+    "teacher_min": "{task: the teacher's score}",
+    "glue_retention": "the student's GLUE Score, % of the teacher's",
+    "imdb_teacher": "the teacher's IMDb accuracy",
+    "squad_teacher_f1": "the teacher's SQuAD F1",
+    "squad_d_ge_student": "True: the SQuAD F1 of DistilBERT (D) at least the plain student's",
+    "speedup": "the student's CPU inference speed-up over the teacher (PyTorch fp32), x",
+    "above_control": "True: the distilled student measurably above the no-distillation control on GLUE",
+    "above_control_mlm": "True: the distilled student measurably above the control on held-out MLM accuracy",
+    "skilled_retention": "{row: its GLUE macro, % of the teacher's, over the tasks the teacher beats the majority on}",
+}
+
+
+def check_keys(what: str, given: dict, known: dict) -> None:
+    """ValueError naming each key of `given` that is not in `known` (a mistyped key would be silently unused)."""
+    unknown = [k for k in given if k not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(known)}")
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -32,21 +67,19 @@ class Preset:
     # where `reproduce` writes Tables 1-4 and, in <tables_dir>/<preset>/, the stage logs and reproduce.json
     # (None: runs/<preset>/results)
     tables_dir: str | None = None
-    # `reproduce` downstream settings: FinetuneConfig overrides per task ("glue", "imdb", "squad"),
-    # SquadConfig overrides ("squad_opts"), run_speed options ("speed"), GLUE tasks ("glue_tasks"), the GLUE tasks
-    # the distillation-tokens curve scores its snapshots on ("curve_tasks"; none: no curve);
-    # `ablate`'s GLUE overrides ("ablation_glue"; default: the same as "glue"), its GLUE tasks ("ablation_tasks";
-    # default "glue_tasks"), the DistillConfig overrides of every one of its rows ("ablation_distill") and its
-    # decision rule ("ablation_rule": {"min_paired_seeds_lower": k}; default: lower on every paired seed).
+    # `reproduce` and `ablate` downstream settings: the keys of DOWNSTREAM_KEYS
     downstream: dict = field(default_factory=dict)
     budget_min: float | None = None  # end-to-end wall-time budget of `reproduce` (written in reproduce.json)
     # wall-time budget per `reproduce` stage in minutes (their sum at most budget_min, the rest a reserve);
     # reproduce.json records them and the report sets each against what the stage took
     stage_budget_min: dict = field(default_factory=dict)
-    # what the study's results should reach, checked in the report's "Targets" section (study/targets.py):
-    # teacher_mlm_accuracy (held-out %), teacher_margin {Table 1 task: points over the majority class},
-    # teacher_min {task: score}, glue_retention (%), imdb_teacher, squad_teacher_f1, squad_d_ge_student, speedup
+    # what the study's results should reach, checked in the report's "Targets" section (study/targets.py): the keys
+    # of TARGET_KEYS
     targets: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        check_keys("downstream", self.downstream, DOWNSTREAM_KEYS)
+        check_keys("targets", self.targets, TARGET_KEYS)
 
 
 def _smoke() -> Preset:
@@ -124,7 +157,10 @@ PRESETS = {"smoke": _smoke, "cpu": _cpu, "t4": _t4, "paper": _paper}
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name]()
+    try:
+        return PRESETS[name]()
+    except ValueError as e:  # a mistyped key (Preset.__post_init__), a config field out of range
+        raise ValueError(f"preset {name!r}: {e}") from None
 
 
 def preset_stages(preset: str, root: str | None = None, data_dir: str | None = None, teacher_overrides=None,

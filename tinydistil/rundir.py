@@ -128,26 +128,29 @@ class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C during training; the message says where the run can continue from."""
 
 
-def record_call(out: Path, step: int) -> None:
+def record_call(out: Path, step: int, rename=None) -> None:
     """A resumed run records which call trains from where: from update 0 (nothing of an earlier call survives)
     run.json becomes this call's; later, the call is appended to run.json's "resumed" list. Log lines written
-    after the point resumed from are dropped: they are written again."""
+    after the point resumed from are dropped: they are written again. rename(dict) -> dict (config.current_names)
+    gives a folder written before a rename the current names in run.json and log.jsonl, so it reads as one run."""
     run_file, info = out / "run.json", run_info()
     rec = json.loads(run_file.read_text())
+    if rename:
+        rec["config"] = rename(rec["config"])
     if step == 0:
         rec = {"config": rec["config"], **info, **({"teacher_source": rec["teacher_source"]}
                                                    if "teacher_source" in rec else {})}
     else:
         rec.setdefault("resumed", []).append({**info, "from_step": step})
     write_json_atomic(run_file, rec)
-    truncate_log(out / "log.jsonl", step)
+    truncate_log(out / "log.jsonl", step, rename)
 
 
-def truncate_log(log: Path, step: int) -> None:
+def truncate_log(log: Path, step: int, rewrite=None) -> None:
     """Keep the records of log.jsonl up to update `step` (a resumed run writes the later ones again); a torn
-    last line goes too."""
+    last line goes too. `rewrite(record)`, if given, is applied to each record kept."""
     if log.is_file():
-        keep = [r for r in read_jsonl(log) if r.get("step", 0) <= step]
+        keep = [rewrite(r) if rewrite else r for r in read_jsonl(log) if r.get("step", 0) <= step]
         tmp = log.with_name(log.name + ".tmp")
         tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
         os.replace(tmp, log)

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM, BertTokenizerFast
+from transformers import (AutoConfig, AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM,
+                          BertTokenizerFast)
 
 from .config import TeacherConfig
 from .hf import first_line, quiet
@@ -118,8 +119,6 @@ def encoder_as_masked_lm(folder: str) -> BertForMaskedLM:
     """A BertForMaskedLM holding the encoder of `folder` (a BertModel or a BERT masked LM). A missing MLM head
     is initialised fresh (transformers' init: N(0, 0.02) dense, unit LayerNorm, zero bias) with its decoder
     tied to the word embeddings; an existing head is kept."""
-    from transformers import AutoConfig
-
     try:
         config = AutoConfig.from_pretrained(folder)
     except (OSError, ValueError) as e:
@@ -163,8 +162,6 @@ def load_teacher(name_or_path: str):
     except ValueError as e:  # transformers: a configuration class with no masked-LM head (GPT-2, T5, ...)
         if "Unrecognized configuration class" not in str(e):
             raise
-        from transformers import AutoConfig
-
         kind = AutoConfig.from_pretrained(str(local) if looks_local else name_or_path).model_type
         raise ValueError(f"{name_or_path!r} is a {kind} model, not a masked LM; a teacher must be a BERT-style "
                          "masked LM (e.g. bert-base-uncased) or an encoder prepared with `python -m tinydistil "

@@ -44,8 +44,9 @@ from .snapshots import save_snapshot, snapshot_steps
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
 
-# log keys of the loss terms, as the reference distiller logs them: "loss_ce" is the soft-target KL
-TERMS = ("loss", "loss_ce", "loss_mlm", "loss_cos")
+# log keys of the loss terms: the weighted total and DistilLoss's terms (the reference distiller, and logs written
+# before the rename, call the soft-target KL "loss_ce": config.RENAMED)
+TERMS = ("loss", "loss_kl", "loss_mlm", "loss_cos")
 
 
 class Trainer:
@@ -93,7 +94,7 @@ class Trainer:
             self._ddp = torch.nn.parallel.DistributedDataParallel(
                 PartsModule(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 # the vocabulary head gets no gradient when only the cosine term is on
-                find_unused_parameters=self.is_distill and self.cfg.alpha_ce == self.cfg.alpha_mlm == 0)
+                find_unused_parameters=self.is_distill and self.cfg.alpha_kl == self.cfg.alpha_mlm == 0)
         return self
 
     # fields that may differ between the calls of one run (where it runs, how often it logs)
@@ -102,9 +103,10 @@ class Trainer:
     RESUME_IGNORES |= {"tensorboard"}  # where curves are shown, not what is trained
 
     def config_diff(self, saved: dict) -> list[str]:
-        """Fields of a saved config (run.json / checkpoint) that differ from this run's, paths resolved."""
-        return config_diff(json.loads(json.dumps(C.to_dict(self.cfg))), saved, self.RESUME_IGNORES, self.PATH_FIELDS,
-                           json.loads(json.dumps(C.to_dict(type(self.cfg)()))))
+        """Fields of a saved config (run.json / checkpoint; earlier field names read as the current ones) that
+        differ from this run's, paths resolved."""
+        return config_diff(json.loads(json.dumps(C.to_dict(self.cfg))), C.current_names(saved), self.RESUME_IGNORES,
+                           self.PATH_FIELDS, json.loads(json.dumps(C.to_dict(type(self.cfg)()))))
 
     def _setup_output(self) -> None:
         extra = {"teacher_source": self.source} if self.source else {}
@@ -187,7 +189,7 @@ class Trainer:
             self.release()
             return final  # finished earlier
         if self.resume and self.rank == 0:
-            record_call(self.out, self.step)
+            record_call(self.out, self.step, C.current_names)
         self._curves = LiveCurves.open(self.out / "tensorboard", self.step + 1, self.rank == 0 and self.cfg.tensorboard)
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress or self.rank != 0,
                    desc="distil" if self.is_distill else "teacher MLM", unit="upd")
@@ -288,8 +290,8 @@ class Trainer:
         """Mask the batch (seeded by the global micro-batch index) and return every loss term.
 
         batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars under the log keys (TERMS):
-        "loss" the weighted total, "loss_ce" the soft-target KL (the reference distiller's name), "loss_mlm",
-        "loss_cos". Without a teacher only the MLM term is active.
+        "loss" the weighted total, "loss_kl" the soft-target KL, "loss_mlm", "loss_cos". Without a teacher only
+        the MLM term is active.
         """
         ids, labels, am = self.mask_batch(batch)
         s = mlm_parts(self.model, ids, am) if self._ddp is None else MLMParts(*self._ddp(ids, am))
@@ -300,7 +302,7 @@ class Trainer:
             # out of inference mode (autograd may save them); the weights are parameters already
             t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())
         terms = self.objective(s, labels, am, t)
-        return {"loss": terms["total"], "loss_ce": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
+        return {"loss": terms["total"], "loss_kl": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
 
     def mask_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input_ids, labels, attention_mask) (B, L) on the device: this micro-batch masked (mask_micro_batch)."""

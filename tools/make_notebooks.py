@@ -106,14 +106,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 def read_log(folder):
-    return pd.DataFrame([json.loads(l) for l in (Path(folder) / "log.jsonl").read_text().splitlines()])
+    log = pd.DataFrame([json.loads(l) for l in (Path(folder) / "log.jsonl").read_text().splitlines()])
+    return log.rename(columns={"loss_ce": "loss_kl"})  # a run from before the rename logged the KL as loss_ce
 
 runs = ([("stem MLM", stem_cfg.output_dir)] if stem_cfg else []) + \
        ([("teacher MLM", teacher_cfg.output_dir)] if teacher_cfg else []) + [("distillation", distill_cfg.output_dir)]
 fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
 for ax, (title, folder) in zip(axes[0], runs):
     log = read_log(folder)
-    for term in ["loss", "loss_ce", "loss_mlm", "loss_cos"]:
+    for term in ["loss", "loss_kl", "loss_mlm", "loss_cos"]:
         if log[term].abs().sum() > 0:
             ax.plot(log["step"], log[term], label=term)
     ax.set(title=title, xlabel="update", ylabel="loss", yscale="log")
@@ -296,7 +297,7 @@ bert-base (32 x 384 tokens, fp16) and ~6 for the student — **an estimate, not 
 min, then (D): one teacher pass over the windows and the student again, ~20 min: about 1.2 h in all."""),
     ("params", MODELS_PARAMS + '''
 max_eval_examples = None   # None -> the preset's; a fixed random subset of the scoring questions
-squad_overrides = {}       # SquadConfig fields, e.g. {"temperature": 2.0, "alpha_kd": 0.5}
+squad_overrides = {}       # SquadConfig fields, e.g. {"temperature": 2.0, "alpha_kl": 0.5}
 distil_student = True      # also run DistilBERT (D) from the SQuAD-fine-tuned teacher
 ''' + COMMON_PARAMS),
     ("code", setup_cell()),

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data import resolve_data_dir as _resolve_dir
-from ..hf import load_hub_dataset
-from .finetune import FinetuneConfig
+from ..hf import load_hub_dataset, load_tokenizer
+from .finetune import FinetuneConfig, finetune, load_classifier, predict, tokenize
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
 from .registry import Downstream
 from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, fill_not_run,
@@ -74,8 +74,6 @@ class GlueTask:
         return load_local(self, data_dir) if data_dir is not None else load_hub(self)
 
     def prepare(self, data: TaskData, tokenizer, cfg: FinetuneConfig) -> Prepared:
-        from .finetune import tokenize
-
         tok = lambda ds, split: tokenize(ds, tokenizer, self.text_columns, cfg.max_seq_len,  # noqa: E731
                                          desc=f"tokenising {self.display} {split}")
         train = tok(train_subset(data.train, cfg.max_train_examples), "train")
@@ -85,8 +83,6 @@ class GlueTask:
 
     def fit(self, model: str, tokenizer, prep: Prepared, cfg: FinetuneConfig, seed: int, bar) -> Fitted:
         """Fixed epochs, no model selection (the paper's GLUE protocol); scored on every eval split."""
-        from .finetune import finetune, load_classifier, predict
-
         clf = load_classifier(model, self.num_labels, tokenizer, seed=seed, regression=self.regression)
         res = finetune(clf, tokenizer, prep.train, cfg, seed, bar=bar, loss_fn=soft_label_loss_fn(prep))
         metrics, first = {}, None
@@ -314,8 +310,6 @@ def run_glue(model: str, tasks=None, cfg: FinetuneConfig | None = None, output_d
     soft_from: a teacher's GLUE folder run with keep_train_logits: DistilBERT (D), each (task, seed) fine-tuned
     with the teacher's outputs of the same task and seed as extra targets (eval.runner.run_seeds).
     """
-    from ..hf import load_tokenizer
-
     cfg = cfg or FinetuneConfig()
     cfg.validate()
     names = parse_tasks(tasks)

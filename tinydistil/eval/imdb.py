@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data import resolve_data_dir
-from ..hf import load_hub_dataset
-from .finetune import FinetuneConfig
+from ..hf import load_hub_dataset, load_tokenizer
+from .finetune import FinetuneConfig, finetune, load_classifier, predict, tokenize
 from .metrics import accuracy
 from .registry import Downstream
 from .runner import (NOT_RUN, Fitted, NoData, Prepared, TaskData, check_output_dir, default_output_dir, is_score,
@@ -116,8 +116,6 @@ class ImdbTask:
         return load_imdb(data_dir)
 
     def prepare(self, data: TaskData, tokenizer, cfg: FinetuneConfig) -> Prepared:
-        from .finetune import tokenize
-
         tok = lambda ds, split: tokenize(ds, tokenizer, ("text",), cfg.max_seq_len,  # noqa: E731
                                          desc=f"tokenising IMDb {split}")
         train = tok(train_subset(data.train, cfg.max_train_examples), "train")
@@ -126,8 +124,6 @@ class ImdbTask:
                         {"train_examples": len(train), "eval_examples": {"dev": len(dev), "test": len(test)}})
 
     def fit(self, model: str, tokenizer, prep: Prepared, cfg: FinetuneConfig, seed: int, bar) -> Fitted:
-        from .finetune import finetune, load_classifier, predict
-
         dev, test = prep.extra["dev"], prep.extra["test"]
         acc = lambda m, ds: accuracy(predict(m, tokenizer, ds, cfg)["logits"].argmax(-1),  # noqa: E731
                                      np.asarray(ds["labels"]))
@@ -150,8 +146,6 @@ def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, dat
     without data. Finished seeds in `output_dir/seed<k>.json` are read back, not rerun.
     keep_train_logits / soft_from: as in eval.glue.run_glue (a teacher for (D) runs / a (D) run from its folder).
     """
-    from ..hf import load_tokenizer
-
     cfg = cfg or FinetuneConfig()
     cfg.validate()
     model = normalize_model(model)

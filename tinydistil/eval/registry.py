@@ -4,7 +4,8 @@
     for task in downstream_tasks(): ...      # their Downstream entries (imports the modules)
 
 Adding a task = one module `eval/<name>.py` (its loader, an eval.runner.Task, a `run_<name>` and
-`DOWNSTREAM = Downstream(...)`; imdb.py is the smallest example) plus its name in TASKS. `reproduce` then
+`DOWNSTREAM = Downstream(...)`; imdb.py is the smallest example) plus its name in TASKS (and in
+presets.DOWNSTREAM_KEYS, the keys a preset's settings may use). `reproduce` then
 runs it for teacher and student as a stage of that name (`--skip <name>` leaves it out), reads its
 fine-tuning settings from the preset's `downstream[<name>]` (FinetuneConfig overrides), and Table 2, the
 report and the figures get its columns. GLUE fills Table 1 instead (columns=()).

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
-from ..rundir import config_diff, write_json_atomic
-from .finetune import FinetuneConfig
+from ..losses import soft_label_loss
+from ..rundir import config_diff, run_info, write_json_atomic
+from .finetune import FinetuneConfig, num_updates, predict
 
 NOT_RUN = "not run: no data"
 
@@ -111,8 +113,6 @@ def run_seeds(task: Task, model: str, tokenizer, cfg: FinetuneConfig, folder: Pa
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "status.json").unlink(missing_ok=True)
     prep = task.prepare(data, tokenizer, cfg)
-    from .finetune import num_updates, predict
-
     with tqdm(total=len(todo) * num_updates(len(prep.train), cfg), disable=not progress, desc=task.display,
               unit="upd") as bar:
         for seed in todo:
@@ -176,10 +176,6 @@ def soft_label_loss_fn(prep: Prepared):
     teacher = prep.extra.get("teacher_logits")
     if teacher is None:
         return None
-    import torch
-
-    from ..losses import soft_label_loss
-
     t = torch.from_numpy(np.asarray(teacher, dtype=np.float32))
 
     def loss_fn(model, batch, idx):
@@ -195,9 +191,10 @@ def record_not_run(task: Task, folder: Path, reason: str) -> None:
 
 
 # ------------------------------------------------------------------ folders
-def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: str) -> dict:
+def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: str, earlier_kinds=()) -> dict:
     """Claim `output_dir` for (model, cfg) or check that it holds results of the same settings.
-    The number of seeds and the device may differ (more seeds add runs)."""
+    The number of seeds and the device may differ (more seeds add runs); `earlier_kinds`: the same `kind` as
+    folders written before a rename spell it."""
     mine = {"kind": kind, "model": model, "config": dataclasses.asdict(cfg)}
     path = output_dir / "finetune.json"
     if path.is_file():
@@ -206,7 +203,8 @@ def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: st
         except ValueError:
             raise ValueError(f"{path} is unreadable; choose another --output-dir") from None
         diff = config_diff(mine["config"], saved["config"], ignore={"seeds", "device", "eval_batch_size"})
-        diff += [k for k in ("kind", "model") if saved.get(k) != mine[k]]
+        diff += [k for k in ("kind", "model") if saved.get(k) != mine[k]
+                 and not (k == "kind" and saved.get(k) in earlier_kinds)]
         if diff:
             raise ValueError(f"{output_dir} holds {saved.get('kind')} results with other settings ({', '.join(diff)}); "
                              "use the same settings or another --output-dir")
@@ -214,8 +212,6 @@ def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: st
     if output_dir.exists() and any(p.name != "finetune.json" for p in output_dir.iterdir()):
         raise ValueError(f"{output_dir} is not empty and holds no tinydistil fine-tuning results; "
                          "choose another --output-dir")
-    from ..rundir import run_info
-
     output_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {**mine, **run_info()})
     return mine

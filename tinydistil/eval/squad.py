@@ -11,7 +11,7 @@ map token spans back to context characters. A training window that does not hold
 Decoding takes the `n_best` (20) highest start and end logits of every window of a question and keeps the
 best-scoring span (start + end logit) of at most `max_answer_length` (30) tokens inside the context.
 
-(D): loss = alpha_ce * CE + alpha_kd * T^2 * KL(teacher || student), both averaged over the start and the end
+(D): loss = alpha_task * CE + alpha_kl * T^2 * KL(teacher || student), both averaged over the start and the end
 distributions (paper: 0.5 / 0.5, T = 2). The teacher's logits on the training windows are computed once,
 before training (the teacher runs in eval mode, so they are the same every epoch).
 
@@ -26,14 +26,15 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from ..data import resolve_data_dir as _resolve_dir
-from ..hf import load_hub_dataset
+from ..hf import check_vocab, first_line, load_hub_dataset, load_tokenizer, model_path, quiet
 from ..losses import qa_distillation_loss
-from .finetune import FinetuneConfig
+from .finetune import FinetuneConfig, finetune, predict
 from .metrics import squad_metrics
 from .registry import Downstream
 from .squad_files import read_squad_json, split_articles
@@ -55,10 +56,13 @@ class SquadConfig:
     n_best: int = 20  # start / end candidates per window
     max_answer_length: int = 30  # tokens
     temperature: float = 2.0  # (D) only
-    alpha_ce: float = 0.5  # (D): weight of the cross-entropy on the gold span
-    alpha_kd: float = 0.5  # (D): weight of T^2 * KL to the teacher's start / end distributions
+    alpha_task: float = 0.5  # (D): weight of the cross-entropy on the gold span (hard targets)
+    alpha_kl: float = 0.5  # (D): weight of T^2 * KL to the teacher's start / end distributions (soft targets)
     dev_train_fraction: float = 0.5  # offline, no train file: share of dev articles used for fine-tuning
     max_eval_examples: int | None = None  # score a fixed random subset of the eval questions (CPU budgets)
+    # earlier names (the reference SQuAD distiller's, and results written before the rename): alpha_ce was the
+    # hard span cross-entropy, alpha_kd the KL; accepted as --alpha-ce / --alpha-kd and in saved settings
+    RENAMED: ClassVar[dict] = {"alpha_ce": "alpha_task", "alpha_kd": "alpha_kl"}
 
     def validate(self, max_seq_len: int) -> None:
         checks = [
@@ -66,8 +70,8 @@ class SquadConfig:
             (self.n_best >= 1, "n_best must be >= 1"),
             (self.max_answer_length >= 1, "max_answer_length must be >= 1"),
             (self.temperature > 0, "temperature must be > 0"),
-            (self.alpha_ce >= 0 and self.alpha_kd >= 0 and self.alpha_ce + self.alpha_kd > 0,
-             "alpha_ce and alpha_kd must be >= 0, not both 0"),
+            (self.alpha_task >= 0 and self.alpha_kl >= 0 and self.alpha_task + self.alpha_kl > 0,
+             "alpha_task and alpha_kl must be >= 0, not both 0"),
             (0 < self.dev_train_fraction < 1, "dev_train_fraction must be in (0, 1)"),
             (self.max_eval_examples is None or self.max_eval_examples >= 1, "max_eval_examples must be >= 1"),
         ]
@@ -214,7 +218,7 @@ def _distillation_loss_fn(teacher_start: np.ndarray, teacher_end: np.ndarray, op
         loss, _, _ = qa_distillation_loss(out.start_logits, out.end_logits, t_start[idx, :length].to(dev),
                                           t_end[idx, :length].to(dev), batch["start_positions"],
                                           batch["end_positions"], batch["attention_mask"].bool(),
-                                          opts.temperature, opts.alpha_ce, opts.alpha_kd)
+                                          opts.temperature, opts.alpha_task, opts.alpha_kl)
         return loss
 
     return loss_fn
@@ -224,8 +228,6 @@ def _distillation_loss_fn(teacher_start: np.ndarray, teacher_end: np.ndarray, op
 def load_qa_model(name_or_path: str, tokenizer, seed: int = 0):
     """AutoModelForQuestionAnswering; a fresh span head (drawn from `seed`) unless the folder has one."""
     from transformers import AutoModelForQuestionAnswering
-
-    from ..hf import check_vocab, first_line, model_path, quiet
 
     torch.manual_seed(seed)
     try:
@@ -262,8 +264,6 @@ class SquadTask:
         return load_squad(data_dir, self.opts)
 
     def prepare(self, data: SquadData, tokenizer, cfg: FinetuneConfig) -> Prepared:
-        from .finetune import predict
-
         train = train_subset(data.train, cfg.max_train_examples)
         held = train_subset(data.eval, self.opts.max_eval_examples)
         train_f = train_features(train, tokenizer, cfg.max_seq_len, self.opts.doc_stride)
@@ -279,8 +279,6 @@ class SquadTask:
                          "teacher_logits_time_s": round(time.time() - t0, 1), "comparable": data.comparable})
 
     def fit(self, model: str, tokenizer, prep: Prepared, cfg: FinetuneConfig, seed: int, bar) -> Fitted:
-        from .finetune import finetune, predict
-
         x = prep.extra
         qa = load_qa_model(model, tokenizer, seed=seed)
         res = finetune(qa, tokenizer, prep.train, cfg, seed, bar=bar, loss_fn=x["loss_fn"])
@@ -301,8 +299,6 @@ def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig |
     Returns a one-row DataFrame: score (median F1), exact_match, f1 (medians, 0-100), comparable; score
     NOT_RUN without data. Finished seeds in `output_dir/seed<k>.json` are read back, not rerun.
     """
-    from ..hf import load_tokenizer
-
     cfg = cfg or FinetuneConfig(**SQUAD_FINETUNE)
     opts = opts or SquadConfig()
     cfg.validate()
@@ -310,18 +306,26 @@ def run_squad(model: str, cfg: FinetuneConfig | None = None, opts: SquadConfig |
     model = normalize_model(model)
     teacher = normalize_model(teacher) if teacher else None
     out = Path(output_dir or default_output_dir(model, "squad_d" if teacher else "squad"))
-    kind = "squad " + json.dumps({**dataclasses.asdict(opts), "teacher": teacher}, sort_keys=True)
+    kind = _kind(opts, teacher)
     tokenizer = t_tok = None
     if any(not (out / f"seed{s}.json").is_file() for s in cfg.seed_list):
         tokenizer = load_tokenizer(model)  # checks the model folders before any data is read
         t_tok = load_tokenizer(teacher) if teacher else None
         if teacher:
             _same_vocab(tokenizer, t_tok, teacher)
-    check_output_dir(out, model, cfg, kind)
+    check_output_dir(out, model, cfg, kind, earlier_kinds=(_kind(opts, teacher, earlier_names=True),))
     run_seeds(SquadTask(opts, teacher, t_tok), model, tokenizer, cfg, out, data_dir, progress, save_model=save_model)
     df = summarize_squad(out)
     df.to_csv(out / "summary.csv", index=False)
     return df
+
+
+def _kind(opts: SquadConfig, teacher: str | None, earlier_names: bool = False) -> str:
+    """The settings an output folder's finetune.json records; earlier_names: as written before the rename."""
+    d = {**dataclasses.asdict(opts), "teacher": teacher}
+    if earlier_names:
+        d = {old: d.pop(new) for old, new in SquadConfig.RENAMED.items()} | d
+    return "squad " + json.dumps(d, sort_keys=True)
 
 
 def summarize_squad(output_dir):

@@ -5,7 +5,7 @@
        Per-task delta, Excl. WNLI, Paper delta, source, run_id, note
 
 Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full triple loss):
-    - L_ce        alpha_ce = 0      (no soft-target KL)                    paper -2.96
+    - L_ce        alpha_kl = 0      (no soft-target KL)                    paper -2.96
     - L_cos       alpha_cos = 0     (no hidden-state cosine)               paper -1.46
     - L_mlm       alpha_mlm = 0     (no masked-LM cross-entropy)           paper -0.31
     random init   student_init = random (no every-other-layer copy)       paper -3.69
@@ -39,15 +39,15 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import replace
+from ..config import current_names, replace, to_dict
 from ..paper import PAPER_TABLE4
-from ..rundir import write_json_atomic
+from ..rundir import config_diff, run_info, write_json_atomic
 from .stats import macro, per_seed_macro
 from .stats import paired_deltas as stats_paired
 
 VARIANTS = {
     "full triple loss": {},
-    "- L_ce": {"alpha_ce": 0.0},
+    "- L_ce": {"alpha_kl": 0.0},
     "- L_cos": {"alpha_cos": 0.0},
     "- L_mlm": {"alpha_mlm": 0.0},
     "random init": {"student_init": "random"},
@@ -91,15 +91,14 @@ def parse_variants(variants) -> list[str]:
 
 
 def _same_run(folder: Path, cfg) -> bool:
-    """True when `folder` holds a finished distillation whose config equals `cfg` apart from output paths."""
-    from ..config import to_dict
-    from ..rundir import config_diff
+    """True when `folder` holds a finished distillation whose config equals `cfg` apart from output paths
+    (earlier field names, config.RENAMED, read as the current ones)."""
     from ..train import Trainer
 
     run, done = folder / "run.json", folder / "summary.json"
     if not (run.is_file() and done.is_file()):
         return False
-    saved = json.loads(run.read_text())["config"]
+    saved = current_names(json.loads(run.read_text())["config"])
     return not config_diff(json.loads(json.dumps(to_dict(cfg))), saved, Trainer.RESUME_IGNORES)
 
 
@@ -248,7 +247,6 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     from ..eval.glue import TASKS, parse_tasks, run_glue
     from .layout import Layout, copy_results, finetune_config
     from ..presets import get_preset, preset_stages
-    from ..rundir import run_info
     from ..train import Trainer
 
     names = [] if table_only else parse_variants(variants)

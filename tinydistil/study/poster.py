@@ -218,7 +218,7 @@ def poster_figure(res: Results):
     ax.set_title("Method", fontsize=13, loc="left", fontweight="bold")
     ax.text(0, 0.98, _method(res), fontsize=10.5, va="top", family="monospace")
     s_cfg = (res.runs["student"]["run"] or {}).get("config", {})
-    a = [s_cfg.get(k) for k in ("alpha_ce", "alpha_mlm", "alpha_cos")]
+    a = [s_cfg.get(k) for k in ("alpha_kl", "alpha_mlm", "alpha_cos")]
     a = ["{:g}".format(x) if num(x) is not None else "?" for x in a] if s_cfg else ["5", "2", "1"]
     ax.text(0, 0.05, rf"$L = {a[0]}\,T^2\,\mathrm{{KL}}(p_t^T\,\|\,p_s^T) + {a[1]}\,L_{{mlm}} + "
             rf"{a[2]}\,(1-\cos(h_s,h_t))$" + (f"    T = {s_cfg.get('temperature')}" if s_cfg else

@@ -411,9 +411,9 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         _section_table4(res), "",
         "## Distillation loss curves", "",
         "Each logged term of `log.jsonl`, unweighted"
-        + (f" (the student's `loss` = {sc['alpha_ce']:g}·loss_ce + {sc['alpha_mlm']:g}·loss_mlm + "
+        + (f" (the student's `loss` = {sc['alpha_kl']:g}·loss_kl + {sc['alpha_mlm']:g}·loss_mlm + "
            f"{sc['alpha_cos']:g}·loss_cos, weights from its run.json)" if all(
-               num(sc.get(k)) is not None for k in ("alpha_ce", "alpha_mlm", "alpha_cos")) else "")
+               num(sc.get(k)) is not None for k in ("alpha_kl", "alpha_mlm", "alpha_cos")) else "")
         + "; identically-zero terms (the teacher's distillation terms) are left out.", "",
         f"![loss curves]({rel['loss_curves']})", "",
         section_differences(res), "",

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import current_names
 from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE4
 from .ablation import SLUGS, paired_deltas
 from .stats import measurably_worse, spread
@@ -98,14 +99,23 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _read_log(path: Path) -> list[dict]:
+    """log.jsonl records, earlier term names (loss_ce: config.RENAMED) read as the current ones."""
     out = []
     if path.is_file():
         for line in path.read_text().splitlines():
             try:
-                out.append(json.loads(line))
+                out.append(current_names(json.loads(line)))
             except ValueError:
                 continue  # a half-written last line of an interrupted run
     return out
+
+
+def _read_run(path: Path) -> dict | None:
+    """run.json, earlier config field names (alpha_ce: config.RENAMED) read as the current ones."""
+    rec = _read_json(path)
+    if isinstance(rec, dict) and isinstance(rec.get("config"), dict):
+        rec["config"] = current_names(rec["config"])
+    return rec
 
 
 def load_results(results_dir="results", preset: str = "cpu") -> Results:
@@ -128,12 +138,12 @@ def load_results(results_dir="results", preset: str = "cpu") -> Results:
     res.reproduce = _read_json(root / preset / "reproduce.json")
     for stage in ("teacher", "student"):
         d = root / preset / stage
-        res.runs[stage] = {"run": _read_json(d / "run.json"), "summary": _read_json(d / "summary.json"),
+        res.runs[stage] = {"run": _read_run(d / "run.json"), "summary": _read_json(d / "summary.json"),
                            "log": _read_log(d / "log.jsonl")}
     for slug in SLUGS.values():
         d = root / preset / "ablation" / slug
         if d.is_dir():
-            res.ablation_runs[slug] = {"run": _read_json(d / "run.json"), "summary": _read_json(d / "summary.json")}
+            res.ablation_runs[slug] = {"run": _read_run(d / "run.json"), "summary": _read_json(d / "summary.json")}
     for folder in sorted((root / "runs" / "eval").glob(f"{preset}_*")):
         recs = [r for p in sorted(folder.glob("**/seed*.json")) if (r := _read_json(p))]
         fts = [r for p in sorted(folder.glob("*/finetune.json")) if (r := _read_json(p))]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..eval.glue import TASKS
+from ..eval.glue import TASKS, load_tasks, majority_baseline, parse_tasks, summarize_glue
 from ..eval.registry import downstream_tasks
 from ..eval.runner import NOT_RUN, is_score
 from ..eval.metrics import glue_macro_score
@@ -185,8 +185,6 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
     "n/a" for STS-B (no classes)."""
     import pandas as pd
 
-    from ..eval.glue import load_tasks, majority_baseline, parse_tasks
-
     rows = []
     for task, data, reason in load_tasks(parse_tasks(tasks), data_dir):
         if data is None:
@@ -229,7 +227,6 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
     "control" (the no-distillation control), "student_d" (DistilBERT (D) of the tasks with soft labels; its
     SQuAD cells come from the student's squad_d/). A student's squad_d/ without a "student_d" role gives a (D)
     row of SQuAD alone. A role other than `teacher_role` gets retention vs the teacher row."""
-    from ..eval.glue import summarize_glue
     from ..eval.squad import DOWNSTREAM as SQUAD
 
     names = {role: describe_eval(folder, ROLE_LABELS.get(role, role)) for role, folder in evals}

@@ -62,7 +62,7 @@ def section_run(res: Results) -> str:
                 if stage == "teacher" else
                 f"from `{c.get('teacher')}`, init `{c.get('student_init')}`, layers "
                 f"{c.get('student_layers') or 'every other (default rule)'}, T = {c.get('temperature')}, "
-                f"alpha ce/mlm/cos = {c.get('alpha_ce')}/{c.get('alpha_mlm')}/{c.get('alpha_cos')}")
+                f"alpha kl/mlm/cos = {c.get('alpha_kl')}/{c.get('alpha_mlm')}/{c.get('alpha_cos')}")
         length = f"at most {c['max_steps']} updates" if c.get("max_steps") else f"{c.get('epochs')} epochs"
         line = (f"* {stage.capitalize()}: {desc}; data {data}; seed {c.get('seed')}; {length}, "
                 f"lr {c.get('lr')}, {c.get('tokens_per_update')} tokens/update; git SHA `{run.get('git_sha')}`")
@@ -200,7 +200,7 @@ def section_differences(res: Results) -> str:
         _teacher_line(res),
         _corpus_line(res),
         "* **Student.** Same recipe (half the layers, every other teacher layer, triple loss"
-        + (f" with alpha ce/mlm/cos {sc.get('alpha_ce')}/{sc.get('alpha_mlm')}/{sc.get('alpha_cos')}, "
+        + (f" with alpha kl/mlm/cos {sc.get('alpha_kl')}/{sc.get('alpha_mlm')}/{sc.get('alpha_cos')}, "
            f"T = {sc.get('temperature')}" if sc else "") + f"): ours {ours_s}; the paper's student has "
         f"{PAPER_TABLE3['DistilBERT'][0]} M parameters (paper Table 3) and trains for 3 epochs of its corpus.",
         "* **Seeds.** The paper reports the median of 5 fine-tuning runs on GLUE; in Tables 1-2 here "
