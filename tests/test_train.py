@@ -104,8 +104,6 @@ def test_the_committed_cpu_student_run_reads_as_the_cpu_preset(tmp_path):
 
 
 def test_a_run_stopped_before_its_first_checkpoint_restarts_clean(tmp_path, smoke_teacher, monkeypatch):
-    import tinydistil.train as T
-
     cfg = _cfg(tmp_path, smoke_teacher, "r", max_steps=4, save_every=100, log_every=1)
     t = Trainer(cfg, progress=False).setup()
     t.total_steps = 2  # stops after 2 logged updates, no checkpoint (save_every 100)
@@ -114,7 +112,9 @@ def test_a_run_stopped_before_its_first_checkpoint_restarts_clean(tmp_path, smok
     (tmp_path / "r" / "summary.json").unlink()
     import shutil
     shutil.rmtree(tmp_path / "r" / "model")
-    monkeypatch.setattr(T, "run_info", lambda: {"command": "second call", "git_sha": "b" * 40, "machine": {},
+    import tinydistil.rundir as R
+
+    monkeypatch.setattr(R, "run_info", lambda: {"command": "second call", "git_sha": "b" * 40, "machine": {},
                                                 "started": "later"})
     Trainer(cfg, resume=True, progress=False).setup().train()
     run = json.loads((tmp_path / "r" / "run.json").read_text())

@@ -16,24 +16,16 @@ from pathlib import Path
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE3, PAPER_TABLE4,
                      paper_glue_retention, paper_speedup)
 from .ablation import SLUGS, TABLE4_COLUMNS, VARIANTS
-from .curve import read_curve
-from .effect import ROLES, distillation_effect
-from .figures import FIGURES, GLUE_DISPLAY as GLUE_NAMES, write_figures
+from .answer import section_effect
+from .figures import FIGURES, write_figures
 from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, majority_margins, num,
                       retention_by_seed, speedups, table4_protocol, task_scores, teacher_student_pairs)
-from .tables import TABLE1_COLUMNS, TABLE1_TASKS
+from .tables import TABLE1_COLUMNS, TABLE1_TASKS, md_table
 from .targets import check_targets
 from .what_ran import section_differences, section_run
 
 
 # ------------------------------------------------------------------ markdown helpers
-def md_table(rows: list[dict], cols: list[str]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
-    lines += ["| " + " | ".join(esc(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _present(rows: list[dict], cols: list[str], na: dict | None = None) -> list[dict]:
     """Rows for display: file text, 'not run' for an empty measured cell, `na` text for not-applicable ones."""
     na = na or {}
@@ -304,81 +296,6 @@ def _table4_protocol(res: Results) -> list[str]:
             f"{p['epochs']} epochs, lr {p['lr']}.", ""]
 
 
-# ------------------------------------------------------------------ what distillation buys
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{v:.1f} %"
-
-
-def _section_effect(res: Results, curve_fig: str) -> str:
-    """The study's answer first: the distilled student (and (D)) against the no-distillation control, retention as
-    a reader needs it, the tokens curve, and the machine's speed."""
-    eff = distillation_effect(res)
-    out = ["## What distillation buys", ""]
-    vs = eff["versus_control"]["student"]
-    if vs is None:
-        out.append("Not run: there is no no-distillation control in these results (the `control` stage of `reproduce`"
-                   " fine-tunes the student as distillation starts from it, 0 updates, on every task). Without it "
-                   "nothing below can say what the distillation updates added to the copied teacher layers.")
-    else:
-        sd = "n/a" if vs["base_sd"] is None else f"{vs['base_sd']:.2f}"
-        out.append(f"**Distilled student vs the same student with no distillation (the control), GLUE macro over "
-                   f"{', '.join(GLUE_NAMES.get(t, t) for t in vs['tasks'])}: {vs['delta']:+.2f} points (the control's "
-                   f"seed sd {sd}; higher on {vs['higher']} of {len(vs['paired'])} paired seeds): "
-                   f"{vs['verdict']}.**" + ("" if vs["verdict"] == "measurably above" else
-                                            " At this distillation length the distillation updates do not measurably "
-                                            "improve the student over its copy of the teacher's layers on GLUE: that "
-                                            "is this study's finding."))
-    mlm = eff["mlm"]
-    if mlm:
-        out.append(f"Held-out masked-token accuracy (WikiText-2 valid, {mlm['tokens']:,} masked tokens, the same masks): "
-                   f"student {mlm['student']:.2f} % vs control {mlm['control']:.2f} % ({mlm['diff']:+.2f} points, "
-                   f"standard error {mlm['se']:.2f}): {mlm['verdict']}.")
-    d = eff["versus_control"]["student_d"]
-    dv = eff["d_versus_student"]
-    if d and dv:
-        out.append(f"DistilBERT (D) (fine-tuned with the fine-tuned teacher as a second teacher; beyond the paper on "
-                   f"GLUE): vs the control {d['delta']:+.2f} ({d['verdict']}), vs the plain student {dv['delta']:+.2f}"
-                   f" (higher on {dv['higher']} of {len(dv['paired'])} paired seeds; {dv['verdict']}).")
-    out.append("")
-    rows = []
-    for role, label in ROLES.items():
-        r = eff["retention"].get(role)
-        if not r:
-            rows.append({"Model": label, "All tasks run": "not run"})
-            continue
-        seeds = [v for v in r["per_seed_skilled"].values() if v is not None]
-        rows.append({"Model": label, "All tasks run": _pct(r["all"]), "Tasks the teacher beats the majority on":
-                     _pct(r["skilled"]), "Per seed (those tasks)": (f"{min(seeds):.1f}–{max(seeds):.1f} %" if seeds
-                                                                     else "n/a"),
-                     "Teacher's margin over the majority kept": _pct(r["margin"])})
-    skilled = ", ".join(GLUE_NAMES.get(t, t) for t in eff["skilled_tasks"]) or "none measured"
-    out += ["Retention (GLUE macro as % of the teacher's, over the tasks both ran). The paper's 97 % averages all nine "
-            "tasks with a teacher far above the majority class on each; here the teacher beats the majority class on "
-            f"{skilled} only, so the second column is the one that measures kept skill, and the last the share of "
-            "the teacher's margin over the majority class that the student keeps.", "",
-            md_table(rows, ["Model", "All tasks run", "Tasks the teacher beats the majority on",
-                            "Per seed (those tasks)", "Teacher's margin over the majority kept"]), ""]
-    curve = read_curve(res.results_dir)
-    if curve:
-        cols = ["point", "tokens", "mlm_accuracy", *curve["tasks"], "macro"]
-        out += ["Distillation-tokens curve (`tokens_curve.csv`): the control at 0 tokens, the student's snapshots, the "
-                "final student; GLUE medians over the study's seeds, held-out MLM accuracy in %.", "",
-                md_table([{c: ("" if p.get(c) is None else f"{p[c]:,}" if c == "tokens" else str(p[c])) for c in cols}
-                          for p in curve["points"]], cols), "", f"![tokens curve]({curve_fig})", ""]
-    else:
-        out += ["Distillation-tokens curve: not run (no `tokens_curve.csv`; the `curve` stage of `reproduce`).", ""]
-    host = (res.reproduce or {}).get("host_speed")
-    if host:
-        g = host.get("matmul_gflops", {})
-        tps = (res.reproduce or {}).get("distill_tokens_per_s")
-        out.append(f"Machine speed at the start of the study: plain matmul {g.get('fp32')} GFLOP/s fp32, bf16 "
-                   f"{g.get('bf16')}" + (" GFLOP/s" if num(g.get("bf16")) is not None else "")
-                   + f" ({host.get('threads')} threads, shape {host.get('matmul_shape')}); distillation ran at "
-                   + (f"{tps:,.0f} tokens/s" if tps else "an unrecorded rate")
-                   + ". Wall times scale with these: a machine with half the matmul rate takes about twice as long.")
-    return "\n".join(out)
-
-
 # ------------------------------------------------------------------ the report
 REPORT_TITLE = "# tinydistil: reproducing DistilBERT (Sanh et al., 2019)"
 
@@ -403,7 +320,7 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         f"in `{results_dir}/`" + (f" (pretraining run at git SHA `{sha}`)" if res.reproduce else "") +
         ". Every measured number below is read from those "
         "files; the paper's numbers are labelled as the paper's; anything not run says so.", "",
-        _section_effect(res, rel["tokens_curve"]), "",
+        section_effect(res, rel["tokens_curve"]), "",
         _section_headlines(res), "", _section_targets(res), "", section_run(res), "",
         _section_table1(res), "", f"![teacher vs student per task]({rel['task_bars']})", "",
         f"![retention per task]({rel['retention']})", "",

@@ -42,6 +42,13 @@ def params_text(n) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e5 else f"{n / 1e3:.0f} k" if n >= 1e3 else f"{n:.0f}"
 
 
+def md_table(rows: list[dict], cols: list[str]) -> str:
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + " --- |" * len(cols)]
+    lines += ["| " + " | ".join(esc(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def _check_rows(rows: list[dict], allowed: set, table: int, hint: str) -> None:
     """ValueError for a column Table `table` does not have, or a row without a 'Model' name."""
     unknown = sorted({k for r in rows for k in r} - allowed)
