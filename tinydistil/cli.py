@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -63,14 +64,18 @@ def _pop_option(extra: list[str], name: str, needs: str) -> tuple[str | None, li
 def reproduce(preset: str, extra: list[str]) -> dict:
     """Every stage of the preset (see pipeline.py); finished stages are skipped, interrupted ones resumed.
     `--output-dir ROOT` puts everything under ROOT/<preset>/; `--skip speed,squad_d` (or `downstream`) leaves
-    stages out; any other `--field value` overrides the pretraining configs."""
+    stages out; `--overwrite` replaces tables / report / poster files tinydistil did not write; any other
+    `--field value` overrides the pretraining configs."""
     from .study.pipeline import reproduce as run_all
 
+    overwrite = "--overwrite" in extra
+    extra = [x for x in extra if x != "--overwrite"]
     skip, extra = _pop_option(extra, "--skip", "stage names, e.g. --skip speed,squad_d (or --skip downstream)")
     t_over, d_over = _parse_overrides(preset, extra)
     root = d_over.pop("output_dir", None)
     t_over.pop("output_dir", None)
-    return run_all(preset, root=root, teacher_overrides=t_over, distill_overrides=d_over, skip=skip)
+    return run_all(preset, root=root, teacher_overrides=t_over, distill_overrides=d_over, skip=skip,
+                   overwrite=overwrite)
 
 
 def ablate(preset: str, extra: list[str]):
@@ -169,9 +174,10 @@ def finetune_command(command: str, extra: list[str]):
 
 
 def tables_command(extra: list[str]):
-    from .study.tables import write_majority, write_tables
+    from .study.tables import refuse_foreign_tables, write_majority, write_tables
 
-    opts, _ = _options("tables", extra)
+    overwrite = "--overwrite" in extra
+    opts, _ = _options("tables", [x for x in extra if x != "--overwrite"])
     evals = [(role, opts[role]) for role in ("teacher", "student") if role in opts]
     if not evals:
         raise ValueError("tables needs --teacher and/or --student: evaluation folders such as runs/eval/cpu_teacher")
@@ -179,11 +185,14 @@ def tables_command(extra: list[str]):
         if not Path(folder).is_dir():
             raise ValueError(f"--{role} {folder} does not exist; run `python -m tinydistil glue --model ...` first")
     out = Path(opts.get("output_dir") or opts.get("results_dir", "results"))
-    t1, t2 = write_tables(evals, out)
+    refuse_foreign_tables([out / "table1_glue.csv", out / "table2_downstream.csv"]
+                          + ([out / "glue_majority.csv"] if "data_dir" in opts else []), overwrite)
+    t1, t2 = write_tables(evals, out, overwrite=overwrite)
     print(t1.to_string(index=False))
     print(t2.to_string(index=False))
     if "data_dir" in opts:  # the majority-class baseline needs the GLUE data itself
-        print(write_majority(out / "glue_majority.csv", opts["data_dir"], opts.get("tasks")).to_string(index=False))
+        print(write_majority(out / "glue_majority.csv", opts["data_dir"], opts.get("tasks"),
+                             overwrite=overwrite).to_string(index=False))
     return t1, t2
 
 
@@ -308,11 +317,12 @@ COMMANDS = {
                   "Teacher, distillation, held-out MLM, GLUE / IMDb / SQuAD of teacher and student, SQuAD (D), "
                   "Table 3, tables, report and poster; finished stages are skipped, interrupted ones resumed. "
                   "--skip speed,squad_d (or --skip downstream) leaves stages out; --output-dir ROOT puts "
-                  "everything under ROOT/<preset>/. " + OVERRIDES, True, False, None),
+                  "everything under ROOT/<preset>/; --overwrite replaces tables / report / poster files tinydistil "
+                  "did not write. " + OVERRIDES, True, True, None),
     "ablate": ("the paper's Table 4 (after reproduce)",
                "Distil again without L_ce / L_cos / L_mlm, from random init and from the teacher's first layers, "
                "fine-tune each on GLUE -> results/table4_ablation.csv. --variants no_ce,random_init picks some; "
-               "--table-only rebuilds the table from finished variants without training.", True, False, None),
+               "--table-only rebuilds the table from finished variants without training.", True, True, None),
     "show-config": ("print the resolved configs of the preset's stages; runs nothing",
                     "Print every stage's config of the preset (with overrides applied) and its downstream "
                     "settings. " + OVERRIDES, True, False, None),
@@ -326,7 +336,8 @@ COMMANDS = {
     "tables": ("Tables 1-2 from evaluation folders",
                "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--output-dir results] -> "
                "table1_glue.csv, table2_downstream.csv; with --data-dir DIR [--tasks cola,sst2,...] also "
-               "glue_majority.csv (the majority-class baseline of each GLUE task)", False, False, None),
+               "glue_majority.csv (the majority-class baseline of each GLUE task); --overwrite replaces tables there "
+               "that tinydistil did not write", False, False, None),
     "speed": ("Table 3: size and CPU inference time", "Parameters, size on disk and STS-B dev CPU time at batch "
               "size 1 of the BERT-base / DistilBERT architectures, the teacher, the student and its int8 / ONNX "
               "Runtime forms.", False, False, speed_args),
@@ -355,13 +366,42 @@ def build_parser() -> argparse.ArgumentParser:
         if preset:
             sp.add_argument("--preset", default="cpu", help=PRESET_HELP)
         if resume:
-            sp.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+            sp.add_argument("--resume", action="store_true", help="continue the run in --output-dir" + (
+                "" if name in ("pretrain-teacher", "distill") else " (this command always continues finished and "
+                                                                    "interrupted stages; the flag changes nothing)"))
         if build:
             build(sp)
     return parser
 
 
+class Signalled(KeyboardInterrupt):
+    """SIGTERM / SIGHUP (a `kill`, a closed terminal or session), handled as Ctrl-C is: finished work is kept."""
+
+
+def _raise_interrupt(signum, frame):
+    _received.append(signum)
+    raise Signalled(signal.Signals(signum).name)
+
+
+_received: list[int] = []  # the signals this process was sent (the exit code is 128 + the last one)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (0, 2 bad input, 3 an OS error, 128 + N on signal N)."""
+    handled = (signal.SIGTERM, signal.SIGHUP) if hasattr(signal, "SIGHUP") else (signal.SIGTERM,)
+    try:  # only the main thread may install handlers (a notebook calling main() from another keeps its own)
+        before = {s: signal.signal(s, _raise_interrupt) for s in handled}
+    except ValueError:
+        before = {}
+    _received.clear()
+    try:
+        return _main(argv)
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if COMMANDS[args.command][4] is not None and extra:  # commands with a fixed set of options
@@ -409,7 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         if os.environ.get("TINYDISTIL_DEBUG") == "1":
             raise
-        print(str(e) if str(e) else "interrupted: finished work is kept; run the same command (with --resume for "
-              "pretrain-teacher / distill) to continue", file=sys.stderr)
-        return 130
+        sig = _received[-1] if _received else signal.SIGINT
+        what = "" if isinstance(e, Signalled) else str(e)  # RunInterrupted names the checkpoint to continue from
+        what = what or ("interrupted: finished work is kept; run the same command (with --resume for "
+                        "pretrain-teacher / distill) to continue")
+        by = "" if sig == signal.SIGINT else f" (stopped by {signal.Signals(sig).name}, exit {128 + sig})"
+        print(what + by, file=sys.stderr)
+        return 128 + sig
     return 0

@@ -3,6 +3,7 @@ and what produced a result (command, git commit, machine, library versions).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -26,6 +27,30 @@ def write_json_atomic(path: str | os.PathLike, obj, **dump_kw) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """Yield a temporary path beside `path` to write the file to; when the block ends without error it is
+    renamed over `path` (else removed): a kill mid-write leaves the old file or the new one, never a torn one.
+    Writers that pick a format from the name (savefig) are given it explicitly."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """shutil.copyfile through atomic_file."""
+    import shutil
+
+    with atomic_file(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -140,9 +165,32 @@ def refuse_foreign(path: str | os.PathLike, ours, overwrite: bool = False) -> No
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file path")
-    if path.exists() and not overwrite and not ours(path):
+    if path.exists() and not overwrite and not ours(path) and not torn(path):
         raise ValueError(f"{path} exists and was not written by tinydistil; pass --overwrite to replace it or "
                          "choose another path")
+
+
+def torn(path: str | os.PathLike) -> bool:
+    """True for a file a kill left half-written (before outputs were written atomically, or by another tool):
+    empty, a JSON file that does not parse, a PDF cut before its end marker (a cut PNG of ours still names
+    matplotlib in its first bytes). Such a file holds nothing to keep, so a stage that writes that name redoes
+    it instead of refusing it."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return True
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 1024))
+            tail = f.read()
+    except OSError:
+        return False
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            return True
+    return head.startswith(b"%PDF") and b"%%EOF" not in tail
 
 
 def json_with(path: Path, *keys: str) -> bool:
@@ -152,6 +200,16 @@ def json_with(path: Path, *keys: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(d, dict) and all(k in d for k in keys)
+
+
+def csv_with(path: Path, *columns: str) -> bool:
+    """True when the header line of the CSV file `path` names every one of `columns` (how our tables look)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\r\n").split(",")
+    except OSError:
+        return False
+    return all(c in header for c in columns)
 
 
 def made_by_matplotlib(path: Path) -> bool:

@@ -17,14 +17,13 @@ Finished work is never redone: pretraining stages resume from their checkpoints,
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 from ..eval import registry
 from ..presets import get_preset, preset_stages
-from .layout import Layout, copy_results, finetune_config
+from .layout import Layout, copy_results, finetune_config, study_locked
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill")
 
@@ -73,12 +72,14 @@ def downstream_settings(preset: str) -> dict:
     return {**resolved, **{k: v for k, v in ds.items() if k not in resolved}, "budget_min": p.budget_min}
 
 
+@study_locked
 def reproduce(preset: str, root: str | None = None, teacher_overrides=None, distill_overrides=None,
-              skip=(), progress: bool = True) -> dict:
+              skip=(), progress: bool = True, overwrite: bool = False) -> dict:
     """Run (or finish) every stage of `preset`; returns the summary also written to reproduce.json.
 
     root: put every run under root/<preset>/ (and tables there) instead of the preset's folders.
     skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
+    overwrite: replace tables, report and poster files in the output folders that tinydistil did not write.
     """
     from ..train import Trainer
 
@@ -172,8 +173,9 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     def tables():
         from .tables import write_majority, write_tables
 
-        write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir)
-        write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"))
+        write_tables([("teacher", str(eval_dirs["teacher"])), ("student", str(eval_dirs["student"]))], tables_dir,
+                     overwrite=overwrite)
+        write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"), overwrite=overwrite)
         for role, folder in eval_dirs.items():  # per-seed results (not the models) next to the tables
             copy_results(folder, lay.copied_eval(role))
 
@@ -182,8 +184,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         from .report import write_report
 
         _write_summary(summary, stages, results, t_all)  # the report reads the wall times from it
-        summary["report"] = str(write_report(tables_dir, report_dir, preset))
-        summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset)]
+        summary["report"] = str(write_report(tables_dir, report_dir, preset, overwrite=overwrite))
+        summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset, overwrite=overwrite)]
 
     fns = {**{name: pretrain(cfg) for name, cfg in stages}, **{name: downstream(t) for name, t in tasks.items()},
            "mlm_eval": mlm_eval, "squad_d": squad_d, "speed": speed, "tables": tables, "report": report}
@@ -262,14 +264,14 @@ def _mlm_eval(teacher: str, student: str, cfg) -> dict:
 def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
     """Copy each finished pretraining stage's run.json / log.jsonl / summary.json to dest/<stage>/, note how
     the student loads, and write dest/reproduce.json (with git SHA, machine, wall time so far)."""
-    from ..rundir import run_info
+    from ..rundir import copy_atomic, run_info
 
     for name, cfg in stages:
         folder = "student" if name == "distill" else name
         if (Path(cfg.output_dir) / "summary.json").is_file():
             (dest / folder).mkdir(parents=True, exist_ok=True)
             for f in ("run.json", "log.jsonl", "summary.json"):
-                shutil.copyfile(Path(cfg.output_dir) / f, dest / folder / f)
+                copy_atomic(Path(cfg.output_dir) / f, dest / folder / f)
     student_dir = Path(summary["student"])
     if "student_layers" not in summary and (student_dir / "config.json").is_file():
         from transformers import DistilBertForMaskedLM

@@ -18,6 +18,7 @@ from ..eval.registry import downstream_tasks
 from ..eval.runner import NOT_RUN, is_score
 from ..eval.metrics import glue_macro_score
 from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TEACHERS
+from ..rundir import atomic_file, csv_with, refuse_foreign
 
 TABLE1_TASKS = tuple(t.display for t in TASKS.values())  # CoLA MNLI MRPC QNLI QQP RTE SST-2 STS-B WNLI
 TABLE1_COLUMNS = ("Model", "Score", *TABLE1_TASKS, "retention", "source", "run_id", "note")
@@ -141,7 +142,8 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     df = pd.DataFrame([{c: r.get(c, "") for c in TABLE1_COLUMNS} for r in table], columns=list(TABLE1_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -171,7 +173,8 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in columns} for r in table], columns=list(columns))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -179,7 +182,15 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
 MAJORITY_COLUMNS = ("Task", "Majority label", "Score", "Accuracy", "Eval examples", "source", "note")
 
 
-def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: F821
+def refuse_foreign_tables(paths, overwrite: bool = False) -> None:
+    """ValueError naming --overwrite for any of `paths` (our CSV tables) that exists and was not written by
+    tinydistil (its header lacks our Model/Task, source and note columns); checked before any table is written."""
+    for p in paths:
+        refuse_foreign(p, lambda f: csv_with(f, "source", "note") and (csv_with(f, "Model") or csv_with(f, "Task")),
+                       overwrite)
+
+
+def write_majority(path, data_dir=None, tasks=None, overwrite: bool = False) -> "pd.DataFrame":  # noqa: F821
     """The majority-class baseline of each GLUE task (eval.glue.majority_baseline) as CSV, so a reader sees the
     margin of every Table 1 score over it: one row per task, "not run: <why>" where the task has no data,
     "n/a" for STS-B (no classes)."""
@@ -187,6 +198,7 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
 
     from ..eval.glue import load_tasks, majority_baseline, parse_tasks
 
+    refuse_foreign_tables([path], overwrite)
     rows = []
     for task, data, reason in load_tasks(parse_tasks(tasks), data_dir):
         if data is None:
@@ -201,7 +213,8 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in MAJORITY_COLUMNS} for r in rows], columns=list(MAJORITY_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -218,13 +231,17 @@ def describe_eval(eval_dir, role: str) -> str:
     return f"{role}: {Path(eval_dir).name}"
 
 
-def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher"):
+def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher",
+                 overwrite: bool = False):
     """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding one sub-folder per
     registered task (glue/, imdb/, squad/, ...) and squad_d/ (the CLI's default layout; squad_d = DistilBERT
-    (D), a Table 2 row of its own). A role other than `teacher_role` gets retention vs the teacher row."""
+    (D), a Table 2 row of its own). A role other than `teacher_role` gets retention vs the teacher row. A
+    table there that tinydistil did not write is kept unless `overwrite`."""
     from ..eval.glue import summarize_glue
     from ..eval.squad import DOWNSTREAM as SQUAD
 
+    out = Path(results_dir)
+    refuse_foreign_tables([out / "table1_glue.csv", out / "table2_downstream.csv"], overwrite)
     names = {role: describe_eval(folder, role) for role, folder in evals}
     t2_tasks = [t for t in downstream_tasks() if t.columns]
     t1, t2 = [], []
@@ -243,5 +260,4 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
             t2.append({"Model": names[role].replace(":", " (D):", 1), **others, **d,
                        "note": _join("second-step distillation from the SQuAD-fine-tuned teacher", d["note"]),
                        "run_id": str(Path(folder) / "squad_d")})
-    out = Path(results_dir)
     return write_table1(t1, out / "table1_glue.csv"), write_table2(t2, out / "table2_downstream.csv")
