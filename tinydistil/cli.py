@@ -170,6 +170,12 @@ def finetune_command(command: str, extra: list[str]):
     cols = [c for c in df.columns if c not in ("reason", "data")]
     print(df[cols].to_string(index=False))
     print(f"[tinydistil] {command} done in {time.time() - t0:.0f}s", file=sys.stderr)
+    # a task asked for by name (glue --tasks, imdb, squad) that could not run is an error; `reproduce` says "not run"
+    missing = [r for r in df.to_dict("records") if r.get("reason") and r.get("seeds_run", 0) == 0] \
+        if command != "glue" or "tasks" in opts else []
+    if missing:
+        raise ValueError("; ".join(f"{r.get('display', command)} not run: {r['reason']}" for r in missing)
+                         + " (add the missing file, or pass --data-dir to the folder that has it)")
     return df
 
 

@@ -53,6 +53,31 @@ def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return Path(dest)
 
 
+# how torch.save / safetensors report a failed write (a full disk among them): RuntimeError, not OSError
+WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "file write failed", "unexpected pos", "No space left")
+
+
+def write_failure(e: Exception, path: str | os.PathLike, needed_bytes: int) -> OSError | None:
+    """The OSError to report for `e`, raised while writing `path` (about `needed_bytes` long) after the partial
+    file was removed: ENOSPC naming the space needed and free when the disk cannot hold it, else `e`'s own
+    error; None when `e` is not a failed write (a bug to show as it is)."""
+    import errno
+    import shutil
+
+    if not isinstance(e, OSError) and not any(s in str(e) for s in WRITE_FAILURES):
+        return None
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        free = None
+    full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < needed_bytes)
+    code = getattr(e, "errno", None) if isinstance(e, OSError) and e.errno else errno.ENOSPC if full else errno.EIO
+    space = f" (it needs about {needed_bytes / 1e6:.1f} MB" + (f", {free / 1e6:.1f} MB are free)" if free is not None
+                                                                 else ")")
+    reason = (os.strerror(code) if full or not isinstance(e, OSError) else e.strerror or str(e))
+    return OSError(code, f"{reason} while writing{space}", str(path))
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The records of a JSON-lines file; a torn line (a kill mid-write) is dropped, not an error."""
     out = []
