@@ -115,6 +115,10 @@ class Trainer:
         if self._loaded_teacher is None:
             return
         tcfg = self._loaded_teacher[0].config
+        if tcfg.model_type == "distilbert":  # before its depth is looked at: name what it is
+            raise ValueError(f"--teacher {self.cfg.teacher} is a DistilBERT student (a distilled model); a teacher "
+                             "must be a BERT masked LM: the model/ folder written by `python -m tinydistil "
+                             "pretrain-teacher` or a hub id such as bert-base-uncased")
         positions = getattr(tcfg, "max_position_embeddings", None)
         if positions is not None and self.cfg.block_size > positions:
             raise ValueError(f"block_size {self.cfg.block_size} exceeds the teacher's {positions} position "

@@ -10,12 +10,11 @@ nine. `retention` = a student's Score as % of its teacher's (over the tasks both
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..eval.glue import TASKS
 from ..eval.registry import downstream_tasks
-from ..eval.runner import NOT_RUN, is_score
+from ..eval.runner import NOT_RUN, is_score, read_seed_result
 from ..eval.metrics import glue_macro_score
 from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TEACHERS
 from ..rundir import atomic_file, csv_with, refuse_foreign
@@ -222,7 +221,7 @@ def write_majority(path, data_dir=None, tasks=None, overwrite: bool = False) -> 
 def describe_eval(eval_dir, role: str) -> str:
     """'teacher: cpu_teacher (bert, 6 layers, 10.1 M params)' from the runs in `eval_dir`/{glue,imdb}."""
     for p in sorted(Path(eval_dir).glob("**/seed*.json")):
-        rec = json.loads(p.read_text())
+        rec = read_seed_result(p)
         info = rec.get("model_info", {})
         layers = info.get("layers")
         return (f"{role}: {rec['model']} ({info.get('model_type')}, "
