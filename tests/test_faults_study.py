@@ -92,17 +92,15 @@ def test_the_study_commands_take_resume():
 
 # ------------------------------------------------------------------ 2. atomic study outputs, torn ones redone, one lock
 @pytest.fixture(scope="module")
-def reported(tmp_path_factory):
-    """A whole smoke study, report and poster included (speed left out: it times nothing the report needs here)."""
-    root = tmp_path_factory.mktemp("reported") / "r"
-    subprocess.run(_reproduce_cmd(root, "--skip", "speed"), check=True, capture_output=True, env=ENV)
-    return root
+def reported(study):
+    """The study above finished with its report and poster (speed left out: it times nothing the report needs)."""
+    subprocess.run(_reproduce_cmd(study, "--skip", "speed"), check=True, capture_output=True, env=ENV)
+    return study
 
 
-@pytest.mark.parametrize("damage", [b"", b"%PDF-1.4\n%partial"])
-def test_a_torn_poster_is_redone_by_the_next_reproduce(reported, damage):
+def test_a_torn_poster_is_redone_by_the_next_reproduce(reported):
     poster = reported / "smoke" / "results" / "poster" / "poster.pdf"
-    poster.write_bytes(damage)  # what a kill mid-savefig left before outputs were written atomically
+    poster.write_bytes(b"")  # what a kill mid-savefig left before outputs were written atomically
     done = subprocess.run(_reproduce_cmd(reported, "--skip", "speed"), env=ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert poster.stat().st_size > 1000 and poster.read_bytes().rstrip().endswith(b"%%EOF")
@@ -130,6 +128,16 @@ def test_a_kill_mid_write_leaves_the_old_poster_and_report_whole(reported, monke
         write_report(res, res / "report", "smoke")
     assert {p: p.read_bytes() for p in before} == before
     assert not [p for p in res.rglob("*.tmp*")]
+
+
+def test_torn_files_are_told_from_a_users_files(tmp_path):
+    from tinydistil.rundir import torn
+
+    cases = {"empty.pdf": b"", "cut.pdf": b"%PDF-1.4\n1 0 obj", "cut.json": b'{"rows": [1, ', "whole.pdf":
+             b"%PDF-1.4\n1 0 obj\n%%EOF\n", "mine.png": b"\x89PNG my drawing", "notes.csv": b"my,own\n"}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert {n for n in cases if torn(tmp_path / n)} == {"empty.pdf", "cut.pdf", "cut.json"}
 
 
 def test_two_study_commands_on_one_root_are_refused(tmp_path):

@@ -210,7 +210,8 @@ def read_seed_result(path: Path) -> dict:
     if not isinstance(rec, dict):
         raise bad(f"a JSON {type(rec).__name__}, expected an object")
     num = (int, float)
-    checks = [("seed", rec.get("seed"), int), ("score", rec.get("score"), num), ("metrics", rec.get("metrics"), dict)]
+    checks = [("seed", rec.get("seed"), int), ("score", rec.get("score"), num)]
+    checks += [("metrics", rec["metrics"], dict)] if "metrics" in rec else []
     checks += [(f"metrics.{k}", v, num) for k, v in (rec.get("metrics") or {}).items()] \
         if isinstance(rec.get("metrics"), dict) else []
     for name, value, kind in checks:
