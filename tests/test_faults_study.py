@@ -32,6 +32,12 @@ def _tables(root: Path) -> dict[str, str]:
     return {f: (res / f).read_text().replace(str(root), "ROOT") for f in ("table1_glue.csv", "table2_downstream.csv")}
 
 
+def _default_sigint():
+    """In the child before exec: Ctrl-C's default action back (a shell without job control starts background
+    jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _weights(folder):
     return DistilBertForMaskedLM.from_pretrained(folder).state_dict()
 
@@ -50,7 +56,7 @@ def test_a_signal_during_reproduce_is_one_line_and_the_rerun_reaches_the_same_ta
     root = tmp_path / "r"
     ready = {"distill": root / "smoke" / "student" / "run.json", "glue": root / "smoke" / "eval" / "teacher" / "glue"}
     proc = subprocess.Popen(_reproduce_cmd(root, "--skip", SKIP), env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while not ready[when].exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)

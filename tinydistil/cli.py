@@ -11,12 +11,12 @@ import argparse
 import dataclasses
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
 from .config import parse_value
+from .exits import interrupted_line, os_error_line, signals_as_interrupts
 from .presets import PRESETS, get_preset, stage_config
 
 
@@ -64,8 +64,8 @@ def _pop_option(extra: list[str], name: str, needs: str) -> tuple[str | None, li
 def reproduce(preset: str, extra: list[str]) -> dict:
     """Every stage of the preset (see pipeline.py); finished stages are skipped, interrupted ones resumed.
     `--output-dir ROOT` puts everything under ROOT/<preset>/; `--skip speed,squad_d` (or `downstream`) leaves
-    stages out; `--overwrite` replaces tables / report / poster files tinydistil did not write; any other
-    `--field value` overrides the pretraining configs."""
+    stages out; `--overwrite` replaces their files tinydistil did not write; other `--field value` pairs override the
+    pretraining configs."""
     from .study.pipeline import reproduce as run_all
 
     overwrite = "--overwrite" in extra
@@ -171,11 +171,10 @@ def finetune_command(command: str, extra: list[str]):
     print(df[cols].to_string(index=False))
     print(f"[tinydistil] {command} done in {time.time() - t0:.0f}s", file=sys.stderr)
     # a task asked for by name (glue --tasks, imdb, squad) that could not run is an error; `reproduce` says "not run"
-    missing = [r for r in df.to_dict("records") if r.get("reason") and r.get("seeds_run", 0) == 0] \
-        if command != "glue" or "tasks" in opts else []
+    missing = [f"{r.get('display', command)} not run: {r['reason']}" for r in df.to_dict("records")
+               if r.get("reason") and not r.get("seeds_run") and (command != "glue" or "tasks" in opts)]
     if missing:
-        raise ValueError("; ".join(f"{r.get('display', command)} not run: {r['reason']}" for r in missing)
-                         + " (add the missing file, or pass --data-dir to the folder that has it)")
+        raise ValueError("; ".join(missing) + " (add the missing file, or pass --data-dir to the folder that has it)")
     return df
 
 
@@ -191,8 +190,8 @@ def tables_command(extra: list[str]):
         if not Path(folder).is_dir():
             raise ValueError(f"--{role} {folder} does not exist; run `python -m tinydistil glue --model ...` first")
     out = Path(opts.get("output_dir") or opts.get("results_dir", "results"))
-    refuse_foreign_tables([out / "table1_glue.csv", out / "table2_downstream.csv"]
-                          + ([out / "glue_majority.csv"] if "data_dir" in opts else []), overwrite)
+    refuse_foreign_tables([out / f for f in ("table1_glue.csv", "table2_downstream.csv", "glue_majority.csv")
+                           if f != "glue_majority.csv" or "data_dir" in opts], overwrite)  # before any is written
     t1, t2 = write_tables(evals, out, overwrite=overwrite)
     print(t1.to_string(index=False))
     print(t2.to_string(index=False))
@@ -287,23 +286,6 @@ def report_command(preset: str, extra: list[str]) -> tuple:
     return md, pdf, png
 
 
-def os_error_line(e: OSError) -> str:
-    """An operating-system error as one line naming the path and the fix."""
-    import errno
-
-    where = f" ({e.filename})" if e.filename else ""
-    fix = {errno.ENOSPC: "the disk is full: free space, then continue a run with --resume",
-           errno.EDQUOT: "the disk quota is full: free space, then continue a run with --resume",
-           errno.EACCES: "no permission to write there: choose another path",
-           errno.EPERM: "the file or folder may not be changed (read-only or immutable): choose another path",
-           errno.EROFS: "the filesystem is read-only: choose another path",
-           errno.ENOTDIR: "a file is in the way of that folder: choose another path",
-           errno.EISDIR: "a folder is in the way of that file: choose another path",
-           errno.EEXIST: "something is already there: choose another path"}.get(
-        e.errno, "check the path, free space and permissions; a run continues from its last checkpoint with --resume")
-    return f"{e.strerror or e}{where}: {fix}"
-
-
 PRESET_HELP = f"one of {', '.join(PRESETS)} (default cpu)"
 OVERRIDES = ("Any config field of the stage can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,2,5], "
              "--teacher bert-base-uncased, --output-dir DIR (python -m tinydistil show-config --preset NAME lists them).")
@@ -323,8 +305,8 @@ COMMANDS = {
                   "Teacher, distillation, held-out MLM, GLUE / IMDb / SQuAD of teacher and student, SQuAD (D), "
                   "Table 3, tables, report and poster; finished stages are skipped, interrupted ones resumed. "
                   "--skip speed,squad_d (or --skip downstream) leaves stages out; --output-dir ROOT puts "
-                  "everything under ROOT/<preset>/; --overwrite replaces tables / report / poster files tinydistil "
-                  "did not write. " + OVERRIDES, True, True, None),
+                  "everything under ROOT/<preset>/ (--overwrite: replace files tinydistil did not write). " + OVERRIDES,
+                  True, True, None),
     "ablate": ("the paper's Table 4 (after reproduce)",
                "Distil again without L_ce / L_cos / L_mlm, from random init and from the teacher's first layers, "
                "fine-tune each on GLUE -> results/table4_ablation.csv. --variants no_ce,random_init picks some; "
@@ -342,8 +324,8 @@ COMMANDS = {
     "tables": ("Tables 1-2 from evaluation folders",
                "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--output-dir results] -> "
                "table1_glue.csv, table2_downstream.csv; with --data-dir DIR [--tasks cola,sst2,...] also "
-               "glue_majority.csv (the majority-class baseline of each GLUE task); --overwrite replaces tables there "
-               "that tinydistil did not write", False, False, None),
+               "glue_majority.csv (each GLUE task's majority-class baseline); --overwrite replaces tables there that "
+               "tinydistil did not write", False, False, None),
     "speed": ("Table 3: size and CPU inference time", "Parameters, size on disk and STS-B dev CPU time at batch "
               "size 1 of the BERT-base / DistilBERT architectures, the teacher, the student and its int8 / ONNX "
               "Runtime forms.", False, False, speed_args),
@@ -373,41 +355,14 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--preset", default="cpu", help=PRESET_HELP)
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue the run in --output-dir" + (
-                "" if name in ("pretrain-teacher", "distill") else " (this command always continues finished and "
-                                                                    "interrupted stages; the flag changes nothing)"))
+                "" if name in ("pretrain-teacher", "distill") else " (this command always does)"))
         if build:
             build(sp)
     return parser
 
 
-class Signalled(KeyboardInterrupt):
-    """SIGTERM / SIGHUP (a `kill`, a closed terminal or session), handled as Ctrl-C is: finished work is kept."""
-
-
-def _raise_interrupt(signum, frame):
-    _received.append(signum)
-    raise Signalled(signal.Signals(signum).name)
-
-
-_received: list[int] = []  # the signals this process was sent (the exit code is 128 + the last one)
-
-
+@signals_as_interrupts()  # SIGTERM / SIGHUP stop a command as Ctrl-C does: one line, exit 128 + N
 def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit code (0, 2 bad input, 3 an OS error, 128 + N on signal N)."""
-    handled = (signal.SIGTERM, signal.SIGHUP) if hasattr(signal, "SIGHUP") else (signal.SIGTERM,)
-    try:  # only the main thread may install handlers (a notebook calling main() from another keeps its own)
-        before = {s: signal.signal(s, _raise_interrupt) for s in handled}
-    except ValueError:
-        before = {}
-    _received.clear()
-    try:
-        return _main(argv)
-    finally:
-        for s, h in before.items():
-            signal.signal(s, h)
-
-
-def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if COMMANDS[args.command][4] is not None and extra:  # commands with a fixed set of options
@@ -455,11 +410,7 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt as e:
         if os.environ.get("TINYDISTIL_DEBUG") == "1":
             raise
-        sig = _received[-1] if _received else signal.SIGINT
-        what = "" if isinstance(e, Signalled) else str(e)  # RunInterrupted names the checkpoint to continue from
-        what = what or ("interrupted: finished work is kept; run the same command (with --resume for "
-                        "pretrain-teacher / distill) to continue")
-        by = "" if sig == signal.SIGINT else f" (stopped by {signal.Signals(sig).name}, exit {128 + sig})"
-        print(what + by, file=sys.stderr)
-        return 128 + sig
+        line, code = interrupted_line(e)
+        print(line, file=sys.stderr)
+        return code
     return 0

@@ -78,6 +78,33 @@ def write_failure(e: Exception, path: str | os.PathLike, needed_bytes: int) -> O
     return OSError(code, f"{reason} while writing{space}", str(path))
 
 
+def save_atomic(write, path: str | os.PathLike, needed_bytes: int) -> Path:
+    """`write(tmp)` (e.g. torch.save to it), then rename tmp over `path` (a crash mid-write leaves the previous
+    file intact). A failed write (a full disk: torch.save says so with a RuntimeError) removes tmp and raises
+    write_failure's OSError naming `path` and the space needed."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        err = write_failure(e, path, needed_bytes)
+        if err is None:
+            raise
+        raise err from None
+    return path
+
+
+def tensor_bytes(obj) -> int:
+    """The bytes of the tensors in a nested dict / list (a checkpoint): about the size of its file."""
+    if hasattr(obj, "numel") and hasattr(obj, "element_size"):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    return sum(tensor_bytes(v) for v in obj) if isinstance(obj, (list, tuple)) else 0
+
+
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The records of a JSON-lines file; a torn line (a kill mid-write) is dropped, not an error."""
     out = []

@@ -36,7 +36,8 @@ from .data import corpus_source, load_corpus, make_batches, token_counts, tokeni
 from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
-from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_failure, write_json_atomic
+from .rundir import (claim_run_folder, config_diff, run_info, save_atomic, tensor_bytes, truncate_log,
+                     write_json_atomic)
 from .runtime import autocast, resolve_runtime
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
@@ -342,16 +343,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
-        tmp = folder / "state.pt.tmp"
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, folder / "state.pt")
-        except (OSError, RuntimeError) as e:  # a full disk: one line naming the space needed, no partial file left
-            tmp.unlink(missing_ok=True)
-            err = write_failure(e, tmp.with_suffix(""), state_bytes(state))
-            if err is None:
-                raise
-            raise err from None
+        save_atomic(lambda tmp: torch.save(state, tmp), folder / "state.pt", tensor_bytes(state))
         self._saved_step = self.step
         return folder / "state.pt"
 
@@ -405,17 +397,6 @@ class Trainer:
                    "final_log": last, "model_dir": str(folder),
                    "parameters": sum(p.numel() for p in self.model.parameters())}
         write_json_atomic(self.out / "summary.json", summary)
-
-
-def state_bytes(obj) -> int:
-    """The bytes of the tensors in a (nested) checkpoint dict: about the size of its file."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, dict):
-        return sum(state_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(state_bytes(v) for v in obj)
-    return 0
 
 
 class RunInterrupted(KeyboardInterrupt):

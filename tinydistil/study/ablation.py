@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ..config import replace
 from ..paper import PAPER_TABLE4
-from ..rundir import atomic_file, copy_atomic, write_json_atomic
+from ..rundir import atomic_file, copy_atomic, torn, write_json_atomic
 from .layout import study_locked
 from .stats import macro, per_seed_macro
 from .stats import paired_deltas as stats_paired
@@ -145,7 +145,7 @@ def held_out_mlm(model_dir: Path, data_dir, block_size: int) -> dict:
     from ..eval.mlm_eval import evaluate_mlm
 
     cache = Path(model_dir).parent / "mlm_eval_valid.json"
-    if cache.is_file():
+    if cache.is_file() and not torn(cache):  # a torn one (written before caches were atomic) is measured again
         return json.loads(cache.read_text())
     try:
         out = evaluate_mlm({"student": str(model_dir)}, data_dir, "valid", block_size)["student"]
