@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .config import current_name, parse_value, replace
+from .exits import interrupted_line, os_error_line, signals_as_interrupts
 from .presets import PRESETS, get_preset, stage_config
 # the commands import what they run inside their functions (lazy, on purpose): --help loads no torch or pandas
 
@@ -64,14 +65,18 @@ def _pop_option(extra: list[str], name: str, needs: str) -> tuple[str | None, li
 def reproduce(preset: str, extra: list[str]) -> dict:
     """Every stage of the preset (see pipeline.py); finished stages are skipped, interrupted ones resumed.
     `--output-dir ROOT` puts everything under ROOT/<preset>/; `--skip speed,squad_d` (or `downstream`) leaves
-    stages out; any other `--field value` overrides the pretraining configs."""
+    stages out; `--overwrite` replaces their files tinydistil did not write; other `--field value` pairs override the
+    pretraining configs."""
     from .study.pipeline import reproduce as run_all
 
+    overwrite = "--overwrite" in extra
+    extra = [x for x in extra if x != "--overwrite"]
     skip, extra = _pop_option(extra, "--skip", "stage names, e.g. --skip speed,squad_d (or --skip downstream)")
     t_over, d_over = _parse_overrides(preset, extra)
     root = d_over.pop("output_dir", None)
     t_over.pop("output_dir", None)
-    return run_all(preset, root=root, teacher_overrides=t_over, distill_overrides=d_over, skip=skip)
+    return run_all(preset, root=root, teacher_overrides=t_over, distill_overrides=d_over, skip=skip,
+                   overwrite=overwrite)
 
 
 def ablate(preset: str, extra: list[str]):
@@ -166,13 +171,19 @@ def finetune_command(command: str, extra: list[str]):
     cols = [c for c in df.columns if c not in ("reason", "data")]
     print(df[cols].to_string(index=False))
     print(f"[tinydistil] {command} done in {time.time() - t0:.0f}s", file=sys.stderr)
+    # a task asked for by name (glue --tasks, imdb, squad) that could not run is an error; `reproduce` says "not run"
+    missing = [f"{r.get('display', command)} not run: {r['reason']}" for r in df.to_dict("records")
+               if r.get("reason") and not r.get("seeds_run") and (command != "glue" or "tasks" in opts)]
+    if missing:
+        raise ValueError("; ".join(missing) + " (add the missing file, or pass --data-dir to the folder that has it)")
     return df
 
 
 def tables_command(extra: list[str]):
-    from .study.tables import write_majority, write_tables
+    from .study.tables import refuse_foreign_tables, write_majority, write_tables
 
-    opts, _ = _options("tables", extra)
+    overwrite = "--overwrite" in extra
+    opts, _ = _options("tables", [x for x in extra if x != "--overwrite"])
     evals = [(role, opts[role]) for role in ("teacher", "student") if role in opts]
     if not evals:
         raise ValueError("tables needs --teacher and/or --student: evaluation folders such as runs/eval/cpu_teacher")
@@ -180,11 +191,14 @@ def tables_command(extra: list[str]):
         if not Path(folder).is_dir():
             raise ValueError(f"--{role} {folder} does not exist; run `python -m tinydistil glue --model ...` first")
     out = Path(opts.get("output_dir") or opts.get("results_dir", "results"))
-    t1, t2 = write_tables(evals, out)
+    refuse_foreign_tables([out / f for f in ("table1_glue.csv", "table2_downstream.csv", "glue_majority.csv")
+                           if f != "glue_majority.csv" or "data_dir" in opts], overwrite)  # before any is written
+    t1, t2 = write_tables(evals, out, overwrite=overwrite)
     print(t1.to_string(index=False))
     print(t2.to_string(index=False))
     if "data_dir" in opts:  # the majority-class baseline needs the GLUE data itself
-        print(write_majority(out / "glue_majority.csv", opts["data_dir"], opts.get("tasks")).to_string(index=False))
+        print(write_majority(out / "glue_majority.csv", opts["data_dir"], opts.get("tasks"),
+                             overwrite=overwrite).to_string(index=False))
     return t1, t2
 
 
@@ -277,23 +291,6 @@ def report_command(preset: str, extra: list[str]) -> tuple:
     return md, pdf, png
 
 
-def os_error_line(e: OSError) -> str:
-    """An operating-system error as one line naming the path and the fix."""
-    import errno
-
-    where = f" ({e.filename})" if e.filename else ""
-    fix = {errno.ENOSPC: "the disk is full: free space, then continue a run with --resume",
-           errno.EDQUOT: "the disk quota is full: free space, then continue a run with --resume",
-           errno.EACCES: "no permission to write there: choose another path",
-           errno.EPERM: "the file or folder may not be changed (read-only or immutable): choose another path",
-           errno.EROFS: "the filesystem is read-only: choose another path",
-           errno.ENOTDIR: "a file is in the way of that folder: choose another path",
-           errno.EISDIR: "a folder is in the way of that file: choose another path",
-           errno.EEXIST: "something is already there: choose another path"}.get(
-        e.errno, "check the path, free space and permissions; a run continues from its last checkpoint with --resume")
-    return f"{e.strerror or e}{where}: {fix}"
-
-
 PRESET_HELP = f"one of {', '.join(PRESETS)} (default cpu)"
 OVERRIDES = ("Any config field of the stage can be overridden: --lr 1e-3, --max-steps 100, --student-layers [0,2,5], "
              "--teacher bert-base-uncased, --output-dir DIR (python -m tinydistil show-config --preset NAME lists them).")
@@ -313,11 +310,12 @@ COMMANDS = {
                   "Teacher, distillation, held-out MLM, GLUE / IMDb / SQuAD of teacher and student, SQuAD (D), "
                   "Table 3, tables, report and poster; finished stages are skipped, interrupted ones resumed. "
                   "--skip speed,squad_d (or --skip downstream) leaves stages out; --output-dir ROOT puts "
-                  "everything under ROOT/<preset>/. " + OVERRIDES, True, False, None),
+                  "everything under ROOT/<preset>/ (--overwrite: replace files tinydistil did not write). " + OVERRIDES,
+                  True, True, None),
     "ablate": ("the paper's Table 4 (after reproduce)",
                "Distil again without L_ce / L_cos / L_mlm, from random init and from the teacher's first layers, "
                "fine-tune each on GLUE -> results/table4_ablation.csv. --variants no_ce,random_init picks some; "
-               "--table-only rebuilds the table from finished variants without training.", True, False, None),
+               "--table-only rebuilds the table from finished variants without training.", True, True, None),
     "show-config": ("print the resolved configs of the preset's stages; runs nothing",
                     "Print every stage's config of the preset (with overrides applied) and its downstream "
                     "settings. " + OVERRIDES, True, False, None),
@@ -331,7 +329,8 @@ COMMANDS = {
     "tables": ("Tables 1-2 from evaluation folders",
                "--teacher runs/eval/cpu_teacher [--student runs/eval/cpu_student] [--output-dir results] -> "
                "table1_glue.csv, table2_downstream.csv; with --data-dir DIR [--tasks cola,sst2,...] also "
-               "glue_majority.csv (the majority-class baseline of each GLUE task)", False, False, None),
+               "glue_majority.csv (each GLUE task's majority-class baseline); --overwrite replaces tables there that "
+               "tinydistil did not write", False, False, None),
     "speed": ("Table 3: size and CPU inference time", "Parameters, size on disk and STS-B dev CPU time at batch "
               "size 1 of the BERT-base / DistilBERT architectures, the teacher, the student and its int8 / ONNX "
               "Runtime forms.", False, False, speed_args),
@@ -360,12 +359,14 @@ def build_parser() -> argparse.ArgumentParser:
         if preset:
             sp.add_argument("--preset", default="cpu", help=PRESET_HELP)
         if resume:
-            sp.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+            sp.add_argument("--resume", action="store_true", help="continue the run in --output-dir" + (
+                "" if name in ("pretrain-teacher", "distill") else " (this command always does)"))
         if build:
             build(sp)
     return parser
 
 
+@signals_as_interrupts()  # SIGTERM / SIGHUP stop a command as Ctrl-C does: one line, exit 128 + N
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         if os.environ.get("TINYDISTIL_DEBUG") == "1":
             raise
-        print(str(e) if str(e) else "interrupted: finished work is kept; run the same command (with --resume for "
-              "pretrain-teacher / distill) to continue", file=sys.stderr)
-        return 130
+        line, code = interrupted_line(e)
+        print(line, file=sys.stderr)
+        return code
     return 0

@@ -9,6 +9,7 @@ memory-mapped a batch at a time (`Batches` over a `datasets.Dataset`), never hel
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import re
@@ -49,24 +50,45 @@ def resolve_data_dir(data_dir: str | os.PathLike | None, fix: str = DATA_DIR_HEL
     if not data_dir:
         return None
     path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"data directory {path} is a file, not a folder; {fix}")
     if not path.is_dir():
         raise ValueError(f"data directory {path} does not exist; {fix}")
     return path
 
 
-def check_text_file(path: Path, probe: int = 1 << 16) -> None:
+@contextlib.contextmanager
+def utf8_errors(path: Path, what: str):
+    """Turn a UnicodeDecodeError raised while reading the text file `path` into not_utf8's ValueError."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise not_utf8(path, what) from None
+
+
+def not_utf8(path: Path, what: str) -> ValueError:
+    """The error for a text file of `path` holding bytes that are not UTF-8: where (line, byte) and what to do."""
+    raw = Path(path).read_bytes()
+    try:
+        raw.decode("utf-8")
+        where = ""
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        where = f" at line {line} (byte {e.start}: {raw[e.start:e.start + 1]!r})"
+    return ValueError(f"{path} is not UTF-8 text{where}; {what}")
+
+
+def check_text_file(path: Path, probe: int = 1 << 16, what: str = "the plain-text WikiText-2 file") -> None:
     """ValueError when `path` does not start like UTF-8 text (a binary or compressed file in its place)."""
     with open(path, "rb") as f:
         head = f.read(probe)
     if b"\0" in head:
-        raise ValueError(f"{path} is not a text file (it holds NUL bytes: binary or compressed?); put the plain-text "
-                         "WikiText-2 file there")
+        raise ValueError(f"{path} is not a text file (it holds NUL bytes: binary or compressed?); put {what} there")
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as e:
         if e.start < len(head) - 4:  # not just a character cut at the probe's end
-            raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); put the plain-text WikiText-2 file "
-                             "there") from None
+            raise ValueError(f"{path} is not UTF-8 text (byte {e.start}); put {what} there") from None
 
 
 def find_local_corpus(data_dir: Path, split: str = "train") -> Path:
@@ -119,9 +141,23 @@ def load_large_corpus(corpus: str, max_texts: int | None = None):
     else:
         files = corpus_files(corpus)
         kind = "parquet" if files[0].endswith(".parquet") else "text"
-        ds = datasets.load_dataset(kind, data_files={"train": files}, split="train")
+        for f in files if kind == "text" else ():  # checked here: datasets' own errors are tracebacks
+            if Path(f).stat().st_size == 0:
+                raise ValueError(f"corpus file {f} is empty; --corpus needs UTF-8 text files (one text per line)")
+            check_text_file(Path(f), what="a UTF-8 text file (one text per line)")
+        try:
+            ds = datasets.load_dataset(kind, data_files={"train": files}, split="train")
+        except Exception as e:  # a byte that is not UTF-8 past the first 64 KiB, a damaged parquet file, ...
+            cause = e.__cause__ or e
+            raise ValueError(f"corpus {corpus!r} could not be read as {kind} ({type(cause).__name__}: "
+                             f"{(str(cause).splitlines() or [''])[0][:200]}); --corpus needs UTF-8 text files "
+                             "(one text per line) or parquet files with a string column 'text'") from None
         if "text" not in ds.column_names:
             raise ValueError(f"corpus: the parquet files have no 'text' column (columns: {ds.column_names})")
+        dtype = getattr(ds.features["text"], "dtype", None)
+        if dtype not in ("string", "large_string"):
+            raise ValueError(f"corpus {corpus!r}: the 'text' column holds {dtype or ds.features['text']}, not "
+                             "strings; --corpus needs parquet files with a string column 'text'")
         ds = ds.select_columns(["text"])
     ds = ds.filter(lambda b: [bool(t and t.strip()) for t in b["text"]], batched=True)
     if max_texts is not None:

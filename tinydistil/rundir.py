@@ -3,6 +3,7 @@ and what produced a result (command, git commit, machine, library versions).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -26,6 +27,82 @@ def write_json_atomic(path: str | os.PathLike, obj, **dump_kw) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike):
+    """Yield a temporary path beside `path` to write the file to; when the block ends without error it is
+    renamed over `path` (else removed): a kill mid-write leaves the old file or the new one, never a torn one.
+    Writers that pick a format from the name (savefig) are given it explicitly."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def copy_atomic(src: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """shutil.copyfile through atomic_file."""
+    import shutil
+
+    with atomic_file(dest) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dest)
+
+
+# how torch.save / safetensors report a failed write (a full disk among them): RuntimeError, not OSError
+WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "file write failed", "unexpected pos", "No space left")
+
+
+def write_failure(e: Exception, path: str | os.PathLike, needed_bytes: int) -> OSError | None:
+    """The OSError to report for `e`, raised while writing `path` (about `needed_bytes` long) after the partial
+    file was removed: ENOSPC naming the space needed and free when the disk cannot hold it, else `e`'s own
+    error; None when `e` is not a failed write (a bug to show as it is)."""
+    import errno
+    import shutil
+
+    if not isinstance(e, OSError) and not any(s in str(e) for s in WRITE_FAILURES):
+        return None
+    try:
+        free = shutil.disk_usage(Path(path).parent).free
+    except OSError:
+        free = None
+    full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < needed_bytes)
+    code = getattr(e, "errno", None) if isinstance(e, OSError) and e.errno else errno.ENOSPC if full else errno.EIO
+    space = f" (it needs about {needed_bytes / 1e6:.1f} MB" + (f", {free / 1e6:.1f} MB are free)" if free is not None
+                                                                 else ")")
+    reason = (os.strerror(code) if full or not isinstance(e, OSError) else e.strerror or str(e))
+    return OSError(code, f"{reason} while writing{space}", str(path))
+
+
+def save_atomic(write, path: str | os.PathLike, needed_bytes: int) -> Path:
+    """`write(tmp)` (e.g. torch.save to it), then rename tmp over `path` (a crash mid-write leaves the previous
+    file intact). A failed write (a full disk: torch.save says so with a RuntimeError) removes tmp and raises
+    write_failure's OSError naming `path` and the space needed."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        err = write_failure(e, path, needed_bytes)
+        if err is None:
+            raise
+        raise err from None
+    return path
+
+
+def tensor_bytes(obj) -> int:
+    """The bytes of the tensors in a nested dict / list (a checkpoint): about the size of its file."""
+    if hasattr(obj, "numel") and hasattr(obj, "element_size"):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    return sum(tensor_bytes(v) for v in obj) if isinstance(obj, (list, tuple)) else 0
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -162,9 +239,32 @@ def refuse_foreign(path: str | os.PathLike, ours, overwrite: bool = False) -> No
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path} is a folder; give a file path")
-    if path.exists() and not overwrite and not ours(path):
+    if path.exists() and not overwrite and not ours(path) and not torn(path):
         raise ValueError(f"{path} exists and was not written by tinydistil; pass --overwrite to replace it or "
                          "choose another path")
+
+
+def torn(path: str | os.PathLike) -> bool:
+    """True for a file a kill left half-written (before outputs were written atomically, or by another tool):
+    empty, a JSON file that does not parse, a PDF cut before its end marker (a cut PNG of ours still names
+    matplotlib in its first bytes). Such a file holds nothing to keep, so a stage that writes that name redoes
+    it instead of refusing it."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return True
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 1024))
+            tail = f.read()
+    except OSError:
+        return False
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            return True
+    return head.startswith(b"%PDF") and b"%%EOF" not in tail
 
 
 def json_with(path: Path, *keys: str) -> bool:
@@ -174,6 +274,16 @@ def json_with(path: Path, *keys: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(d, dict) and all(k in d for k in keys)
+
+
+def csv_with(path: Path, *columns: str) -> bool:
+    """True when the header line of the CSV file `path` names every one of `columns` (how our tables look)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\r\n").split(",")
+    except OSError:
+        return False
+    return all(c in header for c in columns)
 
 
 def made_by_matplotlib(path: Path) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import (AutoConfig, AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM,
                           BertTokenizerFast)
 
@@ -159,6 +160,11 @@ def load_teacher(name_or_path: str):
         raise ValueError(f"could not load teacher {where} {name_or_path!r} ({(str(e).splitlines() or [''])[0][:160]}); "
                          "offline, prepare a teacher with `python -m tinydistil pretrain-teacher --preset cpu` "
                          "and pass its folder as --teacher") from None
+    except SafetensorError as e:  # a weights file cut short (a copy or a save that did not finish)
+        raise ValueError(f"the weights of teacher {name_or_path!r} cannot be read (SafetensorError: "
+                         f"{(str(e).splitlines() or [''])[0][:160]}): model.safetensors is damaged or cut short; "
+                         "copy that folder again, or train the teacher again with `python -m tinydistil "
+                         "pretrain-teacher`") from None
     except ValueError as e:  # transformers: a configuration class with no masked-LM head (GPT-2, T5, ...)
         if "Unrecognized configuration class" not in str(e):
             raise

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -38,7 +37,8 @@ from .data import corpus_source, load_corpus, make_batches, token_counts, tokeni
 from .losses import DistilLoss
 from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
-from .rundir import RunInterrupted, claim_run_folder, config_diff, record_call, run_info, write_json_atomic
+from .rundir import (RunInterrupted, claim_run_folder, config_diff, record_call, run_info, save_atomic,
+                     tensor_bytes, write_json_atomic)
 from .runtime import autocast, resolve_runtime
 from .snapshots import save_snapshot, snapshot_steps
 from .student import init_student
@@ -122,6 +122,10 @@ class Trainer:
         if self._loaded_teacher is None:
             return
         tcfg = self._loaded_teacher[0].config
+        if tcfg.model_type == "distilbert":  # before its depth is looked at: name what it is
+            raise ValueError(f"--teacher {self.cfg.teacher} is a DistilBERT student (a distilled model); a teacher "
+                             "must be a BERT masked LM: the model/ folder written by `python -m tinydistil "
+                             "pretrain-teacher` or a hub id such as bert-base-uncased")
         positions = getattr(tcfg, "max_position_embeddings", None)
         if positions is not None and self.cfg.block_size > positions:
             raise ValueError(f"block_size {self.cfg.block_size} exceeds the teacher's {positions} position "
@@ -361,9 +365,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
-        tmp = folder / "state.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, folder / "state.pt")
+        save_atomic(lambda tmp: torch.save(state, tmp), folder / "state.pt", tensor_bytes(state))
         self._saved_step = self.step
         return folder / "state.pt"
 

@@ -2,6 +2,7 @@
 
     python tools/make_notebooks.py
 """
+import ast
 from pathlib import Path
 
 import nbformat as nbf
@@ -9,6 +10,33 @@ import nbformat as nbf
 COMMON_PARAMS = '''REPO_URL = ""            # Colab: the git URL of tinydistil (your fork) to clone when it is not installed
 use_drive = None         # None: on in Colab (each notebook gets its own VM; Drive keeps runs for the next one)
 runs_root = None         # None -> the preset's folders (runs/...); with Drive: /content/drive/MyDrive/tinydistil'''
+
+
+# each notebook parameter's accepted types (papermill and Colab users can pass any value): checked first in the
+# set-up cell, so a wrong one is named there instead of failing later with Python's own message
+PARAM_TYPES = {"preset": "str", "data_dir": "path|None", "teacher_overrides": "dict", "distill_overrides": "dict",
+               "resume": "bool", "REPO_URL": "str", "use_drive": "bool|None", "runs_root": "path|None",
+               "teacher_model": "path|None", "student_model": "path|None", "results_dir": "path|None",
+               "seeds": "int|None", "max_train_examples": "int|None", "finetune_overrides": "dict",
+               "tasks": "list|str|None", "max_eval_examples": "int|None", "squad_overrides": "dict",
+               "distil_student": "bool", "stsb_model": "path|None", "max_examples": "int|None", "repeats": "int|None",
+               "include_reference_archs": "bool", "deployed_forms": "bool", "write_report": "bool"}
+TYPE_CODE = {"str": "str", "path": "str, os.PathLike", "None": "type(None)", "dict": "dict", "bool": "bool",
+             "int": "int", "list": "list, tuple"}
+
+
+def check_params_code(params_src: str) -> str:
+    """Code that stops the notebook with one line naming a parameter whose value has the wrong type."""
+    names = [t.id for node in ast.parse(params_src).body if isinstance(node, ast.Assign) for t in node.targets]
+    spec = ", ".join(f'"{n}": ({", ".join(TYPE_CODE[k] for k in PARAM_TYPES[n].split("|"))},)' for n in names)
+    return f'''# the parameters' types first: a wrong one is named here, not by a traceback from deep inside a later cell
+for _name, _types in {{{spec}}}.items():
+    _value = globals()[_name]
+    if not isinstance(_value, _types) or (isinstance(_value, bool) and bool not in _types):
+        raise SystemExit(f"parameter {{_name}} = {{_value!r}} is a {{type(_value).__name__}}; expected "
+                         + " or ".join("None" if t is type(None) else "a path" if t is os.PathLike else t.__name__
+                                       for t in _types) + " (see the parameters cell)")
+'''
 
 
 def setup_cell(needs=()) -> str:
@@ -526,7 +554,11 @@ def build(cells):
     nb = nbf.v4.new_notebook()
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}, "accelerator": "GPU"}
+    params = next(src for kind, src in cells if kind == "params")
     for kind, src in cells:
+        if kind == "code" and src.startswith("# Set-up"):  # the first code cell: the parameters' types checked
+            first, rest = src.split("\n", 2)[:2], src.split("\n", 2)[2]
+            src = "\n".join(first) + "\n" + check_params_code(params) + rest
         if kind == "md":
             nb.cells.append(nbf.v4.new_markdown_cell(src))
         else:

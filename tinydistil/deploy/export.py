@@ -135,17 +135,25 @@ def onnx_session(path, threads: int | None = None):
 def export_onnx(model_dir, output=None, int8: bool = False, overwrite: bool = False) -> Path:
     """Write `<output>/model.onnx` (or `model_int8.onnx`) and the tokenizer files; returns the .onnx path.
 
-    output: a folder (default `<model_dir>/onnx`) or a path ending in .onnx. An existing .onnx file is not
-    replaced unless overwrite=True.
+    output: a folder (default `<model_dir>/onnx`) or a path ending in .onnx. An existing .onnx file, or a
+    tokenizer file there that is not the one this export writes, is not replaced unless overwrite=True
+    (checked before anything is written).
     """
     from ..hf import load_tokenizer
+    from ..rundir import copy_atomic, refuse_foreign
 
     src = check_model_dir(model_dir)
     tokenizer = load_tokenizer(str(src))
     out = Path(output).expanduser() if output else src / "onnx"
     target = out if out.suffix == ".onnx" else out / ("model_int8.onnx" if int8 else "model.onnx")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; choose another --output or pass --overwrite")
+        raise FileExistsError(f"{target} exists; choose another --output-dir or pass --overwrite")
+    tok_dir = tempfile.TemporaryDirectory()  # the tokenizer files, written here first to compare with what is there
+    tokenizer.save_pretrained(tok_dir.name)
+    tok_files = sorted(Path(tok_dir.name).iterdir())
+    if target.parent != src:  # the model's own folder already holds these files
+        for f in tok_files:
+            refuse_foreign(target.parent / f.name, lambda p: p.read_bytes() == f.read_bytes(), overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     model, output_name = load_for_inference(src)
     names = input_names(model, tokenizer)
@@ -155,7 +163,9 @@ def export_onnx(model_dir, output=None, int8: bool = False, overwrite: bool = Fa
     else:
         export_model(model, target, names, output_name)
     if target.parent != src:
-        tokenizer.save_pretrained(target.parent)
+        for f in tok_files:
+            copy_atomic(f, target.parent / f.name)
+    tok_dir.cleanup()
     return target
 
 

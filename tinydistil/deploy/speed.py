@@ -24,7 +24,6 @@ outputs (last hidden state), because our students have no STS-B head saved.
 from __future__ import annotations
 
 import io
-import json
 import statistics
 import tempfile
 import time
@@ -35,6 +34,7 @@ import numpy as np
 import torch
 
 from ..paper import PAPER_TABLE3
+from ..rundir import atomic_file, write_json_atomic
 
 COLUMNS = ["Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)", "Speed-up vs teacher",
            "Output change vs fp32", "source", "note", "run_id"]
@@ -211,10 +211,10 @@ def write_table3(rows: list[dict], path=None, provenance: dict | None = None):
         return df
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     if provenance is not None:
-        path.with_suffix(".json").write_text(json.dumps({**provenance, "rows": df.to_dict("records")}, indent=2,
-                                                        default=str))
+        write_json_atomic(path.with_suffix(".json"), {**provenance, "rows": df.to_dict("records")}, default=str)
     return df
 
 
@@ -244,11 +244,11 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     overwrite: replace an `out_csv` (or its .json) that tinydistil did not write; checked before timing.
     """
     if out_csv is not None:
-        from ..rundir import json_with, refuse_foreign
+        from ..rundir import json_with, refuse_foreign, torn
 
         meta = Path(out_csv).with_suffix(".json")
         refuse_foreign(meta, lambda p: json_with(p, "rows", "git_sha"), overwrite)
-        refuse_foreign(out_csv, lambda p: json_with(meta, "rows", "git_sha"), overwrite)
+        refuse_foreign(out_csv, lambda p: json_with(meta, "rows", "git_sha") or torn(meta), overwrite)
     from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
     from .export import check_model_dir, export_model, input_names, load_for_inference, onnx_session, quantize_onnx

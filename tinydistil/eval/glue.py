@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import resolve_data_dir as _resolve_dir
+from ..data import utf8_errors
 from ..hf import load_hub_dataset, load_tokenizer
 from .finetune import FinetuneConfig, finetune, load_classifier, predict, tokenize
 from .metrics import GLUE_TASK_METRICS, glue_metrics, task_score
@@ -183,7 +184,7 @@ def read_glue_tsv(path: str | os.PathLike, task: GlueTask | str) -> dict[str, li
     where = f"is this the GLUE {task.display} file?"
     columns = {c: [] for c in task.text_columns}
     columns["label"] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with utf8_errors(path, where), open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         if task.header:
             header = next(reader, None)

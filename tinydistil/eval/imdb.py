@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import resolve_data_dir
+from ..data import resolve_data_dir, utf8_errors
 from ..hf import load_hub_dataset, load_tokenizer
 from .finetune import FinetuneConfig, finetune, load_classifier, predict, tokenize
 from .metrics import accuracy
@@ -47,7 +47,7 @@ def read_imdb_tsv(path: str | os.PathLike) -> dict[str, list]:
     path = Path(path)
     hint = f"expected a TSV with header Sentiment<TAB>Text and labels {'/'.join(LABELS)}"
     out = {"text": [], "label": []}
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with utf8_errors(path, hint), open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter="\t")
         header = next(reader, None)
         if header is None:

@@ -200,9 +200,13 @@ def check_output_dir(output_dir: Path, model: str, cfg: FinetuneConfig, kind: st
     if path.is_file():
         try:
             saved = json.loads(path.read_text())
-        except ValueError:
-            raise ValueError(f"{path} is unreadable; choose another --output-dir") from None
-        diff = config_diff(mine["config"], saved["config"], ignore={"seeds", "device", "eval_batch_size"})
+            saved_config = saved["config"]
+            if not isinstance(saved_config, dict):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{path} is unreadable or was not written by tinydistil (no fine-tuning config in it); "
+                             "choose another --output-dir") from None
+        diff = config_diff(mine["config"], saved_config, ignore={"seeds", "device", "eval_batch_size"})
         diff += [k for k in ("kind", "model") if saved.get(k) != mine[k]
                  and not (k == "kind" and saved.get(k) in earlier_kinds)]
         if diff:
@@ -255,10 +259,35 @@ def median_over_seeds(results: list[dict]) -> dict:
     return out
 
 
+def read_seed_result(path: Path) -> dict:
+    """One finished (task, seed) run's seed<k>.json; ValueError naming the file and the field when it is torn
+    or not ours (a number that is not a number would otherwise fail inside numpy)."""
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{path} is not a per-seed result of tinydistil ({why}); move it away and run the "
+                          "same command again (that seed is then run again)")
+
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise bad(f"unreadable JSON: {e}") from None
+    if not isinstance(rec, dict):
+        raise bad(f"a JSON {type(rec).__name__}, expected an object")
+    num = (int, float)
+    checks = [("seed", rec.get("seed"), int), ("score", rec.get("score"), num)]
+    checks += [("metrics", rec["metrics"], dict)] if "metrics" in rec else []
+    checks += [(f"metrics.{k}", v, num) for k, v in (rec.get("metrics") or {}).items()] \
+        if isinstance(rec.get("metrics"), dict) else []
+    for name, value, kind in checks:
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise bad(f"field {name!r} is {json.dumps(value)[:40]}, expected a number" if kind is not dict else
+                      f"field {name!r} is {json.dumps(value)[:40]}, expected an object")
+    return rec
+
+
 def summary_row(folder: Path, task: str, display: str, extra=None) -> dict:
     """{task, display, median over seeds (median_over_seeds), **extra(results)} of the finished seed<k>.json
     in `folder`; without any, score NOT_RUN with the reason from status.json."""
-    results = sorted((json.loads(p.read_text()) for p in Path(folder).glob("seed*.json")), key=lambda r: r["seed"])
+    results = sorted((read_seed_result(p) for p in Path(folder).glob("seed*.json")), key=lambda r: r["seed"])
     row = {"task": task, "display": display}
     if results:
         row.update(median_over_seeds(results))

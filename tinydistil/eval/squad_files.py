@@ -30,12 +30,25 @@ def read_squad_json(path) -> list[dict]:
             from None
     if not rows:
         raise ValueError(f"{path} holds no questions; pass the official train-v1.1.json / dev-v1.1.json")
+    check_field_types(rows, path)
     for r in rows:
         if not r["answers"]["text"]:
             raise ValueError(f"{path}: question {r['id']} has no answer; SQuAD v1.1 needs one per question "
                              "(v2.0 unanswerable questions are not supported)")
     check_answer_spans(rows, path)
     return rows
+
+
+def check_field_types(rows: list[dict], path) -> None:
+    """ValueError naming the question and field of the first value of the wrong type (a null answer text, a
+    number as context, ...), which would otherwise fail deep inside tokenisation."""
+    for r in rows:
+        fields = [("context", r["context"], str), ("question", r["question"], str)]
+        fields += [(f"answers[{k}].text", t, str) for k, t in enumerate(r["answers"]["text"])]
+        for name, value, kind in fields:
+            if not isinstance(value, kind):
+                raise ValueError(f"{path}: question {r['id']!r} has a {type(value).__name__} as {name}, expected "
+                                 f"a {kind.__name__}; fix that field or pass the official SQuAD v1.1 file")
 
 
 MAX_BAD_SPANS = 0.5  # a file where more answers than this miss their context is refused

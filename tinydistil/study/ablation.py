@@ -33,7 +33,6 @@ Resumable: finished distillations, MLM evaluations and (task, seed) fine-tuning 
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import sys
 import time
@@ -41,7 +40,8 @@ from pathlib import Path
 
 from ..config import current_names, replace, to_dict
 from ..paper import PAPER_TABLE4
-from ..rundir import config_diff, run_info, write_json_atomic
+from ..rundir import atomic_file, config_diff, copy_atomic, run_info, torn, write_json_atomic
+from .layout import study_locked
 from .stats import macro, per_seed_macro
 from .stats import paired_deltas as stats_paired
 
@@ -144,13 +144,13 @@ def held_out_mlm(model_dir: Path, data_dir, block_size: int) -> dict:
     from ..eval.mlm_eval import evaluate_mlm
 
     cache = Path(model_dir).parent / "mlm_eval_valid.json"
-    if cache.is_file():
+    if cache.is_file() and not torn(cache):  # a torn one (written before caches were atomic) is measured again
         return json.loads(cache.read_text())
     try:
         out = evaluate_mlm({"student": str(model_dir)}, data_dir, "valid", block_size)["student"]
     except ValueError as e:  # e.g. the bundled smoke sample has no validation split
         return {"not run": str(e)}
-    cache.write_text(json.dumps(out, indent=2))
+    write_json_atomic(cache, out)
     return out
 
 
@@ -213,7 +213,8 @@ def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFr
     df = pd.DataFrame(out, columns=list(TABLE4_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     write_json_atomic(path.with_suffix(".json"), {**(meta or {}), "variants": {
         r["Variant"]: {k: r.get(k) for k in ROW_KEYS} for r in rows}}, default=str)
     return df
@@ -240,6 +241,7 @@ def protocol(preset: str, distill_overrides=None) -> tuple["FinetuneConfig", lis
     return glue_cfg, tasks, {**ds.get("ablation_distill", {}), **(distill_overrides or {})}
 
 
+@study_locked
 def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, distill_overrides=None,
                  progress: bool = True, table_only: bool = False):
     """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it.
@@ -310,6 +312,6 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
             dest.mkdir(parents=True, exist_ok=True)
             for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):
                 if (Path(cfg.output_dir) / f).is_file():
-                    shutil.copyfile(Path(cfg.output_dir) / f, dest / f)
+                    copy_atomic(Path(cfg.output_dir) / f, dest / f)
         df = write()
     return df

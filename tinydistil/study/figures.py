@@ -24,8 +24,11 @@ def _plt():
 
 
 def _save(plt, fig, path: Path) -> Path:
+    from ..rundir import atomic_file
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format=path.suffix[1:])
     plt.close(fig)
     return path
 

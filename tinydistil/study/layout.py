@@ -11,7 +11,8 @@ results, results/report, results/poster}.
 """
 from __future__ import annotations
 
-import shutil
+import functools
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +63,36 @@ class Layout:
         return self.tables_dir / "runs" / "eval" / f"{self.preset}_{role}"
 
 
+def study_locked(fn):
+    """`fn(preset, root=None, ...)` (a study command: reproduce, ablate) run while it holds the lock of its
+    study folder (Layout.runs/.lock) across all its stages: a second study command on the same root is
+    refused with the holder's PID instead of writing the same tables, report and poster at the same time."""
+    sig = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def locked(*args, **kw):
+        from ..rundir import FolderLock
+
+        bound = sig.bind(*args, **kw)
+        bound.apply_defaults()
+        folder = Layout(bound.arguments["preset"], bound.arguments["root"]).runs
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock(folder).acquire()
+        try:
+            return fn(*args, **kw)
+        finally:
+            lock.release()
+    return locked
+
+
 def copy_results(src: Path, dest: Path) -> None:
     """Copy the *.json / *.csv files under `src` to `dest` (same layout), leaving saved models out."""
+    from ..rundir import copy_atomic
+
     for f in sorted(Path(src).rglob("*")):
         if f.suffix in (".json", ".csv") and "model" not in f.relative_to(src).parts:
             (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(f, dest / f.relative_to(src))
+            copy_atomic(f, dest / f.relative_to(src))
 
 
 def finetune_config(overrides: dict, **defaults):

@@ -23,7 +23,6 @@ Finished work is never redone: pretraining stages resume from their checkpoints,
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 from ..eval import registry
 from ..presets import get_preset, preset_stages
 from .cards import write_study_cards
-from .layout import Layout, copy_results, finetune_config
+from .layout import Layout, copy_results, finetune_config, study_locked
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill", "control")
 # fine-tuned models of a study, by role: their eval folders are Layout.eval_dir(role)
@@ -89,12 +88,14 @@ def downstream_settings(preset: str) -> dict:
     return {**resolved, **{k: v for k, v in ds.items() if k not in resolved}, "budget_min": p.budget_min}
 
 
+@study_locked
 def reproduce(preset: str, root: str | None = None, teacher_overrides=None, distill_overrides=None,
-              skip=(), progress: bool = True) -> dict:
+              skip=(), progress: bool = True, overwrite: bool = False) -> dict:
     """Run (or finish) every stage of `preset`; returns the summary also written to reproduce.json.
 
     root: put every run under root/<preset>/ (and tables there) instead of the preset's folders.
     skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
+    overwrite: replace tables, report and poster files in the output folders that tinydistil did not write.
     """
     from ..runtime import host_speed
     from ..snapshots import init_student_run
@@ -219,8 +220,9 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     def tables():
         from .tables import write_majority, write_tables
 
-        write_tables([(role, str(folder)) for role, folder in eval_dirs.items() if folder.is_dir()], tables_dir)
-        write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"))
+        write_tables([(role, str(folder)) for role, folder in eval_dirs.items() if folder.is_dir()], tables_dir,
+                     overwrite=overwrite)
+        write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"), overwrite=overwrite)
         for role in [*eval_dirs, *lay.eval_roles("curve_")]:  # per-seed results (not the models) beside the tables
             if lay.eval_dir(role).is_dir():
                 copy_results(lay.eval_dir(role), lay.copied_eval(role))
@@ -230,8 +232,8 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         from .report import write_report
 
         _write_summary(summary, stages, results, t_all)  # the report reads the wall times from it
-        summary["report"] = str(write_report(tables_dir, report_dir, preset))
-        summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset)]
+        summary["report"] = str(write_report(tables_dir, report_dir, preset, overwrite=overwrite))
+        summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset, overwrite=overwrite)]
 
     fns = {**{name: pretrain(cfg) for name, cfg in stages}, "control": control_stage,
            **{name: downstream(t) for name, t in tasks.items()},
@@ -341,7 +343,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
     """Copy each finished pretraining stage's run.json / log.jsonl / summary.json to dest/<stage>/, note how
     the student loads, and write dest/reproduce.json (with git SHA, machine, wall time so far)."""
-    from ..rundir import run_info
+    from ..rundir import copy_atomic, run_info
 
     for name, cfg in stages:
         folder = "student" if name == "distill" else name
@@ -349,7 +351,7 @@ def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
             (dest / folder).mkdir(parents=True, exist_ok=True)
             for f in ("run.json", "log.jsonl", "summary.json"):
                 if (Path(cfg.output_dir) / f).is_file():  # the control has no log: it never trains
-                    shutil.copyfile(Path(cfg.output_dir) / f, dest / folder / f)
+                    copy_atomic(Path(cfg.output_dir) / f, dest / folder / f)
     student_dir = Path(summary["student"])
     if "student_layers" not in summary and (student_dir / "config.json").is_file():
         from transformers import DistilBertForMaskedLM

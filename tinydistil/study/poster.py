@@ -331,7 +331,7 @@ def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu"
     that tinydistil (matplotlib) did not write is kept unless `overwrite`."""
     import matplotlib.pyplot as plt
 
-    from ..rundir import made_by_matplotlib, refuse_foreign
+    from ..rundir import atomic_file, made_by_matplotlib, refuse_foreign
 
     out = Path(poster_dir)
     pdf, png = out / "poster.pdf", out / "poster.png"
@@ -340,7 +340,9 @@ def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu"
     res = load_results(results_dir, preset)
     out.mkdir(parents=True, exist_ok=True)
     fig = poster_figure(res)
-    fig.savefig(pdf, metadata={"CreationDate": None})  # the same results give the same bytes
-    fig.savefig(png, dpi=PNG_DPI)
+    with atomic_file(pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})  # the same results give the same bytes
+    with atomic_file(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=PNG_DPI)
     plt.close(fig)
     return pdf, png

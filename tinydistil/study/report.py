@@ -303,7 +303,7 @@ REPORT_TITLE = "# tinydistil: reproducing DistilBERT (Sanh et al., 2019)"
 def write_report(results_dir="results", report_dir="report", preset: str = "cpu", overwrite: bool = False) -> Path:
     """Write `report_dir`/report.md and `report_dir`/figures/*.png from `results_dir`; returns report.md.
     A report.md or figure there that tinydistil did not write is kept unless `overwrite`."""
-    from ..rundir import made_by_matplotlib, refuse_foreign
+    from ..rundir import atomic_file, made_by_matplotlib, refuse_foreign
 
     out = Path(report_dir)
     refuse_foreign(out / "report.md", lambda p: p.read_text(errors="replace").startswith(REPORT_TITLE), overwrite)
@@ -336,5 +336,6 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         section_differences(res), "",
     ]
     path = out / "report.md"
-    path.write_text("\n".join(parts))
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(parts))
     return path

@@ -10,14 +10,14 @@ nine. `retention` = a student's Score as % of its teacher's (over the tasks both
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..eval.glue import TASKS, load_tasks, majority_baseline, parse_tasks, summarize_glue
 from ..eval.registry import downstream_tasks
-from ..eval.runner import NOT_RUN, is_score
+from ..eval.runner import NOT_RUN, is_score, read_seed_result
 from ..eval.metrics import glue_macro_score
 from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TEACHERS
+from ..rundir import atomic_file, csv_with, refuse_foreign
 
 TABLE1_TASKS = tuple(t.display for t in TASKS.values())  # CoLA MNLI MRPC QNLI QQP RTE SST-2 STS-B WNLI
 TABLE1_COLUMNS = ("Model", "Score", *TABLE1_TASKS, "retention", "source", "run_id", "note")
@@ -148,7 +148,8 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     df = pd.DataFrame([{c: r.get(c, "") for c in TABLE1_COLUMNS} for r in table], columns=list(TABLE1_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -178,7 +179,8 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in columns} for r in table], columns=list(columns))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -186,12 +188,21 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
 MAJORITY_COLUMNS = ("Task", "Majority label", "Score", "Accuracy", "Eval examples", "source", "note")
 
 
-def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: F821
+def refuse_foreign_tables(paths, overwrite: bool = False) -> None:
+    """ValueError naming --overwrite for any of `paths` (our CSV tables) that exists and was not written by
+    tinydistil (its header lacks our Model/Task, source and note columns); checked before any table is written."""
+    for p in paths:
+        refuse_foreign(p, lambda f: csv_with(f, "source", "note") and (csv_with(f, "Model") or csv_with(f, "Task")),
+                       overwrite)
+
+
+def write_majority(path, data_dir=None, tasks=None, overwrite: bool = False) -> "pd.DataFrame":  # noqa: F821
     """The majority-class baseline of each GLUE task (eval.glue.majority_baseline) as CSV, so a reader sees the
     margin of every Table 1 score over it: one row per task, "not run: <why>" where the task has no data,
     "n/a" for STS-B (no classes)."""
     import pandas as pd
 
+    refuse_foreign_tables([path], overwrite)
     rows = []
     for task, data, reason in load_tasks(parse_tasks(tasks), data_dir):
         if data is None:
@@ -206,7 +217,8 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in MAJORITY_COLUMNS} for r in rows], columns=list(MAJORITY_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
     return df
 
 
@@ -214,7 +226,7 @@ def write_majority(path, data_dir=None, tasks=None) -> "pd.DataFrame":  # noqa: 
 def describe_eval(eval_dir, role: str) -> str:
     """'teacher: cpu_teacher (bert, 6 layers, 10.1 M params)' from the runs in `eval_dir`/{glue,imdb}."""
     for p in sorted(Path(eval_dir).glob("**/seed*.json")):
-        rec = json.loads(p.read_text())
+        rec = read_seed_result(p)
         info = rec.get("model_info", {})
         layers = info.get("layers")
         return (f"{role}: {rec['model']} ({info.get('model_type')}, "
@@ -228,14 +240,18 @@ ROLE_LABELS = {"teacher": "teacher", "student": "student", "control": "student, 
                "student_d": "student (D)"}
 
 
-def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher"):
+def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher",
+                 overwrite: bool = False):
     """Tables 1 and 2 from evaluation folders [(role, runs/eval/<model>), ...] holding one sub-folder per
     registered task (glue/, imdb/, squad/, ...) (the CLI's default layout). Roles: "teacher", "student",
     "control" (the no-distillation control), "student_d" (DistilBERT (D) of the tasks with soft labels; its
     SQuAD cells come from the student's squad_d/). A student's squad_d/ without a "student_d" role gives a (D)
-    row of SQuAD alone. A role other than `teacher_role` gets retention vs the teacher row."""
+    row of SQuAD alone. A role other than `teacher_role` gets retention vs the teacher row. A table there that
+    tinydistil did not write is kept unless `overwrite`."""
     from ..eval.squad import DOWNSTREAM as SQUAD
 
+    out = Path(results_dir)
+    refuse_foreign_tables([out / "table1_glue.csv", out / "table2_downstream.csv"], overwrite)
     names = {role: describe_eval(folder, ROLE_LABELS.get(role, role)) for role, folder in evals}
     folders = dict(evals)
     t2_tasks = [t for t in downstream_tasks() if t.columns]
@@ -264,5 +280,4 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
             t2.append({"Model": names[role].replace(":", " (D):", 1), **others, **d,
                        "note": _join("second-step distillation from the SQuAD-fine-tuned teacher", d["note"]),
                        "run_id": str(Path(folder) / "squad_d")})
-    out = Path(results_dir)
     return write_table1(t1, out / "table1_glue.csv"), write_table2(t2, out / "table2_downstream.csv")
