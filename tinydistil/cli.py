@@ -402,20 +402,15 @@ def main(argv: list[str] | None = None) -> int:
             stage_config(args.preset, stage)  # clear error for a preset without this stage
             over = dict(zip(("teacher", "distill"), _parse_overrides(args.preset, extra)))[stage]
             _run(stage_config(args.preset, stage, **over), stage, args.resume)
-    except (ValueError, FloatingPointError) as e:
+    except (ValueError, FloatingPointError, OSError, KeyboardInterrupt) as e:
         if os.environ.get("TINYDISTIL_DEBUG") == "1":
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # disk full, read-only folder, a file where a folder should be, ...
-        if os.environ.get("TINYDISTIL_DEBUG") == "1":
-            raise
-        print(f"error: {os_error_line(e)} (TINYDISTIL_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 3
-    except KeyboardInterrupt as e:
-        if os.environ.get("TINYDISTIL_DEBUG") == "1":
-            raise
-        line, code = interrupted_line(e)
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C, or SIGTERM / SIGHUP turned into one
+            line, code = interrupted_line(e)
+        elif isinstance(e, OSError):  # disk full, read-only folder, a file where a folder should be, ...
+            line, code = f"error: {os_error_line(e)} (TINYDISTIL_DEBUG=1 shows the traceback)", 3
+        else:
+            line, code = f"error: {e}", 2
         print(line, file=sys.stderr)
         return code
     return 0

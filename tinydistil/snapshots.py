@@ -61,4 +61,13 @@ def init_student_run(cfg: C.DistillConfig, progress: bool = True) -> Path:
 
     if not isinstance(cfg, C.DistillConfig):
         raise ValueError("init_student_run needs a DistillConfig")
-    return Trainer(cfg, resume=True, progress=progress).setup().save_untrained()
+    trainer = Trainer(cfg, resume=True, progress=progress).setup()
+    try:
+        if trainer.step:
+            raise ValueError(f"{trainer.out} holds a run at update {trainer.step}; the control needs a folder of its "
+                             "own (another --output-dir)")
+        if not (trainer.out / "summary.json").is_file():
+            trainer.save_final(trainer.out / "model", {})
+    finally:
+        trainer.release()
+    return trainer.out / "model"

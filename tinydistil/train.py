@@ -97,10 +97,11 @@ class Trainer:
                 find_unused_parameters=self.is_distill and self.cfg.alpha_kl == self.cfg.alpha_mlm == 0)
         return self
 
-    # fields that may differ between the calls of one run (where it runs, how often it logs)
-    RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir", "snapshot_fracs"})
+    # fields that may differ between the calls of one run (where it runs, how often it logs, which snapshots it
+    # keeps, where its curves are shown: none changes what is trained)
+    RESUME_IGNORES = frozenset({"save_every", "log_every", "device", "output_dir", "data_dir", "snapshot_fracs",
+                                "tensorboard"})
     PATH_FIELDS = ("teacher", "grow_from", "init_from", "vocab_from", "data_dir")  # compared as resolved paths when local
-    RESUME_IGNORES |= {"tensorboard"}  # where curves are shown, not what is trained
 
     def config_diff(self, saved: dict) -> list[str]:
         """Fields of a saved config (run.json / checkpoint; earlier field names read as the current ones) that
@@ -286,7 +287,7 @@ class Trainer:
                               "tokens": self.tokens + self._unsynced_tokens, "total_updates": self.total_steps})
         bar.close()
         if self.rank == 0:
-            self._save_final(final, last)
+            self.save_final(final, last)
         D.barrier()  # no rank returns before the model folder exists
         return final
 
@@ -329,17 +330,6 @@ class Trainer:
         self.batch_idx += 1
         self.micro += 1
         return idx
-
-    def save_untrained(self) -> Path:
-        """The no-distillation control (snapshots.init_student_run): model/ and summary.json after 0 updates."""
-        try:
-            if self.step:
-                raise ValueError(f"{self.out} holds a run at update {self.step}; the control needs a folder of its own")
-            if not (self.out / "summary.json").is_file():
-                self._save_final(self.out / "model", {})
-        finally:
-            self.release()
-        return self.out / "model"
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -398,7 +388,8 @@ class Trainer:
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
-    def _save_final(self, folder: Path, last: dict) -> None:
+    def save_final(self, folder: Path, last: dict) -> None:
+        """model/ (weights, tokenizer, card) and summary.json, which marks the run finished."""
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         summary = {"steps": self.step, "tokens": self.tokens, "train_wall_time_s": round(self.elapsed, 1),
