@@ -71,7 +71,7 @@ def main() -> None:
     ap.add_argument("--lrs", default="1e-4,2e-4,5e-4")
     ap.add_argument("--warmup", type=float, default=0.05)
     ap.add_argument("--warmup2", type=float, default=0.1)
-    ap.add_argument("--max-steps", type=int, default=80)
+    ap.add_argument("--max-steps", type=int, default=60)
     ap.add_argument("--preset", default="cpu", help="whose distillation settings (smoke: a seconds-long check)")
     ap.add_argument("--split", default="test", help="held-out WikiText-2 split that chooses")
     ap.add_argument("--tie", type=float, default=0.3, help="accuracy points within which runs count as tied")
