@@ -38,7 +38,17 @@ def test_every_stage_runs_and_writes_its_outputs(smoke_run):
     per_seed = json.loads((root / "smoke" / "eval" / "student" / "glue" / "sst2" / "seed0.json").read_text())
     assert float(t1["student"]["SST-2"]) == pytest.approx(per_seed["score"], abs=0.06)
     t2 = {r["Model"].split(":")[0]: r for r in _rows(res / "table2_downstream.csv")}
-    assert {"teacher", "student", "student (D)", "DistilBERT (D)"} <= set(t2)
+    assert {"teacher", "student", "student (D)", "student, no distillation", "DistilBERT (D)"} <= set(t2)
+    # the control and (D) have Table 1 rows of their own, with retention against the teacher
+    assert t1["student, no distillation"]["retention"] and t1["student (D)"]["SST-2"] != "not run: no data"
+    assert "/control/model" in t1["student, no distillation"]["Model"]
+    # (D) on GLUE learnt from the teacher's outputs of the same task and seed
+    d_rec = json.loads((root / "smoke" / "eval" / "student_d" / "glue" / "sst2" / "seed0.json").read_text())
+    assert d_rec["distilled_from"].endswith("eval/teacher/glue/sst2")
+    # the tokens curve: control at 0 tokens, the snapshot at update 2 of 4, the student at the end
+    curve = json.loads((res / "tokens_curve.json").read_text())
+    assert [p["update"] for p in curve["points"]] == [0, 2, 4] and curve["tasks"] == ["SST-2"]
+    assert all(p["mlm_accuracy"] is not None for p in curve["points"]) and saved["host_speed"]["matmul_gflops"]["fp32"] > 0
     squad = json.loads((root / "smoke" / "eval" / "student" / "squad_d" / "seed0.json").read_text())
     assert float(t2["student (D)"]["SQuAD F1"]) == pytest.approx(squad["metrics"]["f1"], abs=0.06)
     assert squad["teacher"].endswith("eval/teacher/squad/model") and "not comparable" in t2["student (D)"]["note"]
@@ -53,9 +63,16 @@ def test_every_stage_runs_and_writes_its_outputs(smoke_run):
 def test_second_call_redoes_nothing(smoke_run):
     root, first = smoke_run
     seed_file = root / "smoke" / "eval" / "teacher" / "squad" / "seed0.json"
-    before = seed_file.stat().st_mtime
+    # the new stages' outputs too: the control's weights, a (D) run, a curve point's run, the curve itself
+    kept = [seed_file, root / "smoke" / "control" / "model" / "model.safetensors",
+            root / "smoke" / "eval" / "student_d" / "glue" / "sst2" / "seed0.json",
+            root / "smoke" / "eval" / "student_d" / "imdb" / "seed0.json",
+            root / "smoke" / "eval" / "curve_u2" / "glue" / "sst2" / "seed0.json",
+            root / "smoke" / "eval" / "curve_u2" / "mlm_eval.json"]
+    before = [f.stat().st_mtime for f in kept]
     again = reproduce("smoke", root=str(root), progress=False, skip="report")
-    assert seed_file.stat().st_mtime == before
+    assert [f.stat().st_mtime for f in kept] == before
+    assert again["stage_status"]["control"].startswith("done in an earlier call")
     # finished stages keep the times measured by the first call
     assert again["stage_status"]["teacher"].startswith("done in an earlier call")
     assert again["stage_wall_time_s"]["teacher"] == first["stage_wall_time_s"]["teacher"]

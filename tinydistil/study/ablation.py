@@ -11,6 +11,8 @@ Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full 
     random init   student_init = random (no every-other-layer copy)       paper -3.69
     first layers  student_layers = the teacher's bottom half ([0, 1, 2] of 6) instead of every other layer
                   (not in the paper: why every other layer?)
+    no distillation  the control: the full row's student after 0 updates (not in the paper: what the
+                  distillation updates add to the copied layers)
 
 Every variant uses the preset's distillation budget and one GLUE protocol (the preset's `ablation_glue`
 settings, else its `glue` ones: same tasks, seeds, training subsets), so the only difference is the change
@@ -52,9 +54,11 @@ VARIANTS = {
     "- L_mlm": {"alpha_mlm": 0.0},
     "random init": {"student_init": "random"},
     "first layers": {"student_layers": "bottom half"},  # resolved against the teacher's depth (variant_config)
+    "no distillation": {},  # the control: the full row's student before any update (snapshots.init_student_run)
 }
 SLUGS = {"full triple loss": "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
-         "random init": "random_init", "first layers": "first_layers"}
+         "random init": "random_init", "first layers": "first_layers",
+         "no distillation": "control"}
 TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
                   "Per-task delta", "Excl. WNLI", "Paper delta", "source", "run_id", "note")
 NOISY_TASKS = ("wnli",)  # left out of the secondary "Excl. WNLI" macro (see the module doc)
@@ -249,6 +253,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     from ..eval.glue import TASKS, parse_tasks, run_glue
     from .layout import Layout, copy_results, finetune_config
     from ..presets import get_preset, preset_stages
+    from ..snapshots import init_student_run
     from ..train import Trainer
 
     names = [] if table_only else parse_variants(variants)
@@ -283,7 +288,9 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if name in names:
             print(f"[tinydistil] ablation {names.index(name) + 1}/{len(names)}: {name}", file=sys.stderr, flush=True)
             distilled = not (Path(cfg.output_dir) / "summary.json").is_file()
-            if distilled:
+            if distilled and name == "no distillation":
+                init_student_run(cfg, progress=progress)
+            elif distilled:
                 Trainer(cfg, resume=True, progress=progress).setup().train()
             elif not _same_run(Path(cfg.output_dir), cfg):  # finished: not trained again, but it must be this row
                 raise ValueError(f"{cfg.output_dir} holds a finished distillation with other settings than the "

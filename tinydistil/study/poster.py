@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4, paper_glue_retention,
                      paper_speedup)
+from .effect import distillation_effect
 from .figures import loss_terms
 from .results import (TABLE_FILES, Results, ablation, glue_retention, load_results, main_records, num,
                       paper_task_scores, role, speedups, table4_protocol, task_scores, teacher_student_pairs)
@@ -84,7 +85,13 @@ def _headlines(res: Results) -> list[str]:
     ret = glue_retention(res)
     sp = speedups(res)
     ab = ablation(res)
-    lines = []
+    lines = ["Distilled student vs no distillation (control):"]
+    eff = distillation_effect(res)
+    vs, mlm = eff["versus_control"]["student"], eff["mlm"]
+    lines.append("   not run (no control in these results)" if vs is None else
+                 f"   GLUE {vs['delta']:+.2f}, {vs['higher']}/{len(vs['paired'])} seeds: {vs['verdict']}")
+    if mlm:
+        lines.append(f"   held-out MLM {mlm['diff']:+.2f} pts (se {mlm['se']:.2f}): {mlm['verdict']}")
     lines.append("GLUE retention (student / teacher):")
     lines += [f"   ours: {r['retention']} %  ({role(r['model'])})" for r in ret] or \
              [f"   ours: not run ({_why(res, 'table1', 'no student row')})"]
