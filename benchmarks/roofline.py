@@ -130,6 +130,34 @@ def attention_bmms(enc: Encoder, sequences: int, seq_len: int, trained: bool) ->
     return out
 
 
+def _merge(items, width):
+    """Sum the counts of identical shapes (one probe call per distinct shape)."""
+    merged: dict = {}
+    for it in items:
+        key = it[1:width]
+        merged[key] = merged.get(key, 0) + it[width]
+    return [("x", *k, c) for k, c in merged.items()]
+
+
+def distill_gemms(teacher: Encoder, student: Encoder, vocab: int, sequences: int, seq_len: int):
+    """(gemms, bmms) of one distillation step on `sequences` x `seq_len` tokens, at the batch's full size (the
+    vocabulary projections as one (tokens x H) @ (H x V) product: the chunking is the implementation's choice)."""
+    n = sequences * seq_len
+    gemms = (encoder_gemms(teacher, n, False) + _linear(n, teacher.hidden, teacher.hidden, False)
+             + _linear(n, teacher.hidden, vocab, False)
+             + encoder_gemms(student, n, True) + _linear(n, student.hidden, student.hidden, True)
+             + _linear(n, student.hidden, vocab, True))
+    bmms = attention_bmms(teacher, sequences, seq_len, False) + attention_bmms(student, sequences, seq_len, True)
+    return _merge(gemms, 4), _merge(bmms, 5)
+
+
+def finetune_gemms(enc: Encoder, sequences: int, seq_len: int):
+    """(gemms, bmms) of one fine-tuning step of the encoder on `sequences` x `seq_len` (the per-sequence head
+    is left out: < 0.1 % of the FLOPs)."""
+    return (_merge(encoder_gemms(enc, sequences * seq_len, True), 4),
+            _merge(attention_bmms(enc, sequences, seq_len, True), 5))
+
+
 class MatmulProbe:
     """Plain torch.matmul (out=, preallocated) at a list of GEMM shapes, in one dtype. One `round()` runs
     every distinct shape once; the rate is the FLOP-weighted one of the step: sum(count x flops) over

@@ -9,8 +9,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertConfig, BertForMaskedLM, DistilBertConfig, DistilBertForSequenceClassification
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from roofline import (Encoder, MatmulProbe, attention_bmms, distill_step_flops, encoder_gemms,  # noqa: E402
-                      finetune_step_flops, forward_flops)
+from roofline import (Encoder, MatmulProbe, attention_bmms, distill_gemms, distill_step_flops,  # noqa: E402
+                      encoder_gemms, finetune_step_flops, forward_flops)
 
 from tinydistil.losses import DistilLoss  # noqa: E402
 from tinydistil.mlm import mlm_parts  # noqa: E402
@@ -89,6 +89,14 @@ def test_probe_shapes_carry_the_step_flops():
     gemm_f = sum(2 * m * k * n * c for _, m, k, n, c in encoder_gemms(enc, B * L, trained=False))
     bmm_f = sum(2 * b * m * k * n * c for _, b, m, k, n, c in attention_bmms(enc, B, L, trained=False))
     assert gemm_f + bmm_f == forward_flops(enc, L) * B * L
+
+
+def test_distill_probe_shapes_are_the_step():
+    t, s, V, B, L = Encoder(3, 32, 48, 4), Encoder(2, 32, 48, 4), 50, 2, 8
+    gemms, bmms = distill_gemms(t, s, V, B, L)
+    total = sum(2 * m * k * n * c for _, m, k, n, c in gemms) + sum(2 * b * m * k * n * c for _, b, m, k, n, c in bmms)
+    assert total == distill_step_flops(t, s, V, L)["total"] * B * L
+    assert len({g[1:4] for g in gemms}) == len(gemms)  # one probe call per distinct shape
 
 
 def test_probe_rate_is_flop_weighted():
