@@ -78,3 +78,20 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def cast_frozen_linears(model: torch.nn.Module, precision: str) -> int:
+    """Cast the weights and biases of a frozen model's Linear layers to the autocast dtype of `precision` once
+    ("bf16" only; a no-op otherwise), so autocast does not cast them again at every forward. Autocast would
+    round them the same way (to nearest), so the model's outputs under autocast are unchanged. Layers whose
+    weight is shared with an embedding (a tied vocabulary decoder) stay float32: the embedding lookup would
+    change. Returns the number of layers cast."""
+    if precision != "bf16":
+        return 0
+    shared = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    n = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and id(m.weight) not in shared and not m.weight.requires_grad:
+            m.to(torch.bfloat16)
+            n += 1
+    return n

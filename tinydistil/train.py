@@ -37,7 +37,7 @@ from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_json_atomic
-from .runtime import autocast, resolve_runtime
+from .runtime import autocast, cast_frozen_linears, resolve_runtime
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
 
@@ -149,6 +149,7 @@ class Trainer:
             self._loaded_teacher = None
             self.teacher = teacher.to(self.device).eval().requires_grad_(False)
             self.model = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)
+            cast_frozen_linears(self.teacher, self.precision)  # bf16: the frozen teacher's weights cast once
         else:
             self.model, self.tokenizer = teacher_to_train(cfg, iter(corpus["text"]), self.out / "tokenizer",
                                                           self.encoder_dir)
