@@ -36,7 +36,7 @@ from roofline import (Encoder, MatmulProbe, cpu_lines, finetune_gemms, finetune_
 from tinydistil.eval.finetune import FinetuneConfig, _batches, _collate_fn, tokenize  # noqa: E402
 from tinydistil.eval.glue import TASKS, load_task  # noqa: E402
 from tinydistil.rundir import git_sha, machine  # noqa: E402
-from tinydistil.runtime import autocast, cpu_has_native_bf16  # noqa: E402
+from tinydistil.runtime import adamw, autocast, cpu_has_native_bf16  # noqa: E402
 from tinydistil.teacher import resolve_encoder  # noqa: E402
 
 
@@ -71,7 +71,7 @@ class Step:
         self.collate = _collate_fn(model, tokenizer, self.device)
         decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+        self.optimizer = adamw([{"params": decay, "weight_decay": cfg.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, round(cfg.warmup_frac * total), total)
         self.scaler = torch.amp.GradScaler("cuda", enabled=False)

@@ -37,7 +37,7 @@ from .losses import DistilLoss
 from .masking import mask_tokens, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import claim_run_folder, config_diff, run_info, truncate_log, write_json_atomic
-from .runtime import autocast, cast_frozen_linears, resolve_runtime
+from .runtime import adamw, autocast, cast_frozen_linears, resolve_runtime
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
 
@@ -171,7 +171,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+        self.optimizer = adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)  # fused kernel
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, round(cfg.warmup_frac * self.total_steps), self.total_steps)
 
