@@ -58,7 +58,7 @@ def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
     """Rows per chunk: one (rows x V) float32 buffer of ~64 MiB, rows a multiple of 64 (at least 16).
     `chunked_kl_ce` allocates its four chunk buffers once per call and reuses them, so the chunk size is set by
     the efficiency of the (rows x D) @ (D x V) products, which grows with the rows; measured in
-    results/benchmarks/distill_roofline_fp32.txt (benchmarks/distill_throughput.py --chunk-sizes)."""
+    results/benchmarks/distill_roofline_fp32.txt (benchmarks/distill_throughput.py --variants ...,chunk<N>)."""
     rows = (64 * 2**20 // (4 * vocab_size)) // 64 * 64
     return max(16, rows)
 
