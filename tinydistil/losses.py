@@ -56,11 +56,19 @@ def hidden_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tenso
 
 
 def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
-    """Rows per chunk so that one (rows x V) float32 tensor is ~8 MiB on CPU (allocations that size stay
-    in malloc's heap instead of being mapped and page-faulted afresh every chunk: measured ~1.7x faster
-    than 32 MiB chunks here) and ~64 MiB on GPU (big enough matmuls to keep the device busy)."""
-    budget = (64 if torch.device(device).type == "cuda" else 8) * 2**20
-    return max(16, budget // (4 * vocab_size))
+    """Rows per chunk: one (rows x V) float32 buffer of ~64 MiB, rows a multiple of 64 (at least 16).
+    `chunked_kl_ce` allocates its four chunk buffers once per call and reuses them, so the chunk size is set by
+    the efficiency of the (rows x D) @ (D x V) products, which grows with the rows; measured in
+    results/benchmarks/distill_roofline_fp32.txt (benchmarks/distill_throughput.py --variants ...,chunk<N>)."""
+    rows = (64 * 2**20 // (4 * vocab_size)) // 64 * 64
+    return max(16, rows)
+
+
+def _project(f: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """f @ w.T + b written into the float32 buffer `out` (in place when the product is float32)."""
+    if w.dtype == torch.float32 and f.dtype == torch.float32:
+        return torch.addmm(b, f, w.t(), out=out)
+    return out.copy_(F.linear(f, w, b))
 
 
 class _ChunkedKLCE(torch.autograd.Function):
@@ -98,44 +106,61 @@ class _ChunkedKLCE(torch.autograd.Function):
         grad_b = torch.zeros(weight.shape[0], dtype=torch.float32, device=feats.device)
         kl_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
         ce_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
-        # Each chunk keeps about three (chunk x V) float32 tensors alive; in-place ops avoid more.
-        for idx in rows.split(chunk_size):
+        # Four (chunk x V) float32 buffers, allocated once and reused by every chunk (no allocation, page faults
+        # or temporaries of that size inside the loop): A student logits, B scratch, C teacher log-probs then
+        # probabilities, D student log-probs at T then the KL gradient.
+        n_buf = min(chunk_size, len(rows))
+        bufs = torch.empty((4 if use_kl else 1, n_buf, weight.shape[0]), dtype=torch.float32, device=feats.device)
+        # every row selected (packed blocks, or the masked rows only): chunks are slices, not gathers
+        contiguous = len(rows) == feats.shape[0]
+        for start in range(0, len(rows), chunk_size):
+            c = min(chunk_size, len(rows) - start)
+            idx = slice(start, start + c) if contiguous else rows[start:start + c]
             f = feats[idx].to(mm)
-            z = F.linear(f, w_mm, b_mm).float()  # (c, V) student logits
+            z = _project(f, w_mm, b_mm, bufs[0, :c])  # (c, V) student logits, float32
             g = None  # d(loss)/dz for this chunk
             if use_kl:
                 sel = kl_rows[idx]
                 every = bool(sel.all())
-                ft = (t_feats[idx] if every else t_feats[idx[sel]]).to(mm)
-                lt = F.linear(ft, tw_mm, tb_mm).float().div_(temperature)
-                lt = F.log_softmax(lt, dim=-1)
-                ls = F.log_softmax((z if every else z[sel]) / temperature, dim=-1)
-                kl_sum += F.kl_div(ls, lt, log_target=True, reduction="sum")
-                # d(T^2 KL / n)/dz = T (p_s - p_t) / n, computed in place over ls
-                gk = ls.exp_().sub_(lt.exp_()).mul_(alpha_kl * temperature / n_kl)
-                del lt
+                n = c if every else int(sel.sum())
+                ft = (t_feats[idx] if every else t_feats[idx][sel]).to(mm)
+                lt = _project(ft, tw_mm, tb_mm, bufs[1, :n]).div_(temperature)
+                lpt = torch.log_softmax(lt, dim=-1, out=bufs[2, :n])
+                torch.div(z if every else z[sel], temperature, out=bufs[1, :n])
+                lps = torch.log_softmax(bufs[1, :n], dim=-1, out=bufs[3, :n])
+                diff = torch.sub(lpt, lps, out=bufs[1, :n])
+                pt = lpt.exp_()
+                kl_sum += torch.dot(pt.view(-1), diff.view(-1))  # sum p_t (log p_t - log p_s)
+                # d(T^2 KL / n)/dz = T (p_s - p_t) / n, computed in place over lps
+                gk = lps.exp_().sub_(pt).mul_(alpha_kl * temperature / n_kl)
                 if every:
                     g = gk
                 else:
                     g = torch.zeros_like(z)
                     g[sel] = gk
             if use_ce:
-                pos = torch.nonzero(ce_rows[idx]).flatten()
+                lab_c = labels[idx]
+                pos = torch.nonzero(lab_c != -100).flatten()
                 if len(pos):
-                    lab = labels[idx][pos]
+                    lab = lab_c[pos]
                     lc = F.log_softmax(z[pos], dim=-1)
                     ce_sum -= lc.gather(1, lab[:, None]).sum()
                     pc = lc.exp_()
                     pc[torch.arange(len(lab), device=pc.device), lab] -= 1.0
-                    if g is None:
-                        g = torch.zeros_like(z)
-                    g.index_add_(0, pos, pc, alpha=alpha_mlm / n_ce)
-            del z
+                    if g is None and len(pos) == c:  # every row of the chunk is masked (the MLM-only rows)
+                        g = pc.mul_(alpha_mlm / n_ce)
+                    else:
+                        if g is None:
+                            g = torch.zeros_like(z)
+                        g.index_add_(0, pos, pc, alpha=alpha_mlm / n_ce)
             if g is None:
                 continue
             grad_b += g.sum(0)
             if gm == torch.float32:
-                grad_feats[idx] = g @ w32
+                if contiguous:
+                    torch.mm(g, w32, out=grad_feats[idx])
+                else:
+                    grad_feats[idx] = g @ w32
                 grad_w.addmm_(g.t(), f.float())
             else:  # bf16 has float32's range: the small per-row gradients do not underflow
                 g = g.to(gm)

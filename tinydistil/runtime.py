@@ -111,3 +111,30 @@ def host_speed(seconds: float = 1.0) -> dict:
     rates["bf16"] = (round(matmul_gflops(torch.bfloat16, seconds=seconds), 1) if cpu_has_native_bf16()
                      else "not measured: no native bf16")
     return {"matmul_gflops": rates, "matmul_shape": [4096, 384, 1536], "threads": torch.get_num_threads()}
+
+
+def cast_frozen_linears(model: torch.nn.Module, precision: str) -> int:
+    """Cast the weights and biases of a frozen model's Linear layers to the autocast dtype of `precision` once
+    ("bf16" only; a no-op otherwise), so autocast does not cast them again at every forward. Autocast would
+    round them the same way (to nearest), so the model's outputs under autocast are unchanged. Layers whose
+    weight is shared with an embedding (a tied vocabulary decoder) stay float32: the embedding lookup would
+    change. Returns the number of layers cast."""
+    if precision != "bf16":
+        return 0
+    shared = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    n = 0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear) and id(m.weight) not in shared and not m.weight.requires_grad:
+            m.to(torch.bfloat16)
+            n += 1
+    return n
+
+
+def adamw(param_groups, **kwargs) -> torch.optim.AdamW:
+    """torch.optim.AdamW with the fused kernel (one vectorised pass over every tensor instead of ~7 separate
+    element-wise ops per parameter) where the parameters are on CPU or CUDA; same update rule, same state_dict."""
+    groups = list(param_groups)
+    params = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
+                                 for p in params)
+    return torch.optim.AdamW(groups, fused=fused, **kwargs)

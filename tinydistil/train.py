@@ -39,7 +39,7 @@ from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import (RunInterrupted, claim_run_folder, config_diff, record_call, run_info, save_atomic,
                      tensor_bytes, write_json_atomic)
-from .runtime import autocast, resolve_runtime
+from .runtime import adamw, autocast, cast_frozen_linears, resolve_runtime
 from .snapshots import save_snapshot, snapshot_steps
 from .student import init_student
 from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_train
@@ -161,6 +161,7 @@ class Trainer:
             self._loaded_teacher = None
             self.teacher = teacher.to(self.device).eval().requires_grad_(False)
             self.model = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)
+            cast_frozen_linears(self.teacher, self.precision)  # bf16: the frozen teacher's weights cast once
         else:
             self.model, self.tokenizer = teacher_to_train(cfg, iter(corpus["text"]), self.out / "tokenizer",
                                                           self.encoder_dir)
@@ -182,7 +183,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)
+        self.optimizer = adamw(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps)  # fused kernel
         self.scheduler = get_linear_schedule_with_warmup(
             self.optimizer, round(cfg.warmup_frac * self.total_steps), self.total_steps)
 

@@ -25,7 +25,7 @@ import torch
 
 from ..data import length_grouped_batches
 from ..hf import check_vocab, first_line, model_path, quiet
-from ..runtime import autocast
+from ..runtime import adamw, autocast
 from ..runtime import resolve_runtime as _resolve
 
 
@@ -186,7 +186,7 @@ def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
 
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+    optimizer = adamw([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(cfg.warmup_frac * total), total)
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
