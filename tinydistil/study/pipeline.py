@@ -32,7 +32,7 @@ from ..presets import get_preset, preset_stages
 from .cards import write_study_cards
 from .layout import Layout, copy_results, finetune_config, study_locked
 
-PRETRAIN_STAGES = ("stem", "teacher", "distill", "control")
+PRETRAIN_STAGES = ("stem", "teacher", "distill")
 # fine-tuned models of a study, by role: their eval folders are Layout.eval_dir(role)
 ROLES = ("teacher", "student", "control")
 D_ROLE = "student_d"  # DistilBERT (D) of the tasks with soft labels (squad_d stays in the student's folder)
@@ -44,9 +44,9 @@ def d_stages() -> tuple[str, ...]:
 
 
 def downstream_stages() -> tuple[str, ...]:
-    """mlm_eval, one stage per registered task (eval.registry.TASKS), the (D) stages, curve, speed, tables,
-    report."""
-    return ("mlm_eval", *registry.TASKS, *d_stages(), "curve", "speed", "tables", "report")
+    """control (the no-distillation student the downstream stages fine-tune beside the distilled one), mlm_eval, one
+    stage per registered task (eval.registry.TASKS), the (D) stages, curve, speed, tables, report."""
+    return ("control", "mlm_eval", *registry.TASKS, *d_stages(), "curve", "speed", "tables", "report")
 
 
 def all_stages() -> tuple[str, ...]:
