@@ -17,7 +17,7 @@ def _run(opt_fn, model, batches):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(loss.item())
     return losses, opt
 
 
