@@ -95,9 +95,13 @@ def _section_headlines(res: Results) -> str:
     if ab:
         ours = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["ours"])
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["paper"])
-        out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; "
-                   + (f"**{'same order' if ab['same_order'] else 'different order'}**." if ab["same_order"] is not None
-                      else "no order to compare yet (one variant of the paper's measured)."))
+        # an order is a claim only where the decision rule separates the rows: say which part of it is noise
+        separated = [v for v, _ in ab["ours"] if v in ab.get("worse", [])]
+        order = ("no order to compare yet (one variant of the paper's measured)." if ab["same_order"] is None else
+                 f"as listed, {'the same as' if ab['same_order'] else 'not'} the paper's order — but only "
+                 f"{', '.join(separated) or 'no variant'} {'is' if len(separated) == 1 else 'are'} measurably worse "
+                 "than the full loss under the declared rule; the order of the rest is within seed noise.")
+        out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; {order}")
         within = [v for v, d in ab["ours"] if ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
         if within:
             verb = "differs" if len(within) == 1 else "differ"
