@@ -19,6 +19,7 @@ from ..eval.glue import parse_tasks
 from ..rundir import write_json_atomic
 from ..snapshots import snapshot_points
 from .stats import macro, per_seed_macro
+from .tables import write_csv
 
 CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
 
@@ -91,8 +92,7 @@ def write_curve(rows: list[dict], tasks: list[str], tables_dir: Path) -> None:
     tables_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(tables_dir / CURVE_FILES[1], {"tasks": tasks, "points": rows})
     cols = ["point", "update", "tokens", "fraction", "mlm_accuracy", *tasks, "macro"]
-    pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols).to_csv(tables_dir / CURVE_FILES[0],
-                                                                                   index=False)
+    write_csv(pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols), tables_dir / CURVE_FILES[0])
 
 
 def read_curve(results_dir) -> dict | None:

@@ -49,6 +49,16 @@ def md_table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write_csv(df, path) -> "pd.DataFrame":  # noqa: F821
+    """`df` to `path` as CSV (no index), written to a temporary file and renamed: a kill mid-write leaves the
+    previous file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return df
+
+
 def _check_rows(rows: list[dict], allowed: set, table: int, hint: str) -> None:
     """ValueError for a column Table `table` does not have, or a row without a 'Model' name."""
     unknown = sorted({k for r in rows for k in r} - allowed)
@@ -146,11 +156,7 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
             row["note"] = _join(row["note"], f"retention = mean over {', '.join(common)} as % of "
                                              f"{row['teacher']}'s mean over the same tasks")
     df = pd.DataFrame([{c: r.get(c, "") for c in TABLE1_COLUMNS} for r in table], columns=list(TABLE1_COLUMNS))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return df
+    return write_csv(df, path)
 
 
 # ------------------------------------------------------------------ Table 2
@@ -177,11 +183,7 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
         table.append(row)
     # every cell a string: "93.46" stays "93.46" and "—" sits in a column of numbers
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in columns} for r in table], columns=list(columns))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return df
+    return write_csv(df, path)
 
 
 # ------------------------------------------------------------------ majority-class baseline
@@ -215,11 +217,7 @@ def write_majority(path, data_dir=None, tasks=None, overwrite: bool = False) -> 
                      "note": "regression: no majority class" if b["label"] is None else
                      "the train split's most frequent label for every dev example, scored as Table 1"})
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in MAJORITY_COLUMNS} for r in rows], columns=list(MAJORITY_COLUMNS))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return df
+    return write_csv(df, path)
 
 
 # ------------------------------------------------------------------ from evaluation folders
