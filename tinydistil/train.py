@@ -228,6 +228,7 @@ class Trainer:
         window = dict.fromkeys(TERMS, 0.0)
         window_micro, window_tokens, t_start = 0, 0, time.time()
         last = {}
+        snaps = snapshot_steps(getattr(cfg, "snapshot_fracs", ()), self.total_steps)  # {update: fraction}
         while self.step < self.total_steps:
             self.model.train()
             if self.world > 1:  # dropout: a stream per (rank, update), so a resumed run repeats it exactly
@@ -282,7 +283,6 @@ class Trainer:
                 window_micro, window_tokens, t_start = 0, 0, time.time()
             if self.step % cfg.save_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
-            snaps = snapshot_steps(getattr(cfg, "snapshot_fracs", ()), self.total_steps)
             if self.step in snaps and self.rank == 0:  # a copy of the student for the tokens curve (snapshots.py)
                 save_snapshot(self.model, self.tokenizer, self.out, {"update": self.step, "fraction": snaps[self.step],
                               "tokens": self.tokens + self._unsynced_tokens, "total_updates": self.total_steps})

@@ -106,16 +106,22 @@ def _same_run(folder: Path, cfg) -> bool:
     return not config_diff(json.loads(json.dumps(to_dict(cfg))), saved, Trainer.RESUME_IGNORES)
 
 
+def task_seed_scores(glue_dir: Path, tasks: list[str]) -> dict[str, dict[int, float]]:
+    """{task: {seed: score}} of the finished (task, seed) runs in a GLUE folder (tasks without any left out)."""
+    per_task: dict[str, dict[int, float]] = {}
+    for t in tasks:
+        seeds = {int(r["seed"]): float(r["score"]) for r in map(json.loads, (p.read_text() for p in
+                                                                             sorted((Path(glue_dir) / t).glob("seed*.json"))))}
+        if seeds:
+            per_task[t] = seeds
+    return per_task
+
+
 def variant_scores(glue_dir: Path, tasks: list[str]) -> dict:
     """{'score', 'per_seed', 'seeds', 'tasks', 'medians'} from finished GLUE runs: the macro of per-task medians
     over seeds ('medians': {task: median}), and for each seed present in every task (listed in 'seeds') the
     macro of that seed's task scores (study.stats)."""
-    per_task: dict[str, dict[int, float]] = {}
-    for t in tasks:
-        seeds = {int(r["seed"]): float(r["score"]) for r in map(json.loads, (p.read_text() for p in
-                                                                             sorted((glue_dir / t).glob("seed*.json"))))}
-        if seeds:
-            per_task[t] = seeds
+    per_task = task_seed_scores(glue_dir, tasks)
     by_seed = per_seed_macro(per_task)
     return {"score": macro(per_task), "per_seed": list(by_seed.values()), "seeds": list(by_seed),
             "tasks": sorted(per_task), "medians": {t: statistics.median(v.values()) for t, v in per_task.items()}}

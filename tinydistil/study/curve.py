@@ -18,20 +18,11 @@ from ..eval.glue import TASKS as GLUE_TASKS
 from ..eval.glue import parse_tasks
 from ..rundir import write_json_atomic
 from ..snapshots import snapshot_points
+from .ablation import task_seed_scores
 from .stats import macro, per_seed_macro
 from .tables import write_csv
 
 CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
-
-
-def seed_scores(glue_dir: Path, tasks: list[str]) -> dict[str, dict[int, float]]:
-    """{task display name: {seed: score}} of the finished runs in a GLUE folder."""
-    out = {}
-    for name in tasks:
-        runs = [json.loads(p.read_text()) for p in sorted((Path(glue_dir) / name).glob("seed*.json"))]
-        if runs:
-            out[GLUE_TASKS[name].display] = {int(r["seed"]): float(r["score"]) for r in runs}
-    return out
 
 
 def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, glue_cfg, settings: dict, data_dir,
@@ -67,7 +58,7 @@ def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, gl
                 acc = {"not run": str(e)}
             write_json_atomic(mlm_file, acc)
         acc = json.loads(mlm_file.read_text()).get("mlm_accuracy")
-        per_task = seed_scores(p["glue"], tasks)
+        per_task = {GLUE_TASKS[t].display: v for t, v in task_seed_scores(p["glue"], tasks).items()}
         rows.append({"point": p["point"], "update": p["update"], "tokens": p["tokens"], "fraction": p["fraction"],
                      "mlm_accuracy": None if acc is None else round(100 * acc, 2),
                      **{t: round(_median(v), 2) for t, v in per_task.items()},
