@@ -155,6 +155,16 @@ def test_report_numbers_all_come_from_files_or_the_paper(results, tmp_path):
     for line in text.splitlines():  # every paper number is labelled as the paper's
         if "97 %" in line or "1.63x" in line or "96.9 %" in line:
             assert "paper" in line, line
+        # like for like: the paper's ratio is DistilBERT vs BERT-base, never set beside student vs teacher
+        if "1.63x" in line:
+            assert "BERT-base" in line, line
+        if line.startswith("* Inference speed-up vs the teacher"):
+            assert "no paper counterpart" in line and "1.63" not in line, line
+    # Table 3 names each row's reference: the paper's and the architecture rows are timed against BERT-base
+    table3 = text.split("## Table 3")[1].split("\n## ")[0]
+    assert "| Speed-up | relative to |" in table3
+    assert all(("| BERT-base |" in ln) == ("paper" in ln or "architecture" in ln)
+               for ln in table3.splitlines() if ln.startswith("| ") and "Model" not in ln and "---" not in ln)
 
 
 def test_missing_tables_read_not_run(tmp_path):
@@ -341,7 +351,8 @@ def test_mlm_accuracy_verdict_uses_two_standard_errors_of_a_difference(tmp_path)
     line = next(x for x in text.splitlines() if "On the distilled student itself" in x)
     assert "10,000 masked" in line and "of the difference): - L_ce (-1.00); not: - L_mlm (-0.98)." in line
     # - L_ce then - L_mlm is also the paper's order (-2.96, -0.31)
-    assert line.endswith("most harmful first: - L_ce, then - L_mlm — **the paper's GLUE order**.")
+    assert line.endswith("most harmful first: - L_ce, then - L_mlm; the paper's variants among them (- L_ce, then "
+                         "- L_mlm) are in **the paper's GLUE order**.")
     assert "held-out MLM accuracy 14.00 % (-1.00 points; full loss 15.00 %)" in text
 
 
@@ -496,3 +507,20 @@ def test_stage_times_are_set_against_the_recorded_stage_budgets(tmp_path):
     text = write_report(root, tmp_path / "report", "cpu").read_text()
     assert "teacher 1312 s (budget 10 min: **over**), distill 977 s (budget 20 min)" in text
 
+
+
+def test_what_was_run_gives_each_task_its_own_settings():
+    """IMDb and SQuAD fine-tune with their own lr and lengths, WNLI on fewer examples than the cap: one line of
+    settings for every task would be untrue."""
+    from tinydistil.study.what_ran import settings_by_task
+
+    hp = dict(epochs=3, lr=1e-4, batch_size=32, max_seq_len=128, max_train_examples=2400)
+    recs = [{"task": "sst2", "train_examples": 2400, "hyperparameters": hp},
+            {"task": "stsb", "train_examples": 2400, "hyperparameters": hp},
+            {"task": "sst2", "train_examples": 2400, "hyperparameters": hp},  # a second seed: named once
+            {"task": "wnli", "train_examples": 635, "hyperparameters": hp},
+            {"task": "imdb", "train_examples": 1000, "hyperparameters": {**hp, "lr": 5e-5, "max_seq_len": 256}}]
+    assert settings_by_task(recs) == (
+        "SST-2, STS-B: 2400 training examples, 3 epochs, lr 0.0001, batch 32; "
+        "WNLI: 635 training examples, 3 epochs, lr 0.0001, batch 32; "
+        "IMDb: 1000 training examples, 3 epochs, lr 5e-05, batch 32, max length 256")

@@ -4,7 +4,8 @@ import math
 import pytest
 
 from tinydistil.study.results import table4_verdicts
-from tinydistil.study.stats import macro, measurably_worse, paired_deltas, per_seed_macro, spread
+from tinydistil.study.stats import (detectable_delta, macro, measurably_worse, paired_deltas, paired_t_lower,
+                                    per_seed_macro, spread)
 
 PER_TASK = {"cola": {0: 10.0, 1: 20.0, 2: 30.0}, "sst2": {0: 80.0, 1: 84.0, 2: 82.0}, "stsb": {1: 70.0, 2: 74.0}}
 
@@ -49,4 +50,29 @@ def test_table4_verdicts_come_from_the_json_floats():
     v = table4_verdicts({"variants": variants, "rule": {"min_paired_seeds_lower": 4}})
     assert v["worse"] == ["random init"] and v["rule"] == 4  # - L_mlm: 0.5 lower < sd 0.707
     assert table4_verdicts({"variants": variants})["worse"] == []  # no rule recorded: every seed must be lower
-    assert table4_verdicts({}) == {"rule": None, "worse": [], "excl_sd": None, "excl_deltas": {}, "excl_worse": []}
+    assert table4_verdicts({}) == {"rule": None, "paired_t_alpha": None, "p_values": {}, "worse": [], "excl_sd": None,
+                                   "excl_deltas": {}, "excl_worse": []}
+    # the issue-26 protocol's paired t-test: - L_mlm, 1 point lower on every seed (deltas -1 -1 -1 -1 -1.5 have a
+    # spread, so the test is defined), is worse at p < 0.05 even though its macro sits within 1.5 sd of the full loss
+    t_variants = {**variants, "- L_mlm": {"score": 59.0, "per_seed": [58.0, 59.0, 60.0, 59.0, 58.5],
+                                          "seeds": [0, 1, 2, 3, 4]}}
+    t = table4_verdicts({"variants": t_variants, "rule": {"paired_t_alpha": 0.05}})
+    # random init's deltas -5 -5 -5 -5 +1: mean -3.8, sd 2.683, t = -3.167 on 4 df: p = 0.017
+    assert t["worse"] == ["random init", "- L_mlm"] and t["p_values"]["random init"] == pytest.approx(0.0170, abs=5e-4)
+
+
+def test_paired_t_test_by_hand():
+    # deltas -1 -2 -3: mean -2, sd 1, t = -2 / (1 / sqrt 3) = -sqrt 12; with 2 df the t CDF is 1/2 + t / (2 sqrt(2 + t^2))
+    t = -math.sqrt(12)
+    p = 0.5 + t / (2 * math.sqrt(2 + t * t))  # 0.0371
+    assert paired_t_lower([-1.0, -2.0, -3.0], 0.05) == (True, pytest.approx(p))
+    assert paired_t_lower([-1.0, -2.0, -3.0], 0.01)[0] is False
+    assert paired_t_lower([1.0, 2.0, 3.0], 0.05)[0] is False          # higher: one-sided
+    assert paired_t_lower([-1.0], 0.05) == (False, None)              # one pair: nothing to test
+    assert paired_t_lower([-1.0, -1.0, -1.0], 0.05) == (False, None)  # no spread: undefined, not "significant"
+
+
+def test_detectable_delta_from_t_tables():
+    # t-table quantiles at 4 df: t_0.95 = 2.132, t_0.80 = 0.941
+    assert detectable_delta(1.0, 5) == pytest.approx((2.132 + 0.941) / math.sqrt(5), abs=1e-3)
+    assert detectable_delta(2.0, 5) == pytest.approx(2 * detectable_delta(1.0, 5))

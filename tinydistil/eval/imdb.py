@@ -163,7 +163,8 @@ def run_imdb(model: str, cfg: FinetuneConfig | None = None, output_dir=None, dat
 def summarize_imdb(output_dir):
     """One-row DataFrame of the finished IMDb runs in `output_dir` (see run_imdb)."""
     return summarize_seeds(output_dir, "imdb", "IMDb", ["accuracy", "dev_accuracy"], lambda rs: {
-        "selected_epochs": [r["selected_epoch"] for r in rs], "data": rs[0]["data"]})
+        "selected_epochs": [r["selected_epoch"] for r in rs], "data": rs[0]["data"],
+        "test_examples": (rs[0].get("eval_examples") or {}).get("test")})
 
 
 def table_cells(results) -> dict:
@@ -171,9 +172,14 @@ def table_cells(results) -> dict:
     rec = results.to_dict("records")[0]
     if not is_score(rec["score"]):
         return {"IMDb": NOT_RUN, "note": ""}
-    n = int(rec["seeds_run"])
+    n, n_test = int(rec["seeds_run"]), rec.get("test_examples")
+    # a small test split: its binomial standard error tells a reader how close to a target "close" is
+    size = ""
+    if n_test and n_test == n_test:  # not NaN (summaries written before test_examples was recorded)
+        p = rec["score"] / 100
+        size = f" on {int(n_test)} reviews (standard error {100 * (p * (1 - p) / n_test) ** 0.5:.1f} points)"
     return {"IMDb": rec["score"],
-            "note": "IMDb test accuracy, epoch selected on dev; " + (f"median of {n} seeds" if n > 1 else "1 seed")}
+            "note": f"IMDb test accuracy{size}, epoch selected on dev; " + (f"median of {n} seeds" if n > 1 else "1 seed")}
 
 
 def _run_in_study(model, cfg, settings, folder, data_dir, progress, role, soft_from=None) -> None:

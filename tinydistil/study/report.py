@@ -85,8 +85,12 @@ def _section_headlines(res: Results) -> str:
                        + (f" ({where})" if where else "")
                        + (f", timed on {n} STS-B dev pairs" + (" — a tiny sample: a rough figure only" if n < 100
                                                                else "") if n else "")
-                       + f" — the paper: {paper_speedup():.2f}x "
-                       f"(= {PAPER_TABLE3['BERT-base'][1]} s / {PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3).")
+                       # like for like only: the paper's ratio is DistilBERT vs BERT-base, i.e. our architecture row
+                       + (f" — the paper: {paper_speedup():.2f}x (= {PAPER_TABLE3['BERT-base'][1]} s / "
+                          f"{PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3, DistilBERT vs BERT-base)."
+                          if r["versus"] != "teacher" else
+                          " — no paper counterpart (the paper times DistilBERT against BERT-base: the line above, "
+                          "where measured)."))
     else:
         why = res.missing.get("table3", "no measured PyTorch fp32 student row with a speed-up")
         out.append(f"* Inference speed-up: not run ({why}); the paper: {paper_speedup():.2f}x "
@@ -102,7 +106,8 @@ def _section_headlines(res: Results) -> str:
                  f"{', '.join(separated) or 'no variant'} {'is' if len(separated) == 1 else 'are'} measurably worse "
                  "than the full loss under the declared rule; the order of the rest is within seed noise.")
         out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; {order}")
-        within = [v for v, d in ab["ours"] if ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
+        t_test = ab.get("paired_t_alpha") is not None  # the issue-26 protocol's rule; else the sd-and-count rule
+        within = [v for v, d in ab["ours"] if not t_test and ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
         if within:
             verb = "differs" if len(within) == 1 else "differ"
             out.append(f"  * Within noise: {', '.join(within)} {verb} from the full loss by less than the full "
@@ -122,11 +127,14 @@ def _section_headlines(res: Results) -> str:
                 out.append(f"  * {v}: " + "; ".join(bits) + ".")
         worse = [v for v, _ in ab["ours"] if v in ab["worse"]]
         rest = [v for v, _ in ab["ours"] if v not in worse]
-        out.append(f"  * Measurably worse on GLUE (lower by more than the full loss's seed sd, and {_rule_text(ab)}): "
-                   f"{', '.join(worse) or 'none'}" + (f"; not separable from the full loss on GLUE at this "
-                                                      f"scale: {', '.join(rest)}" if rest else "") + ".")
+        p_of = lambda v: (f" (p = {ab['p_values'][v]:.3f})"  # noqa: E731
+                          if t_test and ab["p_values"].get(v) is not None else "")
+        out.append(f"  * Measurably worse on GLUE ({_rule_text(ab)}): "
+                   f"{', '.join(v + p_of(v) for v in worse) or 'none'}"
+                   + (f"; not separable from the full loss on GLUE at this scale: "
+                      f"{', '.join(v + p_of(v) for v in rest)}" if rest else "") + ".")
         small = [f"{v} ({d:+.2f})" for v, d in PAPER_TABLE4.items()
-                 if ab["full_sd"] is not None and abs(d) <= ab["full_sd"] and v in dict(ab["ours"])]
+                 if not t_test and ab["full_sd"] is not None and abs(d) <= ab["full_sd"] and v in dict(ab["ours"])]
         if small:  # what the rule can see: an effect the size of the paper's would not pass it
             out.append(f"  * The rule's threshold ({ab['full_sd']:.2f}) exceeds the paper's own effect for "
                        f"{', '.join(small)}: such a variant could not be called measurably worse here even if it "
@@ -141,8 +149,12 @@ def _section_headlines(res: Results) -> str:
 
 
 def _rule_text(ab: dict) -> str:
-    """The pairing half of the decision rule the table was built under (results/table4_protocol.md)."""
-    return "on every paired seed" if ab.get("rule") is None else f"on at least {ab['rule']} of the paired seeds"
+    """The decision rule the table was built under, as declared in its protocol file."""
+    if ab.get("paired_t_alpha") is not None:
+        return (f"a one-sided paired t-test of the per-seed GLUE macros against the full loss's of the same seed, "
+                f"p < {ab['paired_t_alpha']:g}")
+    return ("lower by more than the full loss's seed sd, and "
+            + ("on every paired seed" if ab.get("rule") is None else f"on at least {ab['rule']} of the paired seeds"))
 
 
 def _excl_wnli_lines(ab: dict) -> list[str]:
@@ -187,8 +199,11 @@ def _mlm_lines(ab: dict) -> list[str]:
     return [f"  * On the distilled student itself (held-out MLM accuracy, {n:,} masked WikiText-2 validation tokens, "
             f"the same masks for each; lower by more than 2 standard errors of the difference): "
             f"{', '.join(worse) or 'none'}" + (f"; not: {', '.join(rest)}" if rest else "")
-            + (f". Ordered by this accuracy, most harmful first: {', then '.join(order)} — "
-               + ("**the paper's GLUE order**." if order == paper else "not the paper's GLUE order.")
+            + (f". Ordered by this accuracy, most harmful first: {', then '.join(order)}; the paper's variants among "
+               f"them ({', then '.join(v for v in order if v in paper)}) "
+               # only the paper's own variants can be in (or out of) its order; rows it did not run are left out
+               + ("are in **the paper's GLUE order**." if [v for v in order if v in paper] == paper
+                  else f"are not in the paper's GLUE order ({', then '.join(paper)}).")
                if len(paper) > 1 else ".")]
 
 
@@ -234,6 +249,14 @@ def _section_table3(res: Results) -> str:
         return "\n".join(out + ["The paper's Table 3 (CPU inference on the STS-B dev set, batch 1):", "",
                                 md_table(paper, cols), "", f"Measured rows: not run ({res.missing['table3']})."])
     cols = [c for c in TABLE3_COLUMNS if c in rows[0]]
+    # one column, two references: the paper's rows and our architecture rows are timed against BERT-base, our
+    # models against their teacher; the table says which, row by row
+    ratio = "Speed-up vs teacher"
+    if ratio in cols:
+        rows = [{**r, "Speed-up": r.get(ratio), "relative to": "BERT-base" if r.get("source") == "paper"
+                 or "architecture" in str(r.get("Model")) else "teacher"} for r in rows]
+        i = cols.index(ratio)
+        cols = [*cols[:i], "Speed-up", "relative to", *cols[i + 1:]]
     body = [md_table(_present(rows, cols, {"Output change vs fp32": "—"}), cols), _notes(rows)]
     return "\n".join(out + body)
 

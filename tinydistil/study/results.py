@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import current_names
 from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE4
 from .ablation import SLUGS, paired_deltas
-from .stats import measurably_worse, spread
+from .stats import measurably_worse, paired_t_lower, spread
 from .tables import TABLE1_TASKS, TABLE2_META
 
 
@@ -249,9 +249,11 @@ def table4_verdicts(table4: dict) -> dict:
     """The decision rule applied to Table 4's floats (table4_ablation.json, never its formatted cells):
     {"rule": min paired seeds lower (None: every one), "worse": [variants measurably worse on the GLUE macro],
     "excl_sd", "excl_deltas": {variant: delta}, "excl_worse": [...] (the same on the macro without WNLI)}."""
-    variants, rule = table4.get("variants", {}), (table4.get("rule") or {}).get("min_paired_seeds_lower")
+    declared = table4.get("rule") or {}
+    variants, rule, alpha = table4.get("variants", {}), declared.get("min_paired_seeds_lower"), declared.get("paired_t_alpha")
     full = variants.get("full triple loss")
-    out = {"rule": rule, "worse": [], "excl_sd": None, "excl_deltas": {}, "excl_worse": []}
+    out = {"rule": rule, "paired_t_alpha": alpha, "p_values": {}, "worse": [], "excl_sd": None, "excl_deltas": {},
+           "excl_worse": []}
     if not full:
         return out
     for key in ("", "excl"):
@@ -266,7 +268,14 @@ def table4_verdicts(table4: dict) -> dict:
             delta = mine["score"] - base["score"]
             if key:
                 out["excl_deltas"][name] = delta
-            if measurably_worse(delta, sp["sd"], paired_deltas(mine, base), rule):
+            paired = paired_deltas(mine, base)
+            if alpha is not None:  # the paired t-test of the issue-26 protocol
+                worse, p = paired_t_lower(paired, alpha)
+                if not key:
+                    out["p_values"][name] = p
+            else:  # the sd-and-count rule of the earlier protocol (results/table4_protocol.md)
+                worse = measurably_worse(delta, sp["sd"], paired, rule)
+            if worse:
                 out["excl_worse" if key else "worse"].append(name)
         if key:
             out["excl_sd"] = sp["sd"]

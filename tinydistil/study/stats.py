@@ -49,3 +49,24 @@ def measurably_worse(delta: float | None, full_sd: float | None, paired: list[fl
     lower = sum(d < 0 for d in paired)
     need = len(paired) if min_lower is None else min_lower  # fewer paired seeds than declared: undecided
     return delta < -full_sd and lower >= need
+
+
+def paired_t_lower(paired: list[float], alpha: float) -> tuple[bool, float | None]:
+    """The Table 4 rule of the protocol declared for issue 26: a one-sided paired t-test that the mean of the paired
+    deltas (variant minus base, one per seed) is below 0. (lower at level alpha, p-value); (False, None) with fewer
+    than two pairs or no spread to test against."""
+    from scipy import stats
+
+    if len(paired) < 2 or not all(math.isfinite(d) for d in paired) or statistics.stdev(paired) == 0:
+        return False, None
+    p = float(stats.ttest_1samp(paired, 0.0, alternative="less").pvalue)
+    return p < alpha, p
+
+
+def detectable_delta(sd_paired: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean paired delta a one-sided paired t-test on n seeds detects with the given power,
+    for paired deltas of standard deviation sd_paired (the usual approximation (t_{1-alpha} + t_{power}) sd / sqrt n,
+    both quantiles at n - 1 degrees of freedom)."""
+    from scipy import stats
+
+    return (stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(power, n - 1)) * sd_paired / math.sqrt(n)

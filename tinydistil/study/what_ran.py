@@ -2,6 +2,7 @@
 per stage and per evaluation folder) and what differs from the paper (teacher, corpus, data, preset)."""
 from __future__ import annotations
 
+from ..eval.glue import TASKS as GLUE_TASKS
 from ..paper import PAPER_TABLE3
 from ..presets import PRESETS, get_preset
 from .ablation import SLUGS
@@ -97,15 +98,32 @@ def section_run(res: Results) -> str:
             continue
         wall = sum(num(r.get("wall_time_s")) or 0.0 for r in recs)
         seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
-        hp = recs[0].get("hyperparameters", {})
         datas = sorted({str(r.get("data")) for r in recs if r.get("data")})
         shas = sorted({f.get("git_sha", "?") for f in fts})
-        out.append(f"* Downstream `{name}`: {len(recs)} (task, seed) runs, seeds {seeds}, "
-                   f"{hp.get('max_train_examples') or 'all'} training examples per task, {hp.get('epochs')} epochs, "
-                   f"lr {hp.get('lr')}, batch {hp.get('batch_size')}; summed wall time {wall:.0f} s; data "
-                   f"{', '.join(f'`{d}`' for d in datas)}; git SHA "
+        out.append(f"* Downstream `{name}`: {len(recs)} (task, seed) runs, seeds {seeds}; {settings_by_task(recs)}; "
+                   f"summed wall time {wall:.0f} s; data {', '.join(f'`{d}`' for d in datas)}; git SHA "
                    f"{', '.join(f'`{s}`' for s in shas) or 'not recorded'}.")
     return "\n".join(out)
+
+
+TASK_DISPLAY = {**{name: t.display for name, t in GLUE_TASKS.items()}, "imdb": "IMDb", "squad": "SQuAD"}
+
+
+def settings_by_task(recs: list[dict]) -> str:
+    """The fine-tuning settings as each task ran them, tasks with the same settings named together:
+    "SST-2, STS-B: 1200 training examples, 3 epochs, lr 0.0001, batch 32; IMDb: ..." (tasks differ: IMDb and SQuAD
+    have their own lr and lengths, WNLI has fewer examples than the cap)."""
+    groups: dict[str, list[str]] = {}
+    for r in recs:
+        hp = r.get("hyperparameters", {})
+        used = r.get("train_examples")
+        text = (f"{used if used is not None else hp.get('max_train_examples') or 'all'} training examples, "
+                f"{hp.get('epochs')} epochs, lr {hp.get('lr')}, batch {hp.get('batch_size')}"
+                + (f", max length {hp['max_seq_len']}" if hp.get("max_seq_len") not in (None, 128) else ""))
+        task = TASK_DISPLAY.get(r.get("task"), str(r.get("task")))
+        if task not in groups.setdefault(text, []):
+            groups[text].append(task)
+    return "; ".join(f"{', '.join(tasks)}: {text}" for text, tasks in groups.items())
 
 
 # What a known encoder saw before it became our teacher (from its model card), keyed by TeacherConfig.init_from
@@ -202,7 +220,7 @@ def section_differences(res: Results) -> str:
         "* **Student.** Same recipe (half the layers, every other teacher layer, triple loss"
         + (f" with alpha kl/mlm/cos {sc.get('alpha_kl')}/{sc.get('alpha_mlm')}/{sc.get('alpha_cos')}, "
            f"T = {sc.get('temperature')}" if sc else "") + f"): ours {ours_s}; the paper's student has "
-        f"{PAPER_TABLE3['DistilBERT'][0]} M parameters (paper Table 3) and trains for 3 epochs of its corpus.",
+        f"{PAPER_TABLE3['DistilBERT'][0]} M parameters (paper Table 3) and trains on batches of up to 4K examples for about 90 hours on 8 V100 GPUs (paper Section 3).",
         "* **Seeds.** The paper reports the median of 5 fine-tuning runs on GLUE; in Tables 1-2 here "
         + (f"{plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))})" if seeds else "no downstream seeds were run")
         + (", to fit the preset's time budget" if seeds and len(seeds) < 5 else "") + ".",
