@@ -146,3 +146,22 @@ def test_both_models_leave_a_card_with_what_the_study_measured(smoke_run):
         paper = "91.3" if role == "student" else "92.7"  # the paper's SST-2 for DistilBERT / BERT-base
         assert f"| SST-2 (dev) | {t1[role]['SST-2']} | {paper} |" in card.text
         assert card.data.to_dict()["tinydistil"]["kind"] == role
+
+
+def test_the_results_copy_mirrors_one_study(tmp_path):
+    """results/runs/eval/<role> is a copy of this study's per-seed files: a task an earlier study ran and this one
+    did not must not stay there, where the report would read it as this study's."""
+    from tinydistil.study.layout import copy_results
+
+    src, dest = tmp_path / "runs" / "eval" / "cpu_student", tmp_path / "results" / "runs" / "eval" / "cpu_student"
+    for rel in ("glue/sst2/seed0.json", "glue/sst2/model/config.json", "glue/summary.csv"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(rel)
+    for rel in ("glue/cola/seed0.json", "glue/sst2/seed0.json", "imdb/seed0.json"):  # the earlier study's copy
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        (dest / rel).write_text("old")
+    copy_results(src, dest)
+    files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert files == ["glue/sst2/seed0.json", "glue/summary.csv"]  # models left out, stale tasks gone
+    assert (dest / "glue" / "sst2" / "seed0.json").read_text() == "glue/sst2/seed0.json"
+    assert not (dest / "imdb").exists() and not (dest / "glue" / "cola").exists()  # no empty folders left

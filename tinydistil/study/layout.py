@@ -86,13 +86,23 @@ def study_locked(fn):
 
 
 def copy_results(src: Path, dest: Path) -> None:
-    """Copy the *.json / *.csv files under `src` to `dest` (same layout), leaving saved models out."""
+    """Make `dest` hold the *.json / *.csv files under `src` (same layout), leaving saved models out: a results file
+    in `dest` that `src` no longer has (a task an earlier study ran and this one did not) is removed, so the copy
+    never mixes two studies' per-seed results. `dest` is tinydistil's copy folder (results/runs/eval/<role>)."""
     from ..rundir import copy_atomic
 
-    for f in sorted(Path(src).rglob("*")):
+    src, dest = Path(src), Path(dest)
+    keep = set()
+    for f in sorted(src.rglob("*")):
         if f.suffix in (".json", ".csv") and "model" not in f.relative_to(src).parts:
+            keep.add(f.relative_to(src))
             (dest / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
             copy_atomic(f, dest / f.relative_to(src))
+    for f in sorted(dest.rglob("*"), reverse=True):  # deepest first: emptied folders go too
+        if f.is_file() and f.suffix in (".json", ".csv") and f.relative_to(dest) not in keep:
+            f.unlink()
+        elif f.is_dir() and not any(f.iterdir()):
+            f.rmdir()
 
 
 def finetune_config(overrides: dict, **defaults):

@@ -43,7 +43,7 @@ def measurably_worse(delta: float | None, full_sd: float | None, paired: list[fl
                      min_lower: int | None = None) -> bool:
     """The Table 4 decision rule: lower than the full loss by more than its seed standard deviation, AND lower
     on at least `min_lower` of the paired seeds (None: on every one of them, the rule of the earlier protocols).
-    The rule the current study uses is declared in results/table4_protocol.md."""
+    The rule of the first Table 4 protocol (results/table4_protocol.md); the second uses paired_t_lower."""
     if delta is None or full_sd is None or not paired or not math.isfinite(delta):
         return False
     lower = sum(d < 0 for d in paired)
