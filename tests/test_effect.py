@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from tinydistil.records import TableRow
 from tinydistil.study.effect import compare, mlm_versus_control, retention, skilled_tasks
 from tinydistil.study.results import Results
 
@@ -14,7 +15,8 @@ def _res(scores: dict, majority: dict, mlm=None) -> Results:
     for role, tasks in scores.items():
         recs = [{"task": t, "seed": s, "score": v} for t, vs in tasks.items() for s, v in enumerate(vs)]
         res.evals[f"cpu_{role}"] = {"records": recs, "finetune": []}
-    res.tables["majority"] = [{"Task": k, "Score": v} for k, v in majority.items()]
+    res.tables["majority"] = [TableRow({"Task": k, "Score": "n/a" if v is None else f"{v:.1f}"},
+                                       {} if v is None else {"Score": v}) for k, v in majority.items()]
     res.reproduce = {"mlm_eval": mlm} if mlm else None
     return res
 
@@ -22,7 +24,7 @@ def _res(scores: dict, majority: dict, mlm=None) -> Results:
 SCORES = {"teacher": {"sst2": [80, 82, 81], "rte": [52.7076, 52.7076, 52.7076], "stsb": [80, 80, 80]},
           "student": {"sst2": [78, 79, 80], "rte": [55, 53, 54], "stsb": [30, 34, 32]},
           "control": {"sst2": [76, 77, 75], "rte": [52.7076, 52.7076, 52.7076], "stsb": [20, 22, 24]}}
-MAJORITY = {"SST-2": "50.9", "RTE": "52.7", "STS-B": "n/a"}
+MAJORITY = {"SST-2": 50.9, "RTE": 52.7, "STS-B": None}
 
 
 def test_the_teacher_at_the_majority_class_is_not_skilled():

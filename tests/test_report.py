@@ -12,6 +12,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import pytest  # noqa: E402
 
 from tinydistil.cli import main  # noqa: E402
+from tinydistil.records import TableRow, table_json_path, write_table_json  # noqa: E402
 from tinydistil.study.poster import poster_figure, write_poster  # noqa: E402
 from tinydistil.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4  # noqa: E402
 from tinydistil.study.figures import loss_terms  # noqa: E402
@@ -28,12 +29,29 @@ STUDENT = {"CoLA": "33.8", "MNLI": NR, "MRPC": "79.9", "QNLI": NR, "QQP": NR, "R
            "STS-B": "74.3", "WNLI": "49.3"}
 
 
+def _number(v):
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+FIXTURE_ROLES = {"teacher": "teacher", "student": "student", "student (D)": "student_d"}
+
+
 def _write_csv(path, cols, rows):
+    """The CSV and its typed twin (records.TableRow JSON), as the package's table writers write them: the numbers
+    of the fixture's cells as values, the role from a measured row's Model prefix, "extra" from the row."""
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow(r)
+    typed = [TableRow({c: str(r.get(c, "")) for c in cols},
+                      {c: _number(r.get(c)) for c in cols if _number(r.get(c)) is not None},
+                      FIXTURE_ROLES.get(str(r.get("Model", "")).split(":")[0]) if r.get("source") == "measured" else None,
+                      r.get("extra", {})) for r in rows]
+    write_table_json(table_json_path(path), typed, cols)
 
 
 def _log(terms, n=12):
@@ -66,14 +84,16 @@ def make_results(root, *, table3=True, table4=True, ablation_order=("random init
         rows = [{"Model": n, "Params (M)": p, "Inference time (s)": t, "Device": "CPU", "source": "paper",
                  "Speed-up vs teacher": round(668 / t, 2)} for n, (p, t) in PAPER_TABLE3.items()]
         rows += [{"Model": "teacher (PyTorch fp32)", "Params (M)": "7.04", "Disk (MB)": "28.3", "Device": "CPU",
-                  "Threads": "1", "Inference time (s)": "12.5", "Speed-up vs teacher": "1.0", "source": "measured: x"},
+                  "Threads": "1", "Inference time (s)": "12.5", "Speed-up vs teacher": "1.0", "source": "measured: x",
+                  "extra": {"versus": None, "form": "PyTorch fp32", "architecture": False}},
                  {"Model": "student (PyTorch fp32)", "Params (M)": "4.67", "Disk (MB)": "18.8", "Device": "CPU",
-                  "Threads": "1", "Inference time (s)": "7.35", "Speed-up vs teacher": "1.7", "source": "measured: x"}]
+                  "Threads": "1", "Inference time (s)": "7.35", "Speed-up vs teacher": "1.7", "source": "measured: x",
+                  "extra": {"versus": "teacher (PyTorch fp32)", "form": "PyTorch fp32", "architecture": False}}]
         _write_csv(root / "table3_speed.csv", cols, rows)
     if table4:
         deltas = dict(zip(ablation_order, ("-2.51", "-1.22", "-0.47", "-0.13")))
         rows = [{"Variant": "full triple loss", "Score": "61.4", "Delta": "", "Spread": "0.6", "Seeds": "3",
-                 "source": "measured"}]
+                 "source": "measured", "extra": {"sd": 0.6}}]
         rows += [{"Variant": v, "Score": f"{61.4 + float(deltas[v]):.2f}", "Delta": deltas[v], "Spread": "0.8",
                   "Seeds": "3", "Paper delta": PAPER_TABLE4[v], "source": "measured"} for v in PAPER_TABLE4]
         _write_csv(root / "table4_ablation.csv", ["Variant", "Score", "Delta", "Spread", "Seeds", "Paper delta",
@@ -169,11 +189,11 @@ def test_report_numbers_all_come_from_files_or_the_paper(results, tmp_path):
 
 def test_missing_tables_read_not_run(tmp_path):
     root = make_results(tmp_path / "results", table3=False, table4=False)
-    (root / "table2_downstream.csv").unlink()
+    (root / "table2_downstream.json").unlink()  # the typed twin is what the report reads
     text = write_report(root, tmp_path / "report", "cpu").read_text()
-    assert "Inference speed-up: not run (" in text and "table3_speed.csv not found" in text
-    assert "Ablation ordering: not run (" in text and "table4_ablation.csv not found" in text
-    assert "Measured rows: not run (" in text and "table2_downstream.csv not found" in text
+    assert "Inference speed-up: not run (" in text and "table3_speed.json not found" in text
+    assert "Ablation ordering: not run (" in text and "table4_ablation.json not found" in text
+    assert "Measured rows: not run (" in text and "table2_downstream.json not found" in text
     assert "| random init | -3.69 |" in text          # the paper's Table 4 still shown beside "not run"
     assert "| 67.9 | 41.3 | not run: no data | 83.2 |" in text  # a "not run" cell kept as the file says
     figs = tmp_path / "report" / "figures"

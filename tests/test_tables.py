@@ -96,3 +96,12 @@ def test_table2_paper_rows_and_not_run(tmp_path):
 
 def test_paper_constants_match_the_brief():
     assert PAPER_TABLE1["BERT-base"][0] == 79.5 and PAPER_TABLE1["DistilBERT"][-1] == 56.3
+
+
+def test_the_paper_table2_numbers_are_its_text():
+    from tinydistil.paper import PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES
+
+    assert set(PAPER_TABLE2) == set(PAPER_TABLE2_SCORES)
+    for name, texts in PAPER_TABLE2.items():
+        for col, text in zip(PAPER_TABLE2_COLUMNS, texts):
+            assert PAPER_TABLE2_SCORES[name][col] == (None if text == "—" else float(text))

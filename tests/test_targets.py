@@ -1,6 +1,6 @@
 """Targets as data: each kind one `Target` line checked in one loop, and a preset whose `targets` or `downstream`
 names a key nothing reads fails when it loads, naming the key."""
-import csv
+import json
 import dataclasses
 
 import pytest
@@ -49,14 +49,11 @@ def test_a_target_is_one_line(monkeypatch, tmp_path):
 
 def test_a_yes_no_target_is_checked_against_zero_and_skipped_when_false(tmp_path):
     root = make_results(tmp_path / "r")  # (D) 30.9; the plain student's SQuAD F1 set here
-    with open(root / "table2_downstream.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["SQuAD F1"] = "31.5" if r["Model"].startswith("student:") else r["SQuAD F1"]
-    with open(root / "table2_downstream.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    table = json.loads((root / "table2_downstream.json").read_text())  # the typed table the report reads
+    for r in table["rows"]:
+        if r["role"] == "student":
+            r["cells"]["SQuAD F1"], r["values"]["SQuAD F1"] = "31.5", 31.5
+    (root / "table2_downstream.json").write_text(json.dumps(table))
     res = load_results(root, "cpu")
     (row,) = check_targets(res, {"squad_d_ge_student": True})
     assert row == {"target": "SQuAD F1 of DistilBERT (D) >= the plain student's", "measured": "30.9 vs 31.5: -0.6",

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from ..paper import PAPER_TABLE3
-from ..rundir import atomic_file, write_json_atomic
+from ..records import row_from_cells, write_table_json
+from ..rundir import atomic_file
 
 COLUMNS = ["Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)", "Speed-up vs teacher",
            "Output change vs fp32", "source", "note", "run_id"]
@@ -192,18 +193,21 @@ def paper_rows() -> list[dict]:
     bert_time = PAPER_TABLE3["BERT-base"][1]
     return [{"Model": m, "Params (M)": p, "Disk (MB)": "", "Device": "CPU", "Threads": "",
              "Inference time (s)": t, "Speed-up vs teacher": round(bert_time / t, 2), "Output change vs fp32": "",
-             "source": "paper", "note": "Sanh et al. 2019, Table 3 (speed-up vs BERT-base)", "run_id": ""}
+             "source": "paper", "note": "Sanh et al. 2019, Table 3 (speed-up vs BERT-base)", "run_id": "",
+             "extra": {"versus": "BERT-base", "form": "PyTorch fp32", "architecture": False}}
             for m, (p, t) in PAPER_TABLE3.items()]
 
 
 def write_table3(rows: list[dict], path=None, provenance: dict | None = None):
     """Table 3 as a DataFrame (COLUMNS; the paper rows first if `rows` has none), written to `path` as CSV
-    (nothing written when path is None) and, with `provenance`, `<path>.json` with it and the rows."""
+    (nothing written when path is None) and, with `provenance`, `<path>.json`: it and the rows as typed records
+    (records.TableRow; a row's optional "role" and "extra" keys — e.g. {"versus": the row its speed-up is
+    against, "form", "pairs"} — go there, not into the CSV)."""
     import pandas as pd
 
     if not any(r.get("source") == "paper" for r in rows):
         rows = paper_rows() + list(rows)
-    bad = [k for r in rows for k in r if k not in COLUMNS]
+    bad = [k for r in rows for k in r if k not in (*COLUMNS, "role", "extra")]
     if bad:
         raise ValueError(f"unknown Table 3 column(s) {sorted(set(bad))}; columns are {COLUMNS}")
     df = pd.DataFrame([{c: r.get(c, "") for c in COLUMNS} for r in rows], columns=COLUMNS)
@@ -214,13 +218,15 @@ def write_table3(rows: list[dict], path=None, provenance: dict | None = None):
     with atomic_file(path) as tmp:
         df.to_csv(tmp, index=False)
     if provenance is not None:
-        write_json_atomic(path.with_suffix(".json"), {**provenance, "rows": df.to_dict("records")}, default=str)
+        typed = [row_from_cells({c: r.get(c, "") for c in COLUMNS}, r.get("role"), r.get("extra")) for r in rows]
+        write_table_json(path.with_suffix(".json"), typed, COLUMNS, provenance)
     return df
 
 
 @dataclass
 class _Entry:
     name: str
+    role: str | None  # records.Role value of our models ("teacher", "student"); None for the architecture rows
     run: object
     params: int | None
     disk_mb: float
@@ -273,23 +279,25 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     tokenizers = {k: load_tokenizer(str(p)) for k, p in folders.items()}
     entries: list[tuple[_Entry, list[dict]]] = []
 
-    def add(name, model, output, tok_key, vs, note="", collect=False, change_output=None, params=None):
+    def add(name, model, output, tok_key, vs, note="", collect=False, change_output=None, params=None,
+            role="student"):
         model = model.to(device).eval()
         enc = encode_pairs(tokenizers[tok_key], pairs, input_names(model, tokenizers[tok_key]))
-        entries.append((_Entry(name, torch_runner(model, output), params or count_parameters(model)["total"],
+        entries.append((_Entry(name, role, torch_runner(model, output), params or count_parameters(model)["total"],
                                disk_size_mb(model), dev_label, vs, note, collect, change_output), enc))
         return model
 
     if include_reference_archs:
         torch.manual_seed(0)
+
         arch_note = "architecture only: random weights from {}() (timing does not depend on weight values); " \
                     "teacher's tokenizer"
         add("BERT-base architecture (PyTorch fp32)", BertModel(BertConfig()), "last_hidden_state", "teacher", None,
-            arch_note.format("BertConfig"))
+            arch_note.format("BertConfig"), role=None)
         add("DistilBERT architecture (PyTorch fp32)", DistilBertModel(DistilBertConfig()), "last_hidden_state",
-            "teacher", "BERT-base architecture (PyTorch fp32)", arch_note.format("DistilBertConfig"))
+            "teacher", "BERT-base architecture (PyTorch fp32)", arch_note.format("DistilBertConfig"), role=None)
     teacher_m, t_out = load_for_inference(folders["teacher"])
-    add("teacher (PyTorch fp32)", teacher_m, t_out, "teacher", None, str(folders["teacher"]))
+    add("teacher (PyTorch fp32)", teacher_m, t_out, "teacher", None, str(folders["teacher"]), role="teacher")
     student_m, s_out = load_for_inference(folders["student"])
     add("student (PyTorch fp32)", student_m, s_out, "student", "teacher (PyTorch fp32)", str(folders["student"]),
         collect=deployed_forms and stsb_model is None)
@@ -326,7 +334,7 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
                 enc = encode_pairs(tokenizers[form_key], pairs, names)
                 for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
                                           ("int8", int8, "onnxruntime.quantization.quantize_dynamic (QInt8 weights)")):
-                    entries.append((_Entry(f"student (ONNX Runtime {label})", onnx_runner(onnx_session(path, threads)),
+                    entries.append((_Entry(f"student (ONNX Runtime {label})", "student", onnx_runner(onnx_session(path, threads)),
                                            params, path.stat().st_size / 1e6, "CPU (onnxruntime)",
                                            "teacher (PyTorch fp32)", note, True, form_out), enc))
 
@@ -354,7 +362,10 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
                      "Output change vs fp32": change, "source": f"measured: {mach['cpu']}",
                      "note": "; ".join(x for x in (e.note, f"{len(pairs)} STS-B dev pairs, passes "
                                                    + ", ".join(f"{s:.3f}" for s in t.repeats) + " s") if x),
-                     "run_id": run_id})
+                     "run_id": run_id, "role": e.role,
+                     # typed facts for the report: what the speed-up is against, the form, the pairs timed
+                     "extra": {"versus": e.vs, "architecture": e.role is None, "pairs": len(pairs),
+                               "form": e.name[e.name.rindex("(") + 1:-1]}})
     prov = {**info, "wall_time_s": round(time.time() - t_start, 1), "examples": len(pairs), "repeats": repeats,
             "warmup": warmup, "threads": threads, "device": device, "max_seq_len": MAX_SEQ_LEN,
             "data": data_dir and str(data_dir), "teacher": str(folders["teacher"]), "student": str(folders["student"]),

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from ..config import current_names, replace, to_dict
 from ..paper import PAPER_TABLE4
+from ..records import TableRow, table_json
 from ..rundir import atomic_file, config_diff, copy_atomic, run_info, torn, write_json_atomic
 from .layout import study_locked
 from .stats import macro, per_seed_macro
@@ -202,7 +203,7 @@ def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFr
     import pandas as pd
 
     full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
-    out = []
+    out, typed = [], []
     for r in rows:
         ok = r.get("score") is not None
         delta = ""
@@ -220,14 +221,45 @@ def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFr
                     "Excl. WNLI": _excl(r, full) if ok else "",
                     "Paper delta": _paper_delta(r["Variant"]),
                     "source": "measured", "run_id": r.get("run_id", ""), "note": r.get("note", "")})
+        typed.append(TableRow({c: str(v) for c, v in out[-1].items()}, _row_values(r, full), extra=_row_extra(r, full)))
     df = pd.DataFrame(out, columns=list(TABLE4_COLUMNS))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         df.to_csv(tmp, index=False)
-    write_json_atomic(path.with_suffix(".json"), {**(meta or {}), "variants": {
+    write_json_atomic(path.with_suffix(".json"), {**table_json(typed, TABLE4_COLUMNS, meta), "variants": {
         r["Variant"]: {k: r.get(k) for k in ROW_KEYS} for r in rows}}, default=str)
     return df
+
+
+def _row_values(r: dict, full: dict | None) -> dict:
+    """The floats behind a Table 4 row's numeric cells (Score, Delta, Paper delta, Seeds, Held-out MLM acc in %)."""
+    out = {"Seeds": float(len(r.get("per_seed", [])))}
+    if r.get("score") is not None:
+        out["Score"] = r["score"]
+        if full is not None and full.get("score") is not None:
+            out["Delta"] = r["score"] - full["score"] if r is not full else 0.0
+    if r["Variant"] == "full triple loss" or r["Variant"] in PAPER_TABLE4:
+        out["Paper delta"] = PAPER_TABLE4.get(r["Variant"], 0.0)
+    if r.get("mlm_accuracy") is not None:
+        out["Held-out MLM acc"] = 100 * r["mlm_accuracy"]
+    return out
+
+
+def _row_extra(r: dict, full: dict | None) -> dict:
+    """What the cells of a Table 4 row hold beside their first number, typed: the per-seed sd, the paired deltas
+    against the full loss (and how many are lower), the held-out MLM change and masked-token count, the delta of
+    the macro without WNLI."""
+    ps = r.get("per_seed", [])
+    versus = full is not None and r is not full and r.get("score") is not None
+    paired = paired_deltas(r, full) if versus else []
+    acc, f_acc = r.get("mlm_accuracy"), (full or {}).get("mlm_accuracy")
+    x, fx = r.get("excl") or {}, (full or {}).get("excl") or {}
+    return {"sd": statistics.stdev(ps) if len(ps) >= 2 else None, "paired": paired,
+            "lower": sum(d < 0 for d in paired), "mlm_tokens": r.get("mlm_tokens"),
+            "mlm_delta": 100 * (acc - f_acc) if versus and acc is not None and f_acc is not None else None,
+            "excl_delta": x["score"] - fx["score"] if versus and x.get("score") is not None
+            and fx.get("score") is not None else None}
 
 
 def _paper_delta(variant: str) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .curve import read_curve
 from .effect import ROLES, distillation_effect
 from .figures import GLUE_DISPLAY as GLUE_NAMES
-from .results import Results, num
+from ..records import finite
+from .results import Results
 from .tables import md_table
 
 
@@ -76,7 +77,7 @@ def section_effect(res: Results, curve_fig: str) -> str:
         g = host.get("matmul_gflops", {})
         tps = (res.reproduce or {}).get("distill_tokens_per_s")
         out.append(f"Machine speed at the start of the study: plain matmul {g.get('fp32')} GFLOP/s fp32, bf16 "
-                   f"{g.get('bf16')}" + (" GFLOP/s" if num(g.get("bf16")) is not None else "")
+                   f"{g.get('bf16')}" + (" GFLOP/s" if finite(g.get("bf16")) is not None else "")
                    + f" ({host.get('threads')} threads, shape {host.get('matmul_shape')}); distillation ran at "
                    + (f"{tps:,.0f} tokens/s" if tps else "an unrecorded rate")
                    + ". Wall times scale with these: a machine with half the matmul rate takes about twice as long.")

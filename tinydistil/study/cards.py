@@ -3,37 +3,27 @@ MLM accuracy and the downstream results (Tables 1-2 rows of that model), the pap
 (BERT-base for the teacher, DistilBERT for the student; labelled as the paper's)."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from ..card import write_model_card
 from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS
+from ..records import read_table_json
 from .tables import TABLE1_TASKS
 
 PAPER_ROW = {"teacher": "BERT-base", "student": "DistilBERT"}
 
 
-def _number(cell: str) -> float | None:
-    try:
-        return float(cell)
-    except (TypeError, ValueError):  # "not run: no data", "—", ""
-        return None
-
-
 def downstream_rows(tables_dir: str | Path, role: str) -> list[dict]:
-    """[{"task", "value", "paper"}] of `role`'s measured cells in table1_glue.csv / table2_downstream.csv."""
+    """[{"task", "value", "paper"}] of `role`'s measured cells in Tables 1-2 (their typed twins, *.json)."""
     rows, paper_name = [], PAPER_ROW[role]
     paper = {"GLUE Score": PAPER_TABLE1[paper_name][0],
              **dict(zip(TABLE1_TASKS, PAPER_TABLE1[paper_name][1:])),
              **dict(zip(PAPER_TABLE2_COLUMNS, PAPER_TABLE2[paper_name]))}
-    for name, columns in (("table1_glue.csv", ("Score", *TABLE1_TASKS)), ("table2_downstream.csv", PAPER_TABLE2_COLUMNS)):
-        path = Path(tables_dir) / name
-        if not path.is_file():
-            continue
-        with open(path, newline="") as f:
-            mine = next((r for r in csv.DictReader(f) if r["Model"].split(":")[0].strip() == role), None)
+    for name, columns in (("table1_glue.json", ("Score", *TABLE1_TASKS)), ("table2_downstream.json", PAPER_TABLE2_COLUMNS)):
+        table, _ = read_table_json(Path(tables_dir) / name)
+        mine = next((r for r in table or [] if r.role == role), None)
         for col in columns if mine else ():
-            if _number(mine.get(col)) is not None:
+            if mine.value(col) is not None:
                 task = "GLUE Score" if col == "Score" else col
                 rows.append({"task": task + (" (dev)" if col in TABLE1_TASKS or col == "Score" else ""),
                              "value": mine[col], "paper": str(paper.get(task, "—"))})

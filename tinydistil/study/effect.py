@@ -12,10 +12,11 @@ from __future__ import annotations
 import statistics
 
 from ..eval.glue import TASKS as GLUE_TASKS
-from .results import Results, num
+from ..records import ROLE_LABELS, finite
+from .results import Results
 from .stats import macro, paired_deltas, per_seed_macro, spread
 
-ROLES = {"student": "student", "student_d": "student (D)", "control": "student, no distillation"}
+ROLES = {r: ROLE_LABELS[r] for r in ("student", "student_d", "control")}
 DISPLAY_TO_ID = {t.display: name for name, t in GLUE_TASKS.items()}
 MAJORITY_ROUNDING = 0.05  # half the last decimal of glue_majority.csv
 
@@ -24,19 +25,19 @@ def seed_scores(res: Results, role: str) -> dict[str, dict[int, float]]:
     """{GLUE task id: {seed: score}} of the per-seed records of <preset>_<role> (Table 1's runs)."""
     out: dict[str, dict[int, float]] = {}
     for r in res.evals.get(f"{res.preset}_{role}", {}).get("records", []):
-        if r.get("task") in GLUE_TASKS and num(r.get("score")) is not None:
-            out.setdefault(r["task"], {})[int(r["seed"])] = num(r["score"])
+        if r.get("task") in GLUE_TASKS and finite(r.get("score")) is not None:
+            out.setdefault(r["task"], {})[int(r["seed"])] = finite(r["score"])
     return out
 
 
 def majority(res: Results) -> dict[str, float]:
-    """{GLUE task id: majority-class score} from glue_majority.csv; STS-B (no classes) scores 0: a constant
+    """{GLUE task id: majority-class score} from glue_majority.json; STS-B (no classes) scores 0: a constant
     prediction has no correlation."""
     out = {}
     for r in res.tables.get("majority") or []:
         tid = DISPLAY_TO_ID.get(r.get("Task"))
         if tid:
-            out[tid] = num(r.get("Score")) if num(r.get("Score")) is not None else 0.0
+            out[tid] = r.value("Score") if r.value("Score") is not None else 0.0
     return out
 
 
@@ -102,10 +103,10 @@ def mlm_versus_control(res: Results) -> dict | None:
     its standard error (two binomial proportions; conservative, as the masks are shared)."""
     ev = (res.reproduce or {}).get("mlm_eval") or {}
     s, c = ev.get("student") or {}, ev.get("control") or {}
-    if num(s.get("mlm_accuracy")) is None or num(c.get("mlm_accuracy")) is None:
+    ps, pc = finite(s.get("mlm_accuracy")), finite(c.get("mlm_accuracy"))
+    if ps is None or pc is None:
         return None
     n = int(s.get("masked_tokens") or 0)
-    ps, pc = num(s["mlm_accuracy"]), num(c["mlm_accuracy"])
     se = 100 * ((ps * (1 - ps) + pc * (1 - pc)) / n) ** 0.5 if n else None
     diff = 100 * (ps - pc)
     return {"student": 100 * ps, "control": 100 * pc, "diff": diff, "se": se, "tokens": n,

@@ -8,7 +8,10 @@ from pathlib import Path
 
 from ..eval.glue import TASKS as GLUE_TASKS
 from ..paper import PAPER_TABLE3
-from .results import Results, num, paper_task_scores, per_task_retention, role, task_scores, teacher_student_pairs
+from ..records import ROLE_LABELS, finite
+from .curve import read_curve
+from .effect import seed_scores, skilled_tasks
+from .results import Results, paper_task_scores, per_task_retention, task_scores, teacher_student_pairs
 from .tables import TABLE1_TASKS
 
 GLUE_DISPLAY = {name: t.display for name, t in GLUE_TASKS.items()}  # cola -> CoLA
@@ -36,113 +39,145 @@ def _save(plt, fig, path: Path) -> Path:
 def loss_terms(log: list[dict]) -> list[str]:
     """Logged loss terms (keys starting with 'loss') that are not identically zero."""
     keys = [k for k in (log[0] if log else {}) if k.startswith("loss")]
-    return [k for k in keys if any(num(r.get(k)) for r in log)]
+    return [k for k in keys if any(finite(r.get(k)) for r in log)]
+
+
+TERM_TITLES = {"loss_mlm": "masked-LM cross-entropy", "loss_kl": "soft-target KL (at T)",
+               "loss_cos": "hidden-state cosine loss", "loss": "weighted total (the loss trained)"}
+
+
+def _curve_terms(log: list[dict]) -> list[str]:
+    """A stage's plotted terms: its non-zero ones, less a total that is a single term itself (the teacher's)."""
+    terms = loss_terms(log)
+    return [t for t in terms if not (t == "loss" and len(terms) == 2)]
 
 
 def fig_loss_curves(res: Results, path: Path) -> Path:
+    """One panel per loss term (the MLM cross-entropy of teacher and student together), y = the term unweighted."""
     plt = _plt()
     stages = [(s, res.runs[s]["log"]) for s in ("teacher", "student")]
-    ncols = max([len(loss_terms(log)) for _, log in stages] + [1])
-    fig, axes = plt.subplots(2, ncols, figsize=(3.4 * ncols, 5.6), squeeze=False)
-    for i, (stage, log) in enumerate(stages):
-        terms = loss_terms(log)
-        for j in range(ncols):
-            ax = axes[i][j]
-            if j >= len(terms):
-                ax.axis("off")
-                if not log and j == 0:
-                    ax.text(0.5, 0.5, f"{stage}: not run\n(no log.jsonl)", ha="center", va="center")
-                continue
-            steps = [r["step"] for r in log if num(r.get(terms[j])) is not None]
-            ax.plot(steps, [num(r[terms[j]]) for r in log if num(r.get(terms[j])) is not None], lw=1.4,
-                    color=f"C{j}")
-            ax.set_title(f"{stage}: {terms[j]}", fontsize=9)
-            ax.set_xlabel("update", fontsize=8)
-            ax.tick_params(labelsize=7)
+    panels = [t for t in TERM_TITLES if any(t in _curve_terms(log) for _, log in stages)]
+    fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.6 * max(len(panels), 1), 3.4), squeeze=False)
+    if not panels:
+        axes[0][0].axis("off")
+        axes[0][0].text(0.5, 0.5, "not run (no log.jsonl)", ha="center", va="center")
+    for ax, term in zip(axes[0], panels):
+        for i, (stage, log) in enumerate(stages):
+            if term in _curve_terms(log):
+                pts = [(r["step"], finite(r.get(term))) for r in log if finite(r.get(term)) is not None]
+                ax.plot(*zip(*pts), lw=1.4, color=f"C{i}", label=stage)
+        ax.set_title(TERM_TITLES[term], fontsize=9)
+        ax.set_xlabel("update", fontsize=8)
+        ax.set_ylabel(term if term == "loss" else f"{term} (unweighted)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
     fig.suptitle(f"Training loss terms ({res.preset} preset, from log.jsonl)", fontsize=11)
     return _save(plt, fig, path)
 
 
 def bar_tasks(res: Results) -> tuple[str, ...]:
-    """The bars' tasks: GLUE's, then Table 2's columns (IMDb, SQuAD EM, SQuAD F1, any other registered task)."""
-    return (*TABLE1_TASKS, *res.table2_tasks())
+    """The bars' tasks: those with a measured score among GLUE's then Table 2's columns (IMDb, SQuAD EM, SQuAD F1,
+    any other registered task); all of them when nothing was measured."""
+    tasks = (*TABLE1_TASKS, *res.table2_tasks())
+    ours = task_scores(res)
+    return tuple(t for t in tasks if any(v.get(t) is not None for v in ours.values())) or tasks
+
+
+def _legend_below(ax, n: int) -> None:
+    """The legend under the axes, outside the data."""
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=max(min(n, 4), 1))
 
 
 def fig_task_bars(res: Results, path: Path) -> Path:
+    """Per task: our roles' scores beside the paper's BERT-base and DistilBERT; a score of exactly 0 is labelled."""
     plt = _plt()
     import numpy as np
 
     ours, paper, tasks = task_scores(res), paper_task_scores(), bar_tasks(res)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), sharey=True)
-    panels = [("measured (this repository)", ours), ("paper (Sanh et al. 2019, Tables 1-2)",
-                                                      {k: paper[k] for k in ("BERT-base", "DistilBERT")})]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
+    panels = [("measured (this repository)", {ROLE_LABELS.get(k, k): v for k, v in ours.items()}),
+              ("paper (Sanh et al. 2019, Tables 1-2)", {k: paper[k] for k in ("BERT-base", "DistilBERT")})]
     x = np.arange(len(tasks))
     for ax, (title, models) in zip(axes, panels):
         names = list(models)
         w = 0.8 / max(len(names), 1)
         for i, name in enumerate(names):
             vals = [models[name].get(t) for t in tasks]
-            ax.bar(x + (i - (len(names) - 1) / 2) * w, [v if v is not None else 0 for v in vals], w, label=name,
-                   color=f"C{i}")
-            for k, v in enumerate(vals):
-                if v is None:
-                    ax.text(x[k] + (i - (len(names) - 1) / 2) * w, 1, "not run", rotation=90, fontsize=6,
-                            ha="center", va="bottom", color="0.4")
+            xs = x + (i - (len(names) - 1) / 2) * w
+            ax.bar(xs, [v if v is not None else 0 for v in vals], w, label=name, color=f"C{i}")
+            for xk, v in zip(xs, vals):  # a missing bar and a score of 0 (CoLA's MCC) must not look alike
+                if v is None or abs(v) < 0.05:
+                    ax.text(xk, 1, "not run" if v is None else "0", rotation=90 if v is None else 0, fontsize=6,
+                            ha="center", va="bottom", color="0.4" if v is None else "k")
         if not names:
             ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center")
         ax.set_xticks(x, tasks, rotation=45, ha="right", fontsize=8)
         ax.set_title(title, fontsize=10)
         if names:
-            ax.legend(fontsize=8, loc="upper left")
+            _legend_below(ax, len(names))
     axes[0].set_ylabel("score (0-100; CoLA MCC, STS-B Pearson/Spearman)")
     return _save(plt, fig, path)
 
 
 def fig_retention(res: Results, path: Path) -> Path:
+    """Each role's score as % of the teacher's, per task; tasks where the teacher does not beat the majority class
+    are hatched (a ratio to a near-floor teacher says nothing about kept skill)."""
     plt = _plt()
     import numpy as np
 
     paper, tasks = paper_task_scores(), bar_tasks(res)
-    series = [(f"{k} / teacher (measured)", per_task_retention(t, s)) for k, t, s in
+    series = [(f"{ROLE_LABELS.get(k, k)} / teacher (measured)", per_task_retention(t, s)) for k, t, s in
               teacher_student_pairs(task_scores(res))]
     series.append(("DistilBERT / BERT-base (paper)", per_task_retention(paper["BERT-base"], paper["DistilBERT"])))
-    fig, ax = plt.subplots(figsize=(10, 4))
+    skilled = {GLUE_DISPLAY[t] for t in skilled_tasks(res)}
+    floor = {t for t in tasks if t in TABLE1_TASKS and t not in skilled and res.tables.get("majority")}
+    fig, ax = plt.subplots(figsize=(10, 4.4))
     x = np.arange(len(tasks))
     w = 0.8 / len(series)
     for i, (name, ret) in enumerate(series):
-        ax.bar(x + (i - (len(series) - 1) / 2) * w, [ret.get(t, 0) for t in tasks], w, label=name,
-               color=f"C{i}" if "paper" not in name else "0.6")
-        for k, t in enumerate(tasks):
+        xs = x + (i - (len(series) - 1) / 2) * w
+        measured = "paper" not in name
+        bars = ax.bar(xs, [ret.get(t, 0) for t in tasks], w, label=name, color=f"C{i}" if measured else "0.6")
+        for bar, t in zip(bars, tasks):
+            if measured and t in floor:
+                bar.set_hatch("///")
+                bar.set_alpha(0.45)
+        for xk, t in zip(xs, tasks):
             if t not in ret:
-                ax.text(x[k] + (i - (len(series) - 1) / 2) * w, 2, "n/a", rotation=90, fontsize=6, ha="center")
+                ax.text(xk, 2, "n/a", rotation=90, fontsize=6, ha="center")
     ax.axhline(100, color="k", lw=0.8, ls="--")
     ax.set_xticks(x, tasks, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("student as % of teacher")
-    ax.set_title("Retention per task (n/a: not run, or a teacher score of 0)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=len(series))
+    ax.set_title("Retention per task (n/a: not run, or a teacher score of 0"
+                 + ("; hatched: the teacher does not beat the majority class, the ratio is near-floor noise)"
+                    if floor else ")"), fontsize=9)
+    _legend_below(ax, len(series))
     return _save(plt, fig, path)
 
 
 def fig_speed_size(res: Results, path: Path) -> Path:
+    """Parameters vs inference time: the paper's (its CPU, the whole STS-B dev set) and ours on separate axes."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     pts = [(n, p, t) for n, (p, t) in PAPER_TABLE3.items()]
     axes[0].scatter([p for _, p, _ in pts], [t for _, _, t in pts], color="0.5", marker="s")
-    for n, p, t in pts:
-        axes[0].annotate(n, (p, t), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    for n, p, t in pts:  # labels inside the frame: left of the rightmost point
+        right = p == max(q for _, q, _ in pts)
+        axes[0].annotate(n, (p, t), fontsize=8, xytext=(-6 if right else 4, 4), textcoords="offset points",
+                         ha="right" if right else "left")
+    axes[0].margins(x=0.15, y=0.15)
     axes[0].set_title("paper (Table 3, CPU, STS-B dev)", fontsize=10)
-    measured = [(r["Model"], num(r.get("Params (M)")), num(r.get("Inference time (s)")), r)
-                for r in res.measured("table3")]
+    measured = [(r, r.value("Params (M)"), r.value("Inference time (s)")) for r in res.measured("table3")]
     measured = [m for m in measured if m[1] is not None and m[2] is not None]
     if measured:
-        for i, (n, p, t, r) in enumerate(measured):
-            lab = f"{role(n)} ({', '.join(str(r[k]) for k in ('Device', 'Threads') if str(r.get(k, '')).strip())})"
-            axes[1].scatter([p], [t], color=f"C{i}", label=lab)
-        axes[1].legend(fontsize=7)
+        for i, (r, p, t) in enumerate(measured):
+            where = ", ".join(str(r.get(k)) for k in ("Device", "Threads") if str(r.get(k, "")).strip())
+            axes[1].scatter([p], [t], color=f"C{i}", label=f"{r['Model']} ({where})")
+        axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     else:
         axes[1].text(0.5, 0.5, "measured: not run\n" + res.missing.get("table3", "no numeric rows"), ha="center",
                      va="center", transform=axes[1].transAxes, fontsize=9, wrap=True)
-    axes[1].set_title("measured (table3_speed.csv)", fontsize=10)
+    axes[1].set_title("measured (table3_speed.json)", fontsize=10)
     for ax in axes:
         ax.set_xlabel("parameters (M)")
         ax.set_ylabel("inference time (s)")
@@ -153,9 +188,6 @@ def fig_tokens_curve(res: Results, path: Path) -> Path:
     """Score vs distillation tokens (tokens_curve.json): held-out masked-token accuracy and each curve task's
     median over seeds (per-seed scores as dots), the control at 0 tokens, the teacher as a dashed line."""
     import statistics
-
-    from .curve import read_curve
-    from .effect import seed_scores
 
     plt = _plt()
     curve = read_curve(res.results_dir)
@@ -168,10 +200,10 @@ def fig_tokens_curve(res: Results, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
     pts = curve["points"]
     x = [p["tokens"] / 1e6 for p in pts]
-    teacher_mlm = num(((res.reproduce or {}).get("mlm_eval") or {}).get("teacher", {}).get("mlm_accuracy"))
+    teacher_mlm = finite(((res.reproduce or {}).get("mlm_eval") or {}).get("teacher", {}).get("mlm_accuracy"))
     teacher = {GLUE_DISPLAY.get(t, t): statistics.median(v.values()) for t, v in seed_scores(res, "teacher").items()}
     for ax, key in zip(axes[0], panels):
-        ys = [num(p.get(key)) for p in pts]
+        ys = [finite(p.get(key)) for p in pts]
         ax.plot([a for a, y in zip(x, ys) if y is not None], [y for y in ys if y is not None], "o-", color="C0",
                 lw=1.5, label="student (median)")
         for a, p in zip(x, pts):

@@ -284,6 +284,7 @@ def _carry_over(summary: dict, earlier: dict) -> None:
 def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: dict, progress: bool):
     """Table 3 unless out_csv was written by a finished run of the same teacher and student."""
     from ..deploy.speed import run_speed
+    from ..records import TABLE_FORMAT
 
     meta = out_csv.with_suffix(".json")
     if out_csv.is_file() and meta.is_file():
@@ -294,7 +295,9 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
         models = [f for d in (teacher, student) if Path(d).is_dir() for f in Path(d).iterdir()
                   if f.is_file() and f.name != "README.md"]
         newer = all(meta.stat().st_mtime > f.stat().st_mtime for f in models)
-        if "wall_time_s" in prev and newer and same(prev.get("teacher"), teacher) and same(prev.get("student"), student):
+        typed = prev.get("format") == TABLE_FORMAT  # a table written before the typed records is timed again
+        if "wall_time_s" in prev and typed and newer and same(prev.get("teacher"), teacher) and \
+                same(prev.get("student"), student):
             return "already finished"
     stsb = str(stsb_model) if (stsb_model / "config.json").is_file() else None
     try:

@@ -7,15 +7,15 @@ report.load_results; the paper's numbers come from report/tables constants and a
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4, paper_glue_retention,
                      paper_speedup)
 from .effect import distillation_effect
 from .figures import loss_terms
-from .results import (TABLE_FILES, Results, ablation, glue_retention, load_results, main_records, num,
-                      paper_task_scores, role, speedups, table4_protocol, task_scores, teacher_student_pairs)
+from ..records import ROLE_LABELS, finite
+from .results import (TABLE_FILES, Results, ablation, glue_retention, label, load_results, main_records,
+                      paper_task_scores, speedups, table4_protocol, task_scores, teacher_student_pairs)
 from .tables import TABLE1_TASKS, params_text, plural
 from .targets import check_targets
 
@@ -55,17 +55,16 @@ def _table1_rows(res: Results) -> list[list[str]]:
     rows = res.tables.get("table1")
     if rows is None:
         return [[n, str(v[0]), *map(str, v[1:]), "", "paper"] for n, v in PAPER_TABLE1.items()]
-    return [[role(r["Model"]), _short(r.get("Score")), *[_short(r.get(t)) for t in TABLE1_TASKS],
-             str(r.get("retention", "")).strip() or "—", "paper" if r.get("source", "").startswith("paper") else
-             "ours"] for r in rows]
+    return [[label(r), _short(r.get("Score")), *[_short(r.get(t)) for t in TABLE1_TASKS],
+             str(r.get("retention", "")).strip() or "—", "paper" if r.paper else "ours"] for r in rows]
 
 
 def _table2_rows(res: Results) -> list[list[str]]:
     rows = res.tables.get("table2")
     if rows is None:
         return [[n, *vals, "paper"] for n, vals in PAPER_TABLE2.items()]
-    return [[role(r["Model"]), *[_short(r.get(c)) for c in res.table2_tasks()],
-             "paper" if r.get("source", "").startswith("paper") else "ours"] for r in rows]
+    return [[label(r), *[_short(r.get(c)) for c in res.table2_tasks()], "paper" if r.paper else "ours"]
+            for r in rows]
 
 
 def _short_form(name: str) -> str:
@@ -93,20 +92,20 @@ def _headlines(res: Results) -> list[str]:
     if mlm:
         lines.append(f"   held-out MLM {mlm['diff']:+.2f} pts (se {mlm['se']:.2f}): {mlm['verdict']}")
     lines.append("GLUE retention (student / teacher):")
-    lines += [f"   ours: {r['retention']} %  ({role(r['model'])})" for r in ret] or \
+    lines += [f"   ours: {r['retention']:.1f} %  ({r['label']})" for r in ret] or \
              [f"   ours: not run ({_why(res, 'table1', 'no student row')})"]
     for name, t, st in teacher_student_pairs(task_scores(res)) if ret else []:
         same = [k for k in t if k in st and t[k] == st[k]]
         if len(same) >= 2:
-            lines.append(f"   caution: {name} = teacher exactly on {len(same)} of")
+            lines.append(f"   caution: {ROLE_LABELS.get(name, name)} = teacher exactly on {len(same)} of")
             lines.append(f"   {len([k for k in t if k in st])} tasks (same-class baselines?)")
     lines.append(f"   paper: {PAPER_RETENTION_TEXT} %  ({paper_glue_retention():.1f} % from its Table 1)")
-    where = {", ".join(str(r[k]).strip() + (" threads" if k == "Threads" else "") for k in ("Device", "Threads")
-                       if str(r.get(k, "")).strip()) for r in sp}
+    where = {", ".join(r["row"].get(k).strip() + (" threads" if k == "Threads" else "") for k in ("Device", "Threads")
+                       if r["row"].get(k).strip()) for r in sp}
     lines.append("Inference speed-up vs teacher" + (f" ({where.pop()}):" if len(where) == 1 else ":"))
     # one short line per measured form; the device of each is in Table 3 and the report
-    lines += [(f"   ours: {r['Speed-up vs teacher']}x  {_short_form(role(r['Model']))}" if r["versus"] == "teacher"
-               else f"   ours: {r['Speed-up vs teacher']}x  DistilBERT vs BERT-base arch")
+    lines += [(f"   ours: {r['speedup']:g}x  {_short_form(r['row']['Model'])}" if r["versus"] == "teacher"
+               else f"   ours: {r['speedup']:g}x  DistilBERT vs BERT-base arch")
               + (f" ({r['pairs']} pairs{', tiny sample' if r['pairs'] < 100 else ''})" if r.get("pairs") else "")
               for r in sp] or \
              [f"   ours: not run ({_why(res, 'table3', 'no student row')})"]
@@ -137,8 +136,8 @@ def _headlines(res: Results) -> list[str]:
 def _method(res: Results) -> str:
     t = (res.runs["teacher"]["run"] or {}).get("config", {})
     s = (res.runs["student"]["run"] or {}).get("config", {})
-    tp = num((res.runs["teacher"]["summary"] or {}).get("parameters"))
-    sp = num((res.runs["student"]["summary"] or {}).get("parameters"))
+    tp = finite((res.runs["teacher"]["summary"] or {}).get("parameters"))
+    sp = finite((res.runs["student"]["summary"] or {}).get("parameters"))
     walls = (res.reproduce or {}).get("stage_wall_time_s", {})
     teacher = (f"{t.get('num_layers')}-layer x {t.get('hidden_size')} BERT"
                + (f", {params_text(tp)} params" if tp else "") if t else "not run")
@@ -150,10 +149,10 @@ def _method(res: Results) -> str:
         teacher = t["init_from"] + (f", {params_text(tp)} params" if tp else "")
     lines = [
         "1. Teacher: " + teacher,  # two lines: the column is ~55 monospace characters wide
-        f"   {how} on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if num(walls.get("teacher")) else ""),
+        f"   {how} on WikiText-2" + (f" ({walls['teacher']:.0f} s)" if finite(walls.get("teacher")) else ""),
         "2. Student init: every other teacher layer",
         "   + embeddings + MLM head -> " + student,
-        "3. Distil with the triple loss" + (f" ({walls['distill']:.0f} s)" if num(walls.get("distill")) else ""),
+        "3. Distil with the triple loss" + (f" ({walls['distill']:.0f} s)" if finite(walls.get("distill")) else ""),
         "",
         "4. Fine-tune both: GLUE dev (Table 1), IMDb (Table 2),",
         "   time inference (Table 3), ablate the loss (Table 4)",
@@ -227,7 +226,7 @@ def poster_figure(res: Results):
     ax.text(0, 0.98, _method(res), fontsize=10.5, va="top", family="monospace")
     s_cfg = (res.runs["student"]["run"] or {}).get("config", {})
     a = [s_cfg.get(k) for k in ("alpha_kl", "alpha_mlm", "alpha_cos")]
-    a = ["{:g}".format(x) if num(x) is not None else "?" for x in a] if s_cfg else ["5", "2", "1"]
+    a = ["{:g}".format(x) if finite(x) is not None else "?" for x in a] if s_cfg else ["5", "2", "1"]
     ax.text(0, 0.05, rf"$L = {a[0]}\,T^2\,\mathrm{{KL}}(p_t^T\,\|\,p_s^T) + {a[1]}\,L_{{mlm}} + "
             rf"{a[2]}\,(1-\cos(h_s,h_t))$" + (f"    T = {s_cfg.get('temperature')}" if s_cfg else
                                                "   (paper weights)"), fontsize=13)
@@ -252,7 +251,7 @@ def poster_figure(res: Results):
     # the tasks we ran (all of them when none ran): a task with no measured bar would only show the paper's
     tasks = [t for t in (*TABLE1_TASKS, "IMDb") if any(v.get(t) is not None for v in ours.values())] \
         or [*TABLE1_TASKS, "IMDb"]
-    series = [(f"{k} (ours)", v, f"C{i}") for i, (k, v) in enumerate(ours.items())]
+    series = [(f"{ROLE_LABELS.get(k, k)} (ours)", v, f"C{i}") for i, (k, v) in enumerate(ours.items())]
     series += [("BERT-base (paper)", paper["BERT-base"], "0.55"), ("DistilBERT (paper)", paper["DistilBERT"], "0.8")]
     series = [sr for sr in series if any(sr[1].get(t) is not None for t in tasks)]  # a legend entry has bars
     x = np.arange(len(tasks))
@@ -275,7 +274,7 @@ def poster_figure(res: Results):
     ax = fig.add_subplot(gs[0, 2])
     log = res.runs["student"]["log"]
     for j, term in enumerate(loss_terms(log)):
-        pts = [(r["step"], num(r[term])) for r in log if num(r.get(term))]
+        pts = [(r["step"], finite(r[term])) for r in log if finite(r.get(term))]
         ax.plot(*zip(*pts), label=term, color=f"C{j}", lw=1.3)
     if log:
         ax.set_yscale("log")
@@ -295,15 +294,15 @@ def poster_figure(res: Results):
     ax.set_xlabel("parameters (M)", fontsize=9)
     ax.set_ylabel("CPU inference time (s)", fontsize=9)
     measured = [r for r in res.measured("table3")
-                if num(r.get("Params (M)")) is not None and num(r.get("Inference time (s)")) is not None]
+                if r.value("Params (M)") is not None and r.value("Inference time (s)") is not None]
     title = "Table 3: size vs speed"
     # a fine-tuned copy of the student has its size and time: one point for both
     measured = [r for r in measured if "fine-tuned" not in str(r["Model"])]
     if measured:  # our models are far smaller and timed on another machine: log-log, one axis
-        min_p, max_p = (f(num(r["Params (M)"]) for r in measured) for f in (min, max))
+        min_p, max_p = (f(r.value("Params (M)") for r in measured) for f in (min, max))
         for i, r in enumerate(measured):
-            ax.scatter([num(r["Params (M)"])], [num(r["Inference time (s)"])], color=f"C{i}",
-                       label=_short_form(role(r["Model"])).replace(", PyTorch fp32", ""))
+            ax.scatter([r.value("Params (M)")], [r.value("Inference time (s)")], color=f"C{i}",
+                       label=_short_form(r["Model"]).replace(", PyTorch fp32", ""))
         # ours run from small-and-fast (lower left) to large-and-slow (upper right): the lower right is empty
         ax.legend(fontsize=7, loc="lower right", title=f"ours ({measured[0].get('Device', '')}, "
                   f"{measured[0].get('Threads', '')} threads)", title_fontsize=7)
@@ -319,16 +318,16 @@ def poster_figure(res: Results):
 
     ab_rows = res.measured("table4")
     if ab_rows:
-        def first(pattern, text):  # the poster keeps the number, the report the whole cell
-            m = re.search(pattern, str(text or ""))
-            return m.group(1) if m else "—"
+        def fmt(v, spec=".2f"):  # the poster keeps the number, the report the whole cell
+            return "—" if v is None else format(v, spec)
 
         rows = [[r["Variant"], _short(r.get("Score")),
                  "n/a" if r["Variant"] == "full triple loss" else _short(r.get("Delta")),
-                 first(r"sd ([0-9.]+)", r.get("Spread")), first(r"\((\d+/\d+) lower\)", r.get("Paired deltas")),
-                 first(r"^\s*([0-9.]+)", r.get("Held-out MLM acc")),
-                 "n/a" if r["Variant"] == "full triple loss" else first(r"\(([-+][0-9.]+)\)", r.get("Excl. WNLI")),
-                 str(r.get("Paper delta", "")).strip() or str(PAPER_TABLE4.get(r["Variant"], "—"))]
+                 fmt(r.extra.get("sd")),
+                 f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—",
+                 fmt(r.value("Held-out MLM acc")),
+                 "n/a" if r["Variant"] == "full triple loss" else fmt(r.extra.get("excl_delta"), "+.2f"),
+                 fmt(r.value("Paper delta"), "+.2f")]
                 for r in ab_rows]
         proto = table4_protocol(res)
         note = ((f"every row: {len(proto['seeds'])} seeds, <= {proto['max_examples']} training examples per task; "

@@ -10,15 +10,16 @@ A missing file or cell shows up as "not run" with the reason, never as a blank o
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
-from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE3, PAPER_TABLE4,
+from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES,
+                     PAPER_TABLE3, PAPER_TABLE4,
                      paper_glue_retention, paper_speedup)
 from .ablation import SLUGS, TABLE4_COLUMNS, VARIANTS
 from .answer import section_effect
 from .figures import FIGURES, write_figures
-from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, majority_margins, num,
+from ..records import ROLE_LABELS, finite
+from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, majority_margins,
                       retention_by_seed, speedups, table4_protocol, task_scores, teacher_student_pairs)
 from .tables import TABLE1_COLUMNS, TABLE1_TASKS, md_table
 from .targets import check_targets
@@ -58,7 +59,7 @@ def _section_headlines(res: Results) -> str:
     paper_ret = paper_glue_retention()
     if ret:
         for r in ret:
-            out.append(f"* GLUE retention (student Score as % of its teacher's): **{r['retention']} %** for "
+            out.append(f"* GLUE retention (student Score as % of its teacher's): **{r['retention']:.1f} %** for "
                        f"{r['model']} — the paper's DistilBERT: {PAPER_RETENTION_TEXT} % "
                        f"(paper text; {paper_ret:.1f} % from the paper's Table 1 Scores).")
         per_seed = retention_by_seed(res)
@@ -70,7 +71,7 @@ def _section_headlines(res: Results) -> str:
             same = [k for k in t if k in s and t[k] == s[k]]
             if len(same) >= 2:
                 out.append(f"  * Caution: on {len(same)} of {len([k for k in t if k in s])} tasks run by both, "
-                           f"{name}'s score equals the teacher's exactly ({', '.join(same)}); identical scores "
+                           f"{ROLE_LABELS.get(name, name)}'s score equals the teacher's exactly ({', '.join(same)}); identical scores "
                            "usually mean both models predict the same class (e.g. the majority class), so this "
                            "retention compares baselines rather than measuring what distillation kept.")
     else:
@@ -79,9 +80,9 @@ def _section_headlines(res: Results) -> str:
     sp = speedups(res)
     if sp:
         for r in sp:
-            where = ", ".join(f"{k} {r[k]}" for k in ("Device", "Threads") if str(r.get(k, "")).strip())
+            where = ", ".join(f"{k} {r['row'][k]}" for k in ("Device", "Threads") if r["row"].get(k).strip())
             n = r.get("pairs")
-            out.append(f"* Inference speed-up vs the {r['versus']}: **{r['Speed-up vs teacher']}x** for {r['Model']}"
+            out.append(f"* Inference speed-up vs the {r['versus']}: **{r['speedup']:g}x** for {r['row']['Model']}"
                        + (f" ({where})" if where else "")
                        + (f", timed on {n} STS-B dev pairs" + (" — a tiny sample: a rough figure only" if n < 100
                                                                else "") if n else "")
@@ -112,15 +113,13 @@ def _section_headlines(res: Results) -> str:
             verb = "differs" if len(within) == 1 else "differ"
             out.append(f"  * Within noise: {', '.join(within)} {verb} from the full loss by less than the full "
                        f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
-        full_acc = re.match(r"\s*([0-9.]+)", ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
-        full_acc = full_acc.group(1) if full_acc else None
-        worse = []
+        full_acc = ab["extra"].get("full triple loss", {}).get("mlm_pct")
         for v, d in ab["ours"]:
             e = ab["extra"].get(v, {})
-            acc = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", e.get("Held-out MLM acc", ""))
+            acc, acc_d = e.get("mlm_pct"), e.get("mlm_delta")
             bits = ([f"per seed vs the full loss's run of the same seed {e['Paired deltas']}"] if e.get("Paired deltas")
-                    else []) + ([f"held-out MLM accuracy {acc.group(1)} % ({acc.group(2)} points; full loss "
-                                 f"{full_acc} %)"] if acc and full_acc else [])
+                    else []) + ([f"held-out MLM accuracy {acc:.2f} % ({acc_d:+.2f} points; full loss "
+                                 f"{full_acc:.2f} %)"] if None not in (acc, acc_d, full_acc) else [])
             if e.get("Per-task delta"):
                 bits.append(f"per task (median vs median) {e['Per-task delta']}")
             if bits:
@@ -178,17 +177,16 @@ def _mlm_lines(ab: dict) -> list[str]:
     """Which variants' distilled students are worse at held-out MLM than the full loss's by more than two
     standard errors of a difference of two accuracies on n masked tokens (binomial, unpaired: conservative,
     since every model sees the same masks)."""
-    full = re.match(r"\s*([0-9.]+)\s*\((\d+) masked tokens\)",
-                    ab["extra"].get("full triple loss", {}).get("Held-out MLM acc", ""))
-    if full is None:
+    full = ab["extra"].get("full triple loss", {})
+    if full.get("mlm_pct") is None or not full.get("mlm_tokens"):
         return []
-    p0, n = float(full.group(1)) / 100, int(full.group(2))
+    p0, n = full["mlm_pct"] / 100, int(full["mlm_tokens"])
     worse, rest, deltas = [], [], {}
     for v, _ in ab["ours"]:
-        m = re.match(r"\s*([0-9.]+)\s*\(([-+0-9.]+)\)", ab["extra"].get(v, {}).get("Held-out MLM acc", ""))
-        if m is None:
+        e = ab["extra"].get(v, {})
+        if e.get("mlm_pct") is None or e.get("mlm_delta") is None:
             continue
-        p1, d = float(m.group(1)) / 100, float(m.group(2))
+        p1, d = e["mlm_pct"] / 100, e["mlm_delta"]
         se = 100 * math.sqrt(p0 * (1 - p0) / n + p1 * (1 - p1) / n)
         (worse if d < -2 * se else rest).append(f"{v} ({d:+.2f})")
         deltas[v] = d
@@ -229,12 +227,12 @@ def _section_table2(res: Results) -> str:
         return "\n".join(out + [md_table(_present(paper, cols), cols), "",
                                 f"Measured rows: not run ({res.missing['table2']})."])
     scores = task_scores(res)
-    t = next((v for k, v in scores.items() if k.startswith("teacher")), None)
+    t = scores.get("teacher")
     extra = []
-    paper_imdb = 100 * num(PAPER_TABLE2["DistilBERT"][0]) / num(PAPER_TABLE2["BERT-base"][0])
+    paper_imdb = 100 * PAPER_TABLE2_SCORES["DistilBERT"]["IMDb"] / PAPER_TABLE2_SCORES["BERT-base"]["IMDb"]
     for k, v in scores.items():
-        if t is not None and not k.startswith("teacher") and "IMDb" in v and t.get("IMDb"):
-            extra.append(f"* IMDb retention, {k}: {100 * v['IMDb'] / t['IMDb']:.1f} % of the teacher "
+        if t is not None and k != "teacher" and "IMDb" in v and t.get("IMDb"):
+            extra.append(f"* IMDb retention, {ROLE_LABELS.get(k, k)}: {100 * v['IMDb'] / t['IMDb']:.1f} % of the teacher "
                          f"(the paper: {paper_imdb:.1f} %).")
     return "\n".join(out + [md_table(_present(rows, cols), cols), _notes(rows), "", *extra])
 
@@ -249,12 +247,14 @@ def _section_table3(res: Results) -> str:
         return "\n".join(out + ["The paper's Table 3 (CPU inference on the STS-B dev set, batch 1):", "",
                                 md_table(paper, cols), "", f"Measured rows: not run ({res.missing['table3']})."])
     cols = [c for c in TABLE3_COLUMNS if c in rows[0]]
+    rows = [r.cells for r in rows]
     # one column, two references: the paper's rows and our architecture rows are timed against BERT-base, our
     # models against their teacher; the table says which, row by row
     ratio = "Speed-up vs teacher"
     if ratio in cols:
-        rows = [{**r, "Speed-up": r.get(ratio), "relative to": "BERT-base" if r.get("source") == "paper"
-                 or "architecture" in str(r.get("Model")) else "teacher"} for r in rows]
+        typed = res.tables["table3"]
+        rows = [{**r, "Speed-up": r.get(ratio), "relative to": "BERT-base" if t.paper or t.extra.get("architecture")
+                 else "teacher"} for r, t in zip(rows, typed)]
         i = cols.index(ratio)
         cols = [*cols[:i], "Speed-up", "relative to", *cols[i + 1:]]
     body = [md_table(_present(rows, cols, {"Output change vs fp32": "—"}), cols), _notes(rows)]
@@ -295,7 +295,7 @@ def _section_table4(res: Results) -> str:
                                 f"Measured: not run ({res.missing['table4']})."])
     disp = []
     for r in rows:
-        d = dict(r)
+        d = dict(r.cells)
         if not str(d.get("Paper delta", "")).strip():
             d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == "full triple loss"
                                                 else "not in the paper")
@@ -357,7 +357,7 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         "Each logged term of `log.jsonl`, unweighted"
         + (f" (the student's `loss` = {sc['alpha_kl']:g}·loss_kl + {sc['alpha_mlm']:g}·loss_mlm + "
            f"{sc['alpha_cos']:g}·loss_cos, weights from its run.json)" if all(
-               num(sc.get(k)) is not None for k in ("alpha_kl", "alpha_mlm", "alpha_cos")) else "")
+               finite(sc.get(k)) is not None for k in ("alpha_kl", "alpha_mlm", "alpha_cos")) else "")
         + "; identically-zero terms (the teacher's distillation terms) are left out.", "",
         f"![loss curves]({rel['loss_curves']})", "",
         section_differences(res), "",

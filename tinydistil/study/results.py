@@ -1,5 +1,7 @@
-"""What the report, the poster and the notebooks read from results/: the tables as rows, the run records,
-and the numbers derived from them (retention, speed-ups, the ablation's ordering and verdicts).
+"""What the report, the poster and the notebooks read from results/: the tables as typed rows (the JSON twin
+of each CSV: records.TableRow, cells to show and floats to compute with), the run records, and the numbers
+derived from them (retention, speed-ups, the ablation's ordering and verdicts). No CSV or markdown we wrote is
+read back: numbers come from JSON numbers only.
 
     res = load_results("results", preset="cpu")
 
@@ -8,13 +10,12 @@ Nothing here raises for a missing file: it becomes "not run" with the reason (re
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import current_names
-from ..paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE4
+from ..paper import PAPER_TABLE1, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES, PAPER_TABLE4
+from ..records import ROLE_LABELS, TableRow, finite, read_table_json, table_json_path
 from .ablation import SLUGS, paired_deltas
 from .stats import measurably_worse, paired_t_lower, spread
 from .tables import TABLE1_TASKS, TABLE2_META
@@ -28,34 +29,23 @@ TABLE_FILES = {"table1": "table1_glue.csv", "table2": "table2_downstream.csv", "
                "table4": "table4_ablation.csv", "majority": "glue_majority.csv"}
 
 
-def num(v) -> float | None:
-    """A finite float from a CSV/JSON cell, else None ("not run: no data", "", "—", NaN)."""
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        x = float(str(v).strip().rstrip("x%"))
-    except ValueError:
-        return None
-    return x if math.isfinite(x) else None
-
-
 def cell(v) -> str:
     """A cell as shown: the file's own text; an empty cell reads "not run"."""
     s = "" if v is None else str(v).strip()
     return s if s and s.lower() != "nan" else "not run"
 
 
-def role(model: str) -> str:
-    """'teacher: runs/cpu/teacher/model (bert, ...)' -> 'teacher'."""
-    return str(model).split(":", 1)[0].strip()
+def label(row: TableRow) -> str:
+    """How a row is named in sentences: its role's label ("student, no distillation"), else its Model cell."""
+    return ROLE_LABELS.get(row.role, row.get("Model"))
 
 
 @dataclass
 class Results:
-    """What write_report/write_poster read: tables as lists of {column: str} rows, or None + reason."""
+    """What write_report/write_poster read: tables as lists of records.TableRow, or None + reason."""
     results_dir: Path
     preset: str
-    tables: dict = field(default_factory=dict)    # name -> list[dict] | None
+    tables: dict = field(default_factory=dict)    # name -> list[TableRow] | None
     missing: dict = field(default_factory=dict)   # name -> reason
     reproduce: dict | None = None
     runs: dict = field(default_factory=dict)      # stage -> {"run": run.json, "summary": summary.json, "log": [..]}
@@ -63,32 +53,28 @@ class Results:
     ablation_runs: dict = field(default_factory=dict)  # variant slug -> {"run": run.json, "summary": summary.json}
     table4_json: dict | None = None  # table4_ablation.json: the floats behind Table 4 (verdicts come from these)
 
-    def measured(self, name: str) -> list[dict]:
-        return [r for r in self.tables.get(name) or [] if not r.get("source", "").startswith("paper")]
+    def measured(self, name: str) -> list[TableRow]:
+        return [r for r in self.tables.get(name) or [] if not r.paper]
 
-    def paper(self, name: str) -> list[dict]:
-        return [r for r in self.tables.get(name) or [] if r.get("source", "").startswith("paper")]
+    def paper(self, name: str) -> list[TableRow]:
+        return [r for r in self.tables.get(name) or [] if r.paper]
 
     def table2_tasks(self) -> list[str]:
         """Table 2's score columns as written (IMDb, SQuAD EM, SQuAD F1, then any other registered task's);
         the paper's when the file is missing."""
         rows = self.tables.get("table2")
-        return [c for c in rows[0] if c not in ("Model", *TABLE2_META)] if rows else list(PAPER_TABLE2_COLUMNS)
+        return [c for c in rows[0].cells if c not in ("Model", *TABLE2_META)] if rows else list(PAPER_TABLE2_COLUMNS)
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[dict] | None, str]:
-    import pandas as pd
-
-    if not path.is_file():
-        return None, f"{path} not found"
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, OSError) as e:  # pandas' ParserError / EmptyDataError are ValueErrors
-        return None, f"{path} could not be read ({type(e).__name__})"
-    absent = [c for c in required if c not in df.columns]
+def _read_table(path: Path, required: tuple[str, ...]) -> tuple[list[TableRow] | None, str]:
+    """The typed twin (`<table>.json`) of the CSV table at `path`, or (None, why)."""
+    rows, reason = read_table_json(table_json_path(path))
+    if rows is None:
+        return None, reason
+    absent = [c for c in required if rows and c not in rows[0]]
     if absent:
-        return None, f"{path} lacks column(s) {', '.join(absent)}"
-    return df.to_dict("records"), ""
+        return None, f"{table_json_path(path)} lacks column(s) {', '.join(absent)}"
+    return rows, ""
 
 
 def _read_json(path: Path) -> dict | None:
@@ -130,7 +116,7 @@ def load_results(results_dir="results", preset: str = "cpu") -> Results:
     hints = {"table1": "python -m tinydistil tables", "table2": "python -m tinydistil tables",
              "table3": "python -m tinydistil speed", "majority": "python -m tinydistil tables --data-dir DIR"}
     for name, fname in TABLE_FILES.items():
-        rows, reason = _read_csv(root / fname, needed[name])
+        rows, reason = _read_table(root / fname, needed[name])
         res.tables[name] = rows
         if rows is None:
             res.missing[name] = reason + (f"; written by `{hints[name]}`" if name in hints else "")
@@ -163,32 +149,32 @@ def _is_ablation(eval_folder: str) -> bool:
 
 
 def glue_retention(res: Results) -> list[dict]:
-    """[{"model", "retention" (str from the file), "teacher_score", "score"}] for measured Table 1 rows that
-    have a retention value."""
-    out = []
-    for r in res.measured("table1"):
-        if num(r.get("retention")) is not None:
-            out.append({"model": r["Model"], "retention": r["retention"], "score": r.get("Score", "")})
-    return out
+    """[{"role", "label", "model", "retention" (float, as Table 1 shows it), "score"}] for measured Table 1 rows that have
+    a retention value."""
+    return [{"role": r.role, "label": label(r), "model": r.get("Model"), "retention": r.value("retention"),
+             "score": r.value("Score")}
+            for r in res.measured("table1") if r.value("retention") is not None]
+
+
+def _row_key(r: TableRow) -> str:
+    return r.role or r.get("Model")  # a row from outside a study (no role) keeps its own name
 
 
 def task_scores(res: Results) -> dict:
-    """{row role: {task: float}} for measured Table 1 rows (GLUE tasks) plus Table 2's columns (IMDb, SQuAD, ...)."""
+    """{row role (records.Role value; the Model name of a row without one): {task: float}} for measured Table 1
+    rows (GLUE tasks) plus Table 2's columns (IMDb, SQuAD, ...)."""
     out: dict[str, dict] = {}
     for r in res.measured("table1"):
-        out.setdefault(role(r["Model"]), {}).update(
-            {t: num(r.get(t)) for t in TABLE1_TASKS if num(r.get(t)) is not None})
+        out.setdefault(_row_key(r), {}).update({t: r.value(t) for t in TABLE1_TASKS if r.value(t) is not None})
     for r in res.measured("table2"):
-        out.setdefault(role(r["Model"]), {}).update(
-            {c: num(r.get(c)) for c in res.table2_tasks() if num(r.get(c)) is not None})
+        out.setdefault(_row_key(r), {}).update({c: r.value(c) for c in res.table2_tasks() if r.value(c) is not None})
     return out
 
 
 def paper_task_scores() -> dict:
     out = {name: dict(zip(TABLE1_TASKS, v[1:])) for name, v in PAPER_TABLE1.items()}
-    for name, vals in PAPER_TABLE2.items():
-        out.setdefault(name, {}).update({c: num(v) for c, v in zip(PAPER_TABLE2_COLUMNS, vals)
-                                         if num(v) is not None})
+    for name, vals in PAPER_TABLE2_SCORES.items():
+        out.setdefault(name, {}).update({c: v for c, v in vals.items() if v is not None})
     return out
 
 
@@ -198,24 +184,21 @@ def per_task_retention(teacher: dict, student: dict) -> dict:
 
 
 def speedups(res: Results) -> list[dict]:
-    """Measured Table 3 rows of students (Model names a student or DistilBERT) with a numeric speed-up that
-    compare like for like, as the paper does (PyTorch fp32 against the PyTorch fp32 teacher; int8 and ONNX
-    Runtime forms are another comparison), each with 'pairs': the STS-B dev pairs timed (None if unrecorded) and
-    'versus': what it is faster than — "teacher" (our student) or "BERT-base architecture" (the DistilBERT
-    architecture, the paper's own comparison). One row per comparison: the first (a fine-tuned copy of the
-    student has the same shape and time)."""
+    """Measured Table 3 rows that compare like for like, as the paper does (PyTorch fp32 against a PyTorch fp32
+    reference; int8 and ONNX Runtime forms are another comparison): {"row" (TableRow), "speedup" (float),
+    "pairs" (STS-B dev pairs timed, None if unrecorded), "versus": "teacher" (our student) or "BERT-base
+    architecture" (the DistilBERT architecture, the paper's own comparison)}. One per comparison: the first (a
+    fine-tuned copy of the student has the same shape and time)."""
     out, seen = [], set()
     for r in res.measured("table3"):
-        model = str(r["Model"]).lower()
-        if (num(r.get("Speed-up vs teacher")) is None or not any(w in model for w in ("student", "distil"))
-                or any(w in model for w in ("int8", "onnx"))):
+        x = r.extra
+        if r.value("Speed-up vs teacher") is None or not x.get("versus") or x.get("form") != "PyTorch fp32":
             continue
-        versus = "BERT-base architecture" if "architecture" in model else "teacher"
+        versus = "BERT-base architecture" if x.get("architecture") else "teacher"
         if versus in seen:
             continue
         seen.add(versus)
-        pairs = re.search(r"(\d+) STS-B dev pairs", str(r.get("note", "")))
-        out.append({**r, "pairs": int(pairs.group(1)) if pairs else None, "versus": versus})
+        out.append({"row": r, "speedup": r.value("Speed-up vs teacher"), "pairs": x.get("pairs"), "versus": versus})
     return out
 
 
@@ -223,25 +206,21 @@ def ablation(res: Results) -> dict | None:
     """{"ours": [(variant, delta)], "paper": [(variant, paper delta)], "same_order": bool} sorted from the
     most harmful change (most negative delta) to the least, over the variants with a measured delta."""
     rows = res.measured("table4")
-    ours = [(r["Variant"], num(r.get("Delta"))) for r in rows
-            if r["Variant"] != "full triple loss" and num(r.get("Delta")) is not None]
+    ours = [(r["Variant"], r.value("Delta")) for r in rows
+            if r["Variant"] != "full triple loss" and r.value("Delta") is not None]
     if not ours:
         return None
-    paper = {}
-    for r in rows:
-        p = num(r.get("Paper delta"))
-        paper[r["Variant"]] = p if p is not None else PAPER_TABLE4.get(r["Variant"])
+    paper = {r["Variant"]: r.value("Paper delta") for r in rows}
     ours = sorted(ours, key=lambda x: x[1])
     theirs = sorted([(v, paper[v]) for v, _ in ours if paper.get(v) is not None], key=lambda x: x[1])
     compared = [v for v, _ in ours if paper.get(v) is not None]
-    full = next((r for r in rows if r["Variant"] == "full triple loss"), {})
-    sd = re.search(r"sd ([0-9.]+)", str(full.get("Spread", "")))  # the full loss's seed-to-seed spread
-    extra = {r["Variant"]: {k: str(r.get(k, "")).strip()
-                            for k in ("Paired deltas", "Held-out MLM acc", "Per-task delta", "Excl. WNLI")}
-             for r in rows}
+    full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
+    # per variant: the Paired deltas and Per-task delta cells as shown, and the typed numbers behind the others
+    extra = {r["Variant"]: {"Paired deltas": r.get("Paired deltas").strip(), "Per-task delta": r.get("Per-task delta").strip(),
+                            "mlm_pct": r.value("Held-out MLM acc"), **r.extra} for r in rows}
     # an order needs two variants: with one measured, "same order" would say nothing (None: not comparable yet)
     out = {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared if len(compared) > 1 else None,
-           "full_sd": float(sd.group(1)) if sd else None, "extra": extra}
+           "full_sd": full.extra.get("sd") if full is not None else None, "extra": extra}
     return {**out, **table4_verdicts(res.table4_json or {})}
 
 
@@ -291,8 +270,8 @@ def retention_by_seed(res: Results) -> list[tuple[int, float]]:
     def by_seed(name):
         out: dict[int, dict[str, float]] = {}
         for r in res.evals.get(f"{res.preset}_{name}", {}).get("records", []):
-            if r.get("task") in GLUE_TASK_IDS and num(r.get("score")) is not None:
-                out.setdefault(int(r["seed"]), {})[r["task"]] = num(r["score"])
+            if r.get("task") in GLUE_TASK_IDS and finite(r.get("score")) is not None:
+                out.setdefault(int(r["seed"]), {})[r["task"]] = finite(r["score"])
         return out
 
     t, s = by_seed("teacher"), by_seed("student")
@@ -316,15 +295,15 @@ def table4_protocol(res: Results) -> dict | None:
         return None
     hp = recs[0].get("hyperparameters", {})
     return {"seeds": sorted({r["seed"] for r in recs if r.get("seed") is not None}),
-            "max_examples": int(max(num(r.get("train_examples")) or 0 for r in recs)),
+            "max_examples": int(max(finite(r.get("train_examples")) or 0 for r in recs)),
             "epochs": hp.get("epochs"), "lr": hp.get("lr")}
 
 
 def teacher_student_pairs(scores: dict) -> list[tuple[str, dict, dict]]:
-    t = next(((k, v) for k, v in scores.items() if k.startswith("teacher")), None)
-    if t is None:
+    """[(role, the teacher's scores, the role's scores)] for every role of task_scores beside the teacher."""
+    if "teacher" not in scores:
         return []
-    return [(k, t[1], v) for k, v in scores.items() if not k.startswith("teacher")]
+    return [(k, scores["teacher"], v) for k, v in scores.items() if k != "teacher"]
 
 
 def majority_margins(res: Results) -> list[dict]:
@@ -334,7 +313,7 @@ def majority_margins(res: Results) -> list[dict]:
     teacher, student = scores.get("teacher", {}), scores.get("student", {})
     out = []
     for r in res.tables.get("majority") or []:
-        t, m = r["Task"], num(r.get("Score"))
+        t, m = r["Task"], r.value("Score")
         out.append({"task": t, "majority": m, "teacher": teacher.get(t), "student": student.get(t),
                     "margin": None if m is None or teacher.get(t) is None else teacher[t] - m})
     return out

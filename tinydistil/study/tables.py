@@ -17,6 +17,7 @@ from ..eval.registry import downstream_tasks
 from ..eval.runner import NOT_RUN, is_score, read_seed_result
 from ..eval.metrics import glue_macro_score
 from ..paper import PAPER_NOTE1, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TEACHERS
+from ..records import ROLE_LABELS, TableRow, row_from_cells, table_json_path, write_table_json
 from ..rundir import atomic_file, csv_with, refuse_foreign
 
 TABLE1_TASKS = tuple(t.display for t in TASKS.values())  # CoLA MNLI MRPC QNLI QQP RTE SST-2 STS-B WNLI
@@ -49,13 +50,16 @@ def md_table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(df, path) -> "pd.DataFrame":  # noqa: F821
+def write_csv(df, path, rows: list[TableRow] | None = None) -> "pd.DataFrame":  # noqa: F821
     """`df` to `path` as CSV (no index), written to a temporary file and renamed: a kill mid-write leaves the
-    previous file whole."""
+    previous file whole. With `rows`, their typed twin (records.TableRow) beside it as `<path>.json`: what the
+    report and the poster read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp:
         df.to_csv(tmp, index=False)
+    if rows is not None:
+        write_table_json(table_json_path(path), rows, df.columns)
     return df
 
 
@@ -99,8 +103,8 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     """Write Table 1 to `path` (CSV, columns TABLE1_COLUMNS): the paper's three rows, then `rows`.
 
     Each row: {"Model", one key per task display name (number 0-100 or NOT_RUN; missing = NOT_RUN),
-    optional "teacher" (Model name of another row, e.g. "BERT-base"), "run_id", "note", "source"
-    (default "measured")}. Returns the table.
+    optional "teacher" (Model name of another row, e.g. "BERT-base"), "role" (records.Role value), "run_id",
+    "note", "source" (default "measured")}. Returns the table; its typed twin goes to `<path>.json`.
     """
     import pandas as pd
 
@@ -108,10 +112,10 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     for name, values in PAPER_TABLE1.items():
         table.append({"Model": name, "Score": values[0], **dict(zip(TABLE1_TASKS, values[1:])),
                       "source": "paper", "run_id": "", "note": PAPER_NOTE1, "teacher": PAPER_TEACHERS.get(name)})
-    _check_rows(rows, {*TABLE1_COLUMNS, "teacher"}, 1, f"task columns are {', '.join(TABLE1_TASKS)}")
+    _check_rows(rows, {*TABLE1_COLUMNS, "teacher", "role"}, 1, f"task columns are {', '.join(TABLE1_TASKS)}")
     for r in rows:
         row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
-               "teacher": r.get("teacher")}
+               "teacher": r.get("teacher"), "role": r.get("role")}
         run = {}
         for t in TABLE1_TASKS:
             v = r.get(t, NOT_RUN)
@@ -156,7 +160,8 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
             row["note"] = _join(row["note"], f"retention = mean over {', '.join(common)} as % of "
                                              f"{row['teacher']}'s mean over the same tasks")
     df = pd.DataFrame([{c: r.get(c, "") for c in TABLE1_COLUMNS} for r in table], columns=list(TABLE1_COLUMNS))
-    return write_csv(df, path)
+    return write_csv(df, path, [row_from_cells({c: r.get(c, "") for c in TABLE1_COLUMNS}, r.get("role"))
+                                for r in table])
 
 
 # ------------------------------------------------------------------ Table 2
@@ -165,7 +170,8 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
 
     Each row: {"Model", one key per registered task column ("IMDb", "SQuAD EM", "SQuAD F1", ...: a number
     0-100, a "not run: <why>" string, or "—" for a task the row is not about; missing = "not run"), "run_id",
-    "note", "source"}. The paper's rows leave columns it did not report empty. Returns the table.
+    "note", "source", optional "role" (records.Role value)}. The paper's rows leave columns it did not report
+    empty. Returns the table; its typed twin (the numbers as floats) goes to `<path>.json`.
     """
     import pandas as pd
 
@@ -173,17 +179,23 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     decimals = {c: t.decimals for t in downstream_tasks() for c in t.columns}
     table = [{"Model": name, **dict(zip(PAPER_TABLE2_COLUMNS, values)), "source": "paper", "run_id": "",
               "note": "paper Table 2 (IMDb test accuracy; SQuAD v1.1 dev EM/F1)"} for name, values in PAPER_TABLE2.items()]
-    _check_rows(rows, set(columns), 2, f"use {', '.join(columns)}")
+    _check_rows(rows, {*columns, "role"}, 2, f"use {', '.join(columns)}")
+    typed = [TableRow({c: str(r.get(c, "")) for c in columns}, {c: float(r[c]) for c in decimals if is_score(r.get(c))})
+             for r in table]  # the paper's rows
     for r in rows:
         row = {"Model": r["Model"], "source": r.get("source", "measured"), "run_id": r.get("run_id", ""),
                "note": r.get("note", "")}
+        values = {}
         for c, k in decimals.items():
             v = r.get(c, "not run")
             row[c] = f"{float(v):.{k}f}" if is_score(v) else v
+            if is_score(v):
+                values[c] = round(float(v), k)  # the number the cell shows
         table.append(row)
+        typed.append(TableRow({c: str(row.get(c, "")) for c in columns}, values, r.get("role")))
     # every cell a string: "93.46" stays "93.46" and "—" sits in a column of numbers
     df = pd.DataFrame([{c: str(r.get(c, "")) for c in columns} for r in table], columns=list(columns))
-    return write_csv(df, path)
+    return write_csv(df, path, typed)
 
 
 # ------------------------------------------------------------------ majority-class baseline
@@ -205,10 +217,11 @@ def write_majority(path, data_dir=None, tasks=None, overwrite: bool = False) -> 
     import pandas as pd
 
     refuse_foreign_tables([path], overwrite)
-    rows = []
+    rows, values = [], []
     for task, data, reason in load_tasks(parse_tasks(tasks), data_dir):
         if data is None:
             rows.append({"Task": task.display, "Score": f"not run: {reason}", "source": "baseline"})
+            values.append({})
             continue
         b = majority_baseline(task, data)
         fmt = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
@@ -216,8 +229,12 @@ def write_majority(path, data_dir=None, tasks=None, overwrite: bool = False) -> 
                      "Accuracy": fmt(b["accuracy"]), "Eval examples": b["eval_examples"], "source": "baseline",
                      "note": "regression: no majority class" if b["label"] is None else
                      "the train split's most frequent label for every dev example, scored as Table 1"})
-    df = pd.DataFrame([{c: str(r.get(c, "")) for c in MAJORITY_COLUMNS} for r in rows], columns=list(MAJORITY_COLUMNS))
-    return write_csv(df, path)
+        # the numbers as the cells show them (one decimal); STS-B's constant prediction has no score (None)
+        values.append({k: round(b[key], 1) for k, key in (("Score", "score"), ("Accuracy", "accuracy"))
+                       if b[key] is not None} | {"Eval examples": float(b["eval_examples"])})
+    cells = [{c: str(r.get(c, "")) for c in MAJORITY_COLUMNS} for r in rows]
+    df = pd.DataFrame(cells, columns=list(MAJORITY_COLUMNS))
+    return write_csv(df, path, [TableRow(c, v) for c, v in zip(cells, values)])
 
 
 # ------------------------------------------------------------------ from evaluation folders
@@ -231,11 +248,6 @@ def describe_eval(eval_dir, role: str) -> str:
                 f"{plural(layers, 'layer') if isinstance(layers, int) else f'{layers} layers'}, "
                 f"{params_text(info.get('parameters', 0))} params)")
     return f"{role}: {Path(eval_dir).name}"
-
-
-# how each role of a study is named in the tables (the text before ":" in the Model column)
-ROLE_LABELS = {"teacher": "teacher", "student": "student", "control": "student, no distillation",
-               "student_d": "student (D)"}
 
 
 def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_role: str = "teacher",
@@ -258,8 +270,10 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
         teacher = names.get(teacher_role) if role != teacher_role else None
         if role == "student_d" and "student" in folders:  # (D) is the student fine-tuned another way
             names[role] = names["student"].replace(":", " (D):", 1)
-        t1.append(glue_row(names[role], summarize_glue(Path(folder) / "glue"), str(Path(folder) / "glue"), teacher))
-        row = {"Model": names[role], "run_id": "", "note": ""}
+        typed_role = role if role in ROLE_LABELS else None
+        t1.append({**glue_row(names[role], summarize_glue(Path(folder) / "glue"), str(Path(folder) / "glue"), teacher),
+                   "role": typed_role})
+        row = {"Model": names[role], "run_id": "", "note": "", "role": typed_role}
         for task in t2_tasks:
             src = Path(folder) / task.name
             if role == "student_d" and not task.soft_labels:
@@ -275,7 +289,7 @@ def write_tables(evals: list[tuple[str, str]], results_dir="results", teacher_ro
         if (Path(folder) / "squad_d").is_dir() and "student_d" not in folders:
             d = SQUAD.cells(Path(folder) / "squad_d")
             others = {c: "—" for t in t2_tasks if t is not SQUAD for c in t.columns}  # not tasks of (D)
-            t2.append({"Model": names[role].replace(":", " (D):", 1), **others, **d,
+            t2.append({"Model": names[role].replace(":", " (D):", 1), **others, **d, "role": "student_d",
                        "note": _join("second-step distillation from the SQuAD-fine-tuned teacher", d["note"]),
                        "run_id": str(Path(folder) / "squad_d")})
     return write_table1(t1, out / "table1_glue.csv"), write_table2(t2, out / "table2_downstream.csv")

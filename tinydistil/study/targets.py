@@ -16,7 +16,8 @@ from ..presets import PRESETS, TARGET_KEYS, check_keys, get_preset
 from .effect import ROLES as EFFECT_ROLES
 from .effect import compare, mlm_versus_control
 from .effect import retention as effect_retention
-from .results import Results, glue_retention, majority_margins, num, speedups, task_scores
+from ..records import finite
+from .results import Results, glue_retention, majority_margins, speedups, task_scores
 
 # how a target is measured: (results, task or None) -> (the value set against the threshold, or None when not run;
 # the measured number(s) as the report shows them)
@@ -43,7 +44,7 @@ def score(role: str, task: str | None = None, fmt: str = ".1f") -> Measure:
 
 def mlm_accuracy(res: Results, _task=None):
     ev = ((res.reproduce or {}).get("mlm_eval") or {}).get("teacher") or {}
-    acc = None if num(ev.get("mlm_accuracy")) is None else 100 * num(ev["mlm_accuracy"])
+    acc = None if finite(ev.get("mlm_accuracy")) is None else 100 * finite(ev["mlm_accuracy"])
     return acc, "" if acc is None else f"{acc:.2f} %"  # as the run records it
 
 
@@ -54,18 +55,18 @@ def majority_margin(res: Results, task: str):
 
 
 def retention(res: Results, _task=None):
-    ret = next((num(r["retention"]) for r in glue_retention(res)), None)
+    ret = next((r["retention"] for r in glue_retention(res)), None)
     return ret, "" if ret is None else f"{ret:.1f} %"
 
 
 def squad_d_over_student(res: Results, _task=None):
     scores = task_scores(res)
-    d, s = scores.get("student (D)", {}).get("SQuAD F1"), scores.get("student", {}).get("SQuAD F1")
+    d, s = scores.get("student_d", {}).get("SQuAD F1"), scores.get("student", {}).get("SQuAD F1")
     return (None, "") if d is None or s is None else (d - s, f"{d:.1f} vs {s:.1f}: {d - s:+.1f}")
 
 
 def speedup(res: Results, _task=None):
-    sp = next((num(r["Speed-up vs teacher"]) for r in speedups(res) if r["versus"] == "teacher"), None)
+    sp = next((r["speedup"] for r in speedups(res) if r["versus"] == "teacher"), None)
     return sp, "" if sp is None else f"{sp:.2f}x"
 
 

@@ -6,12 +6,13 @@ from ..eval.glue import TASKS as GLUE_TASKS
 from ..paper import PAPER_TABLE3
 from ..presets import PRESETS, get_preset
 from .ablation import SLUGS
-from .results import Results, main_records, num
+from ..records import finite
+from .results import Results, main_records
 from .tables import TABLE1_TASKS, params_text, plural
 
 
 def _fmt_s(x) -> str:
-    x = num(x)
+    x = finite(x)
     return "not recorded" if x is None else f"{x:.0f} s"
 
 
@@ -32,9 +33,9 @@ def section_run(res: Results) -> str:
                    f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
                    + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
         walls = rep.get("stage_wall_time_s", {})
-        study, call, budget = (num(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
+        study, call, budget = (finite(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
         if call is None:  # the report stage itself runs before the call's total is known
-            call = num(rep.get("wall_time_so_far_s"))
+            call = finite(rep.get("wall_time_so_far_s"))
         if budget is None and rep.get("preset") in PRESETS:
             budget = get_preset(rep["preset"]).budget_min
         if study is not None:
@@ -68,7 +69,7 @@ def section_run(res: Results) -> str:
         line = (f"* {stage.capitalize()}: {desc}; data {data}; seed {c.get('seed')}; {length}, "
                 f"lr {c.get('lr')}, {c.get('tokens_per_update')} tokens/update; git SHA `{run.get('git_sha')}`")
         if summ:
-            p = num(summ.get("parameters"))
+            p = finite(summ.get("parameters"))
             line += (f"; {summ.get('steps')} updates, {summ.get('tokens')} tokens, "
                      f"{_fmt_s(summ.get('train_wall_time_s'))} training"
                      + (f", {params_text(p)} parameters" if p is not None else ""))
@@ -96,7 +97,7 @@ def section_run(res: Results) -> str:
         if not recs:
             out.append(f"* Downstream `{name}`: not run (no per-seed JSONs).")
             continue
-        wall = sum(num(r.get("wall_time_s")) or 0.0 for r in recs)
+        wall = sum(finite(r.get("wall_time_s")) or 0.0 for r in recs)
         seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
         datas = sorted({str(r.get("data")) for r in recs if r.get("data")})
         shas = sorted({f.get("git_sha", "?") for f in fts})
@@ -147,7 +148,7 @@ def prepared_teacher(run: dict, summary: dict) -> str | None:
              "hub": f"the hub ({src.get('hub_id')} at {str(src.get('revision', ''))[:12]})",
              "folder": f"the folder {src.get('path')}"}.get(src.get("source"), "an unrecorded source")
     sha = (src.get("sha256") or {}).get("model.safetensors")
-    params = num((summary or {}).get("parameters"))
+    params = finite((summary or {}).get("parameters"))
     return (f"Here the teacher is {name} from {where}" + (f" (model.safetensors sha256 {sha[:16]}...)" if sha else "")
             + (f", {params / 1e6:.1f} M parameters with its MLM head" if params else "")
             + ": it has no MLM head, so masked-LM training of the whole encoder was continued with a fresh head "
@@ -166,7 +167,7 @@ def _teacher_line(res: Results) -> str:
     if prepared:
         return paper + prepared
     if tc:
-        tp = num(t_sum.get("parameters"))
+        tp = finite(t_sum.get("parameters"))
         return paper + (f"Ours is a {tc.get('num_layers')}-layer, {tc.get('hidden_size')}-wide BERT"
                         + (f" ({params_text(tp)} parameters)" if tp else "") + f" trained from scratch for "
                         f"{t_sum.get('steps', '?')} updates ({t_sum.get('tokens', '?')} tokens): far weaker, so every "
@@ -203,7 +204,7 @@ def _squad_line(res: Results) -> str:
 def section_differences(res: Results) -> str:
     """What differs from the paper, from the recorded teacher, corpus, data and fine-tuning (any preset)."""
     s_run, s_sum = res.runs["student"]["run"] or {}, res.runs["student"]["summary"] or {}
-    sc, sp = s_run.get("config", {}), num(s_sum.get("parameters"))
+    sc, sp = s_run.get("config", {}), finite(s_sum.get("parameters"))
     layers = (res.reproduce or {}).get("student_layers")
     ours_s = ((plural(layers, "layer") + ", " if isinstance(layers, int) else "")
               + f"{params_text(sp)} parameters, {s_sum.get('steps', '?')} updates ({s_sum.get('tokens', '?')} tokens)"
@@ -212,7 +213,7 @@ def section_differences(res: Results) -> str:
     seeds = sorted({r.get("seed") for r in recs if r.get("seed") is not None})
     subset = sorted({r.get("train_examples") for r in recs if r.get("train_examples") is not None})
     not_run = sorted({t for r in res.measured("table1") for t in TABLE1_TASKS
-                      if num(r.get(t)) is None and t in r})
+                      if r.value(t) is None and t in r})
     lines = [
         "## What differs from the paper, and why", "",
         _teacher_line(res),
