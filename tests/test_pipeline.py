@@ -77,6 +77,9 @@ def test_second_call_redoes_nothing(smoke_run):
     assert again["stage_status"]["teacher"].startswith("done in an earlier call")
     assert again["stage_wall_time_s"]["teacher"] == first["stage_wall_time_s"]["teacher"]
     assert again["stage_status"]["speed"].startswith("done in an earlier call")
+    # the curve measured nothing new: it keeps its first time too, not the seconds this call spent on it
+    assert again["stage_status"]["curve"].startswith("done in an earlier call")
+    assert again["stage_wall_time_s"]["curve"] == first["stage_wall_time_s"]["curve"]
 
 
 def test_speed_is_timed_again_for_models_newer_than_its_table(smoke_run):
