@@ -127,7 +127,10 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     t_all = time.time()
     earlier = _read_json(results / "reproduce.json")  # an interrupted invocation's measured stage times
     _say("measuring this machine's matmul rate (the yardstick for every wall time of the study)")
-    summary["host_speed"] = host_speed()
+    # the study's yardstick is the machine its stages were measured on: a later call that finds them finished keeps
+    # the first call's probe (its own goes to host_speed_this_call)
+    summary["host_speed_this_call"] = host_speed()
+    summary["host_speed"] = earlier.get("host_speed") or summary["host_speed_this_call"]
 
     seed_globs = {**{t.name: [(r, f"{t.name}/{t.seed_glob}") for r in ROLES] for t in tasks.values()},
                   **{f"{t.name}_d": [(D_ROLE, f"{t.name}/{t.seed_glob}")] for t in tasks.values() if t.soft_labels},
