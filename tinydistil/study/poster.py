@@ -223,7 +223,7 @@ def poster_figure(res: Results):
     ax = fig.add_subplot(gs[0, 0])
     ax.axis("off")
     ax.set_title("Method", fontsize=13, loc="left", fontweight="bold")
-    ax.text(0, 0.98, _method(res), fontsize=10.5, va="top", family="monospace")
+    ax.text(0, 0.98, _method(res), fontsize=9.8, va="top", family="monospace")
     s_cfg = (res.runs["student"]["run"] or {}).get("config", {})
     a = [s_cfg.get(k) for k in ("alpha_kl", "alpha_mlm", "alpha_cos")]
     a = ["{:g}".format(x) if finite(x) is not None else "?" for x in a] if s_cfg else ["5", "2", "1"]
@@ -233,7 +233,7 @@ def poster_figure(res: Results):
     ax = fig.add_subplot(gs[1, 0])
     ax.axis("off")
     ax.set_title("Headline numbers", fontsize=13, loc="left", fontweight="bold")
-    ax.text(0, 0.98, "\n".join(_headlines(res)), fontsize=10.5, va="top", family="monospace",
+    ax.text(0, 0.98, "\n".join(_headlines(res)), fontsize=9.2, va="top", family="monospace",
             bbox=dict(boxstyle="round", facecolor="#fff7e0", edgecolor="#d9b44a"))
     ax = fig.add_subplot(gs[2, 0])
     ax.axis("off")
