@@ -163,7 +163,8 @@ def test_a_squad_d_folder_written_with_the_earlier_names_is_kept(tmp_path):
     import shutil
     from pathlib import Path
 
-    committed = Path(__file__).resolve().parents[1] / "results" / "runs" / "eval" / "cpu_student" / "squad_d"
+    committed = (Path(__file__).resolve().parents[1] / "results" / "experiments" / "minilm_study_20261202" / "runs" /
+                 "eval" / "cpu_student" / "squad_d")  # the 2026-12-02 study's
     saved = json.loads((committed / "finetune.json").read_text())
     assert '"alpha_ce": 0.5, "alpha_kd": 0.5' in saved["kind"]  # the committed file as it is
     shutil.copytree(committed, tmp_path / "d")

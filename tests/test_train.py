@@ -86,12 +86,13 @@ def test_a_run_written_with_the_earlier_names_resumes_exactly(tmp_path, smoke_te
 
 
 def test_the_committed_cpu_student_run_reads_as_the_cpu_preset(tmp_path):
-    """results/cpu/student/run.json predates the rename (alpha_ce): it loads, and --resume would compare it equal
-    to the cpu preset's distillation stage; its committed log reads with the current term name."""
+    """The 2026-12-02 study's cpu/student/run.json (kept in results/experiments/minilm_study_20261202/) predates the
+    rename (alpha_ce): it loads, and --resume would compare it equal to the cpu preset's distillation stage; its
+    committed log reads with the current term name."""
     from tinydistil import config as C
     from tinydistil.study.results import load_results
 
-    root = Path(__file__).resolve().parents[1] / "results"
+    root = Path(__file__).resolve().parents[1] / "results" / "experiments" / "minilm_study_20261202"
     saved = json.loads((root / "cpu" / "student" / "run.json").read_text())["config"]
     assert saved["alpha_ce"] == 5.0 and "alpha_kl" not in saved  # the committed file as it is
     assert C.from_dict(saved).alpha_kl == 5.0
