@@ -6,31 +6,19 @@ study.results reads a table back. The CSV (and the report's markdown, the poster
     rows, reason = read_table_json("results/table1_glue.json")    # (None, why) when missing or unreadable
 
 A row holds its cells as the CSV shows them (for rendering), the float behind every numeric cell, the study role
-that produced it (Role; None for the paper's rows and other models) and typed facts no column holds (`extra`).
+that produced it (a key of ROLE_LABELS; None for the paper's rows and other models) and typed facts no column holds (`extra`).
 """
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 
 TABLE_FORMAT = "tinydistil.table/1"  # the "format" key of every typed table JSON
 
 
-class Role(str, Enum):
-    """Who a measured row of the study is: its key in every record (display text comes from `label`)."""
-    TEACHER = "teacher"
-    STUDENT = "student"
-    CONTROL = "control"      # the student before any distillation update (the no-distillation control)
-    STUDENT_D = "student_d"  # the student fine-tuned with the fine-tuned teacher as a second teacher ("(D)")
-
-    @property
-    def label(self) -> str:
-        return ROLE_LABELS[self.value]
-
-
+# who a measured row of the study is: its key in every record, and how sentences name it
 ROLE_LABELS = {"teacher": "teacher", "student": "student", "control": "student, no distillation",
                "student_d": "student (D)"}
 
@@ -46,7 +34,7 @@ def finite(x) -> float | None:
 @dataclass(frozen=True)
 class TableRow:
     """One row of a results table. cells: column -> the text the CSV shows; values: column -> the float behind a
-    numeric cell (unrounded where the writer had it); role: Role value of a study's measured row, else None."""
+    numeric cell (unrounded where the writer had it); role: a ROLE_LABELS key for a study's measured row, else None."""
     cells: dict
     values: dict = field(default_factory=dict)
     role: str | None = None

@@ -226,7 +226,7 @@ def write_table3(rows: list[dict], path=None, provenance: dict | None = None):
 @dataclass
 class _Entry:
     name: str
-    role: str | None  # records.Role value of our models ("teacher", "student"); None for the architecture rows
+    role: str | None  # records.ROLE_LABELS key of our models ("teacher", "student"); None for the architecture rows
     run: object
     params: int | None
     disk_mb: float

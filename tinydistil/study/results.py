@@ -29,12 +29,6 @@ TABLE_FILES = {"table1": "table1_glue.csv", "table2": "table2_downstream.csv", "
                "table4": "table4_ablation.csv", "majority": "glue_majority.csv"}
 
 
-def cell(v) -> str:
-    """A cell as shown: the file's own text; an empty cell reads "not run"."""
-    s = "" if v is None else str(v).strip()
-    return s if s and s.lower() != "nan" else "not run"
-
-
 def label(row: TableRow) -> str:
     """How a row is named in sentences: its role's label ("student, no distillation"), else its Model cell."""
     return ROLE_LABELS.get(row.role, row.get("Model"))
@@ -161,7 +155,7 @@ def _row_key(r: TableRow) -> str:
 
 
 def task_scores(res: Results) -> dict:
-    """{row role (records.Role value; the Model name of a row without one): {task: float}} for measured Table 1
+    """{row role (records.ROLE_LABELS key; the Model name of a row without one): {task: float}} for measured Table 1
     rows (GLUE tasks) plus Table 2's columns (IMDb, SQuAD, ...)."""
     out: dict[str, dict] = {}
     for r in res.measured("table1"):

@@ -103,7 +103,7 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     """Write Table 1 to `path` (CSV, columns TABLE1_COLUMNS): the paper's three rows, then `rows`.
 
     Each row: {"Model", one key per task display name (number 0-100 or NOT_RUN; missing = NOT_RUN),
-    optional "teacher" (Model name of another row, e.g. "BERT-base"), "role" (records.Role value), "run_id",
+    optional "teacher" (Model name of another row, e.g. "BERT-base"), "role" (records.ROLE_LABELS key), "run_id",
     "note", "source" (default "measured")}. Returns the table; its typed twin goes to `<path>.json`.
     """
     import pandas as pd
@@ -170,7 +170,7 @@ def write_table2(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
 
     Each row: {"Model", one key per registered task column ("IMDb", "SQuAD EM", "SQuAD F1", ...: a number
     0-100, a "not run: <why>" string, or "—" for a task the row is not about; missing = "not run"), "run_id",
-    "note", "source", optional "role" (records.Role value)}. The paper's rows leave columns it did not report
+    "note", "source", optional "role" (records.ROLE_LABELS key)}. The paper's rows leave columns it did not report
     empty. Returns the table; its typed twin (the numbers as floats) goes to `<path>.json`.
     """
     import pandas as pd
