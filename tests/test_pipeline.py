@@ -121,6 +121,13 @@ def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
                "seed_wall_time_s": {"glue": 640.5}}
     _carry_over(summary, {"stage_wall_time_s": {"glue": 0.0}, "stage_status": {"glue": "done"}})
     assert summary["stage_wall_time_s"]["glue"] == 640.5 and "per-seed" in summary["stage_status"]["glue"]
+    # a stage skipped in this call keeps an earlier call's record, in stage order; one never finished stays out
+    summary = {"stage_wall_time_s": {"teacher": 5.0, "report": 1.0}, "skipped": ["speed", "glue"],
+               "stage_status": {"teacher": "done", "report": "done"}}
+    _carry_over(summary, {"git_sha": "abc", "stage_wall_time_s": {"speed": 231.0, "glue": 3.0},
+                          "stage_status": {"speed": "done", "glue": "not run: no data"}})
+    assert list(summary["stage_wall_time_s"]) == ["teacher", "speed", "report"]
+    assert summary["stage_status"]["speed"] == "done in an earlier call (abc)" and summary["study_wall_time_s"] == 237.0
 
 
 def test_stage_budgets_name_real_stages_and_fit_the_total():

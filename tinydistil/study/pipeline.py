@@ -281,6 +281,17 @@ def _carry_over(summary: dict, earlier: dict) -> None:
             times[name] = measured
             status[name] = (before_status[name] if before_status[name].startswith("done in")
                             else f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})")
+    # a stage skipped in this call that an earlier call finished keeps that call's record (a study finished in parts)
+    for name in summary.get("skipped", ()):
+        if name not in times and str(before_status.get(name, "")).startswith("done") and name in before:
+            times[name] = before[name]
+            status[name] = (before_status[name] if before_status[name].startswith("done in")
+                            else f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})")
+    order = {name: i for i, name in enumerate(all_stages())}
+    for d in (times, status):
+        ordered = sorted(d.items(), key=lambda kv: order.get(kv[0], len(order)))
+        d.clear()
+        d.update(ordered)
     summary["study_wall_time_s"] = round(sum(times.values()), 1)
 
 
