@@ -120,14 +120,22 @@ def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
     summary = {"stage_wall_time_s": {"glue": 0.1}, "stage_status": {"glue": "already finished"},
                "seed_wall_time_s": {"glue": 640.5}}
     _carry_over(summary, {"stage_wall_time_s": {"glue": 0.0}, "stage_status": {"glue": "done"}})
-    assert summary["stage_wall_time_s"]["glue"] == 640.5 and "per-seed" in summary["stage_status"]["glue"]
+    assert summary["stage_wall_time_s"]["glue"] == 640.5 and summary["stage_status"]["glue"] == "done in earlier calls"
+    assert "per-seed" in summary["stage_note"]["glue"]
     # a stage skipped in this call keeps an earlier call's record, in stage order; one never finished stays out
     summary = {"stage_wall_time_s": {"teacher": 5.0, "report": 1.0}, "skipped": ["speed", "glue"],
                "stage_status": {"teacher": "done", "report": "done"}}
     _carry_over(summary, {"git_sha": "abc", "stage_wall_time_s": {"speed": 231.0, "glue": 3.0},
                           "stage_status": {"speed": "done", "glue": "not run: no data"}})
     assert list(summary["stage_wall_time_s"]) == ["teacher", "speed", "report"]
-    assert summary["stage_status"]["speed"] == "done in an earlier call (abc)" and summary["study_wall_time_s"] == 237.0
+    assert (summary["stage_status"]["speed"], summary["stage_note"]["speed"]) == ("done in an earlier call", "abc")
+    assert summary["study_wall_time_s"] == 237.0
+    # a reproduce.json written before stage_note: the note was in the status text
+    summary = {"stage_wall_time_s": {}, "stage_status": {}, "skipped": ["teacher"]}
+    _carry_over(summary, {"stage_wall_time_s": {"teacher": 900.0},
+                          "stage_status": {"teacher": "done in an earlier call (87d02d757714)"}})
+    assert (summary["stage_status"]["teacher"], summary["stage_note"]["teacher"]) == (
+        "done in an earlier call", "87d02d757714")
 
 
 def test_stage_budgets_name_real_stages_and_fit_the_total():

@@ -20,24 +20,25 @@ from ..rundir import write_json_atomic
 from ..snapshots import snapshot_points
 from .ablation import task_seed_scores
 from .stats import macro, per_seed_macro
+from .status import Status, not_run
 from .tables import write_csv
 
 CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
 
 
 def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, glue_cfg, settings: dict, data_dir,
-              tables_dir: Path, progress: bool = True) -> str | None:
+              tables_dir: Path, progress: bool = True):
     """The `curve` stage: fine-tune each snapshot on the curve tasks, score it on held-out MLM, and write the
-    curve (None) — or "not run: <why>"."""
+    curve. Returns None, Status.FINISHED when it measured nothing new, or (Status.NOT_RUN, why)."""
     from ..eval.glue import run_glue
     from ..eval.mlm_eval import evaluate_mlm
 
     if not settings.get("curve_tasks"):
-        return "not run: the preset names no curve_tasks"
+        return not_run("the preset names no curve_tasks")
     tasks = parse_tasks(settings["curve_tasks"])
     snaps = snapshot_points(run_dir)
     if not snaps:
-        return "not run: the distillation kept no snapshots (DistillConfig.snapshot_fracs)"
+        return not_run("the distillation kept no snapshots (DistillConfig.snapshot_fracs)")
     summary = json.loads((Path(run_dir) / "summary.json").read_text())
     points = [{"point": "control (no distillation)", "update": 0, "tokens": 0, "fraction": 0.0,
                "model": models["control"], "glue": eval_dirs["control"] / "glue", "eval": eval_dirs["control"]},
@@ -72,7 +73,7 @@ def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, gl
                      "seed_scores": per_task})
     write_curve(rows, [GLUE_TASKS[t].display for t in tasks], tables_dir)
     # nothing new measured: the stage keeps the wall time an earlier call measured (pipeline._carry_over)
-    return "already finished" if before and results_files() == before else None
+    return Status.FINISHED if before and results_files() == before else None
 
 
 def _median(values: dict) -> float:

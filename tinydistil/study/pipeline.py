@@ -25,12 +25,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ..eval import registry
 from ..presets import get_preset, preset_stages
 from .cards import write_study_cards
 from .layout import Layout, copy_results, finetune_config, study_locked
+from .status import Status, not_run
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill")
 # fine-tuned models of a study, by role: their eval folders are Layout.eval_dir(role)
@@ -88,6 +91,45 @@ def downstream_settings(preset: str) -> dict:
     return {**resolved, **{k: v for k, v in ds.items() if k not in resolved}, "budget_min": p.budget_min}
 
 
+Outcome = Status | tuple[Status, str] | None  # what a stage function returns (None: Status.DONE)
+
+
+@dataclass
+class Study:
+    """One `reproduce` call: the preset's configs and folders, what an earlier call recorded, and the summary this
+    call writes (reproduce.json). The stage functions below each take it and return an Outcome."""
+    preset: str
+    cfgs: dict  # stage -> TeacherConfig / DistillConfig (stem, teacher, distill, control)
+    models: dict  # role -> model folder
+    lay: Layout
+    ds: dict  # the preset's downstream settings
+    tasks: dict  # task name -> eval.registry Task
+    summary: dict
+    earlier: dict  # reproduce.json of an earlier call ({} if none)
+    progress: bool
+    overwrite: bool
+    t_all: float = field(default_factory=time.time)
+
+    @property
+    def distill_cfg(self):
+        return self.cfgs["distill"]
+
+    @property
+    def data_dir(self):
+        return self.distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
+
+    @property
+    def eval_dirs(self) -> dict:
+        return {r: self.lay.eval_dir(r) for r in (*ROLES, D_ROLE)}
+
+    def task_cfg(self, task):
+        return finetune_config(self.ds.get(task.name, {}), **task.finetune_defaults)
+
+    def save(self) -> None:
+        _carry_over(self.summary, self.earlier)
+        _write_summary(self.summary, list(self.cfgs.items()), self.lay.records, self.t_all)
+
+
 @study_locked
 def reproduce(preset: str, root: str | None = None, teacher_overrides=None, distill_overrides=None,
               skip=(), progress: bool = True, overwrite: bool = False) -> dict:
@@ -97,164 +139,187 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
     skip: stage names (see STAGES) or "downstream" to stop after pretraining and distillation.
     overwrite: replace tables, report and poster files in the output folders that tinydistil did not write.
     """
+    st = open_study(preset, root, teacher_overrides, distill_overrides, parse_skip(skip), progress, overwrite)
+    fns = stage_functions(st)
+    todo = st.summary["stages"]
+    for i, name in enumerate(todo, 1):
+        _say(f"stage {i}/{len(todo)}: {name}")
+        _run_stage(st, name, fns[name])
+        _say(f"stage {i}/{len(todo)}: {name} {st.summary['stage_status'][name]} in "
+             f"{st.summary['stage_wall_time_s'][name]:.0f}s (total {(time.time() - st.t_all) / 60:.1f} min)")
+        st.save()
+    # the models' cards (written when they were saved) with what this study measured of them
+    st.summary["model_cards"] = [str(p) for p in write_study_cards(
+        {r: st.cfgs[s].output_dir for r, s in (("teacher", "teacher"), ("student", "distill")) if s in st.cfgs},
+        st.lay.tables_dir, st.summary.get("mlm_eval"))]
+    st.summary["total_wall_time_s"] = round(time.time() - st.t_all, 1)
+    st.save()
+    _print_summary(st.summary, st.lay)
+    return st.summary
+
+
+def open_study(preset, root, teacher_overrides, distill_overrides, skip: set, progress, overwrite) -> Study:
+    """The Study of one call: configs and folders, the stages to run, the earlier call's record, the matmul probe."""
     from ..runtime import host_speed
-    from ..snapshots import init_student_run
-    from ..train import Trainer
 
     p = get_preset(preset)
-    skip = parse_skip(skip)
     stages = preset_stages(preset, root=root, teacher_overrides=teacher_overrides,
                            distill_overrides=distill_overrides)
-    stages = [*stages, ("control", _control_config(dict(stages)))]
     cfgs = dict(stages)
-    distill_cfg = cfgs["distill"]
-    teacher = str(Path(cfgs["teacher"].output_dir) / "model") if "teacher" in cfgs else distill_cfg.teacher
-    student = str(Path(distill_cfg.output_dir) / "model")
-    control = str(Path(cfgs["control"].output_dir) / "model")
-    models = {"teacher": teacher, "student": student, "control": control}
+    cfgs["control"] = _control_config(cfgs)
+    d = cfgs["distill"]
+    models = {"teacher": str(Path(cfgs["teacher"].output_dir) / "model") if "teacher" in cfgs else d.teacher,
+              "student": str(Path(d.output_dir) / "model"), "control": str(Path(cfgs["control"].output_dir) / "model")}
     lay = Layout(preset, root)
-    eval_dirs = {r: lay.eval_dir(r) for r in (*ROLES, D_ROLE)}
-    tables_dir, results, report_dir, poster_dir = lay.tables_dir, lay.records, lay.report_dir, lay.poster_dir
-    data_dir = distill_cfg.data_dir  # None -> $TINYDISTIL_DATA_DIR, then the hub
-    ds = p.downstream
-    tasks = {t.name: t for t in registry.downstream_tasks()}
     todo = [s for s in all_stages() if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
     summary = {"preset": preset, "budget_min": p.budget_min, "stage_budget_min": dict(p.stage_budget_min),
-               "stages": todo, "skipped": sorted(skip),
-               "teacher": teacher, "student": student, "control": control,
-               "eval_dirs": {k: str(v) for k, v in eval_dirs.items()}, "tables_dir": str(tables_dir),
-               "stage_wall_time_s": {}, "stage_status": {}}
-    t_all = time.time()
-    earlier = _read_json(results / "reproduce.json")  # an interrupted invocation's measured stage times
+               "stages": todo, "skipped": sorted(skip), **models,
+               "eval_dirs": {r: str(lay.eval_dir(r)) for r in (*ROLES, D_ROLE)}, "tables_dir": str(lay.tables_dir),
+               "stage_wall_time_s": {}, "stage_status": {}, "stage_note": {}}
+    st = Study(preset, cfgs, models, lay, p.downstream, {t.name: t for t in registry.downstream_tasks()}, summary,
+               _read_json(lay.records / "reproduce.json"), progress, overwrite)
     _say("measuring this machine's matmul rate (the yardstick for every wall time of the study)")
     # the study's yardstick is the machine its stages were measured on: a later call that finds them finished keeps
     # the first call's probe (its own goes to host_speed_this_call)
     summary["host_speed_this_call"] = host_speed()
-    summary["host_speed"] = earlier.get("host_speed") or summary["host_speed_this_call"]
+    summary["host_speed"] = st.earlier.get("host_speed") or summary["host_speed_this_call"]
+    return st
 
-    seed_globs = {**{t.name: [(r, f"{t.name}/{t.seed_glob}") for r in ROLES] for t in tasks.values()},
-                  **{f"{t.name}_d": [(D_ROLE, f"{t.name}/{t.seed_glob}")] for t in tasks.values() if t.soft_labels},
-                  "squad_d": [("student", "squad_d/seed*.json")]}
 
-    def seed_runs(name: str) -> tuple[int, float]:
-        """(finished (task, seed) runs of a fine-tuning stage, the sum of their recorded wall times)."""
-        files = [f for role, pattern in seed_globs.get(name, []) for f in eval_dirs[role].glob(pattern)]
-        return len(files), sum(float(_read_json(f).get("wall_time_s", 0.0)) for f in files)
+def stage_functions(st: Study) -> dict:
+    """stage name -> a function of no arguments running it on `st` (the order is all_stages())."""
+    fns = {name: partial(_pretrain, st, name) for name in PRETRAIN_STAGES if name in st.cfgs}
+    fns.update(control=partial(_control, st), mlm_eval=partial(_mlm_eval_stage, st))
+    for name, task in st.tasks.items():
+        fns[name] = partial(_downstream, st, task)
+        if task.soft_labels:
+            fns[f"{name}_d"] = partial(_downstream_d, st, task)
+    fns.update(squad_d=partial(_squad_d, st), curve=partial(_curve, st), speed=partial(_speed_stage, st),
+               tables=partial(_tables, st), report=partial(_report, st))
+    return fns
 
-    def run_stage(i: int, name: str, fn) -> None:
-        _say(f"stage {i}/{len(todo)}: {name}")
-        t0 = time.time()
-        before = seed_runs(name)[0]
-        status = fn()
-        after, seconds = seed_runs(name)
-        if status is None and name in seed_globs and after and after == before:
-            status = "already finished"  # every (task, seed) was done before this call
-            summary.setdefault("seed_wall_time_s", {})[name] = round(seconds, 1)
-        summary["stage_wall_time_s"][name] = round(time.time() - t0, 1)
-        summary["stage_status"][name] = status or "done"
-        _say(f"stage {i}/{len(todo)}: {name} {status or 'done'} in {time.time() - t0:.0f}s "
-             f"(total {(time.time() - t_all) / 60:.1f} min)")
 
-    def pretrain(cfg):
-        def fn():
-            done = (Path(cfg.output_dir) / "summary.json").is_file()
-            Trainer(cfg, resume=True, progress=progress).setup().train()
-            if cfg is distill_cfg:
-                summary["distill_tokens_per_s"] = _tokens_per_s(Path(cfg.output_dir) / "log.jsonl")
-            return "already finished" if done else None
-        return fn
+def _seed_globs(st: Study) -> dict:
+    """fine-tuning stage -> [(role, glob of its per-seed result files in that role's eval folder)]."""
+    return {**{t.name: [(r, f"{t.name}/{t.seed_glob}") for r in ROLES] for t in st.tasks.values()},
+            **{f"{t.name}_d": [(D_ROLE, f"{t.name}/{t.seed_glob}")] for t in st.tasks.values() if t.soft_labels},
+            "squad_d": [("student", "squad_d/seed*.json")]}
 
-    def control_stage():
-        done = (Path(cfgs["control"].output_dir) / "summary.json").is_file()
-        init_student_run(cfgs["control"], progress=progress)
-        return "already finished" if done else None
 
-    def mlm_eval():
-        retrained = any(not str(summary["stage_status"].get(s, "")).startswith(("already", "done in")) for s in cfgs)
-        prev = earlier.get("mlm_eval", {})
-        if prev.get("split") and not retrained and (earlier.get("teacher"), earlier.get("student")) == (teacher, student):
-            summary["mlm_eval"] = prev  # the same models were evaluated by an earlier call
-            return "already finished"
-        summary["mlm_eval"] = _mlm_eval({r: m for r, m in models.items() if Path(m).is_dir()}, distill_cfg)
-        if "not run" in summary["mlm_eval"]:
-            return f"not run: {summary['mlm_eval']['not run']}"
+def _seed_runs(st: Study, name: str) -> tuple[int, float]:
+    """(finished (task, seed) runs of a fine-tuning stage, the sum of their recorded wall times)."""
+    files = [f for role, pattern in _seed_globs(st).get(name, []) for f in st.lay.eval_dir(role).glob(pattern)]
+    return len(files), sum(float(_read_json(f).get("wall_time_s", 0.0)) for f in files)
 
-    def task_cfg(task):
-        return finetune_config(ds.get(task.name, {}), **task.finetune_defaults)
 
-    def downstream(task):
-        def fn():
-            for role in ROLES:
-                if role == "control" and not Path(control).is_dir():
-                    continue  # the control stage was skipped
-                task.run(models[role], task_cfg(task), ds, eval_dirs[role] / task.name, data_dir, progress, role)
-        return fn
+def _run_stage(st: Study, name: str, fn) -> None:
+    """Run one stage and record its status, note and wall time in st.summary."""
+    t0 = time.time()
+    before = _seed_runs(st, name)[0]
+    out = fn()
+    status, note = out if isinstance(out, tuple) else (out or Status.DONE, "")
+    after, seconds = _seed_runs(st, name)
+    if out is None and name in _seed_globs(st) and after and after == before:
+        status = Status.FINISHED  # every (task, seed) was done before this call
+        st.summary.setdefault("seed_wall_time_s", {})[name] = round(seconds, 1)
+    st.summary["stage_wall_time_s"][name] = round(time.time() - t0, 1)
+    st.summary["stage_status"][name] = status
+    st.summary["stage_note"][name] = note
 
-    def downstream_d(task):
-        def fn():
-            task.run(student, task_cfg(task), ds, eval_dirs[D_ROLE] / task.name, data_dir, progress, "student",
-                     soft_from=eval_dirs["teacher"] / task.name)
-        return fn
 
-    def curve():
-        from .curve import run_curve
+# ---- the stages, in run order: each takes the Study and returns an Outcome ----------------------------------------
 
-        return run_curve(Path(distill_cfg.output_dir), models, eval_dirs, lay, distill_cfg,
-                         task_cfg(tasks["glue"]), ds, data_dir, tables_dir, progress)
+def _pretrain(st: Study, name: str):
+    from ..train import Trainer
 
-    def squad_cfgs():
-        from ..eval.squad import SQUAD_FINETUNE, SquadConfig
+    cfg = st.cfgs[name]
+    done = (Path(cfg.output_dir) / "summary.json").is_file()
+    Trainer(cfg, resume=True, progress=st.progress).setup().train()
+    if name == "distill":
+        st.summary["distill_tokens_per_s"] = _tokens_per_s(Path(cfg.output_dir) / "log.jsonl")
+    return Status.FINISHED if done else None
 
-        return finetune_config(ds.get("squad", {}), **SQUAD_FINETUNE), SquadConfig(**ds.get("squad_opts", {}))
 
-    def squad_d():
-        from ..eval.squad import run_squad
+def _control(st: Study):
+    from ..snapshots import init_student_run
 
-        qa_teacher = eval_dirs["teacher"] / "squad" / "model"
-        if not (qa_teacher / "config.json").is_file():
-            return "not run: no SQuAD-fine-tuned teacher (the squad stage did not run or had no data)"
-        cfg, opts = squad_cfgs()
-        run_squad(student, cfg, opts, str(qa_teacher), eval_dirs["student"] / "squad_d", data_dir, progress)
+    done = (Path(st.cfgs["control"].output_dir) / "summary.json").is_file()
+    init_student_run(st.cfgs["control"], progress=st.progress)
+    return Status.FINISHED if done else None
 
-    def speed():
-        return _speed(teacher, student, eval_dirs["student"] / "glue" / "stsb" / "model", data_dir,
-                      tables_dir / "table3_speed.csv", ds.get("speed", {}), progress)
 
-    def tables():
-        from .tables import write_majority, write_tables
+def _mlm_eval_stage(st: Study):
+    statuses = st.summary["stage_status"]
+    # a model (re)made by this call, or by a call whose record is lost, is evaluated again
+    retrained = any(statuses.get(s, Status.DONE) == Status.DONE for s in (*PRETRAIN_STAGES, "control") if s in st.cfgs)
+    prev = st.earlier.get("mlm_eval", {})
+    same = (st.earlier.get("teacher"), st.earlier.get("student")) == (st.models["teacher"], st.models["student"])
+    if prev.get("split") and not retrained and same:
+        st.summary["mlm_eval"] = prev  # the same models were evaluated by an earlier call
+        return Status.FINISHED
+    st.summary["mlm_eval"] = _mlm_eval({r: m for r, m in st.models.items() if Path(m).is_dir()}, st.distill_cfg)
+    if "not run" in st.summary["mlm_eval"]:
+        return not_run(st.summary["mlm_eval"]["not run"])
 
-        write_tables([(role, str(folder)) for role, folder in eval_dirs.items() if folder.is_dir()], tables_dir,
-                     overwrite=overwrite)
-        write_majority(tables_dir / "glue_majority.csv", data_dir, ds.get("glue_tasks"), overwrite=overwrite)
-        for role in [*eval_dirs, *lay.eval_roles("curve_")]:  # per-seed results (not the models) beside the tables
-            if lay.eval_dir(role).is_dir():
-                copy_results(lay.eval_dir(role), lay.copied_eval(role))
 
-    def report():
-        from .poster import write_poster
-        from .report import write_report
+def _downstream(st: Study, task):
+    for role in ROLES:
+        if role == "control" and not Path(st.models["control"]).is_dir():
+            continue  # the control stage was skipped
+        task.run(st.models[role], st.task_cfg(task), st.ds, st.lay.eval_dir(role) / task.name, st.data_dir,
+                 st.progress, role)
 
-        _write_summary(summary, stages, results, t_all)  # the report reads the wall times from it
-        summary["report"] = str(write_report(tables_dir, report_dir, preset, overwrite=overwrite))
-        summary["poster"] = [str(x) for x in write_poster(tables_dir, poster_dir, preset, overwrite=overwrite)]
 
-    fns = {**{name: pretrain(cfg) for name, cfg in stages}, "control": control_stage,
-           **{name: downstream(t) for name, t in tasks.items()},
-           **{f"{name}_d": downstream_d(t) for name, t in tasks.items() if t.soft_labels},
-           "mlm_eval": mlm_eval, "squad_d": squad_d, "curve": curve, "speed": speed, "tables": tables, "report": report}
-    for i, name in enumerate(todo, 1):
-        run_stage(i, name, fns[name])
-        _carry_over(summary, earlier)
-        _write_summary(summary, stages, results, t_all)
-    # the models' cards (written when they were saved) with what this study measured of them
-    summary["model_cards"] = [str(p) for p in write_study_cards(
-        {r: cfgs[s].output_dir for r, s in (("teacher", "teacher"), ("student", "distill")) if s in cfgs},
-        tables_dir, summary.get("mlm_eval"))]
-    summary["total_wall_time_s"] = round(time.time() - t_all, 1)
-    _carry_over(summary, earlier)
-    _write_summary(summary, stages, results, t_all)
-    _print_summary(summary, tables_dir, report_dir, poster_dir)
-    return summary
+def _downstream_d(st: Study, task):
+    task.run(st.models["student"], st.task_cfg(task), st.ds, st.lay.eval_dir(D_ROLE) / task.name, st.data_dir,
+             st.progress, "student", soft_from=st.lay.eval_dir("teacher") / task.name)
+
+
+def _squad_d(st: Study):
+    from ..eval.squad import SQUAD_FINETUNE, SquadConfig, run_squad
+
+    qa_teacher = st.lay.eval_dir("teacher") / "squad" / "model"
+    if not (qa_teacher / "config.json").is_file():
+        return not_run("no SQuAD-fine-tuned teacher (the squad stage did not run or had no data)")
+    cfg = finetune_config(st.ds.get("squad", {}), **SQUAD_FINETUNE)
+    run_squad(st.models["student"], cfg, SquadConfig(**st.ds.get("squad_opts", {})), str(qa_teacher),
+              st.lay.eval_dir("student") / "squad_d", st.data_dir, st.progress)
+
+
+def _curve(st: Study):
+    from .curve import run_curve
+
+    out = run_curve(Path(st.distill_cfg.output_dir), st.models, st.eval_dirs, st.lay, st.distill_cfg,
+                    st.task_cfg(st.tasks["glue"]), st.ds, st.data_dir, st.lay.tables_dir, st.progress)
+    return out
+
+
+def _speed_stage(st: Study):
+    return _speed(st.models["teacher"], st.models["student"], st.lay.eval_dir("student") / "glue" / "stsb" / "model",
+                  st.data_dir, st.lay.tables_dir / "table3_speed.csv", st.ds.get("speed", {}), st.progress)
+
+
+def _tables(st: Study):
+    from .tables import write_majority, write_tables
+
+    lay = st.lay
+    write_tables([(role, str(folder)) for role, folder in st.eval_dirs.items() if folder.is_dir()], lay.tables_dir,
+                 overwrite=st.overwrite)
+    write_majority(lay.tables_dir / "glue_majority.csv", st.data_dir, st.ds.get("glue_tasks"), overwrite=st.overwrite)
+    for role in [*st.eval_dirs, *lay.eval_roles("curve_")]:  # per-seed results (not the models) beside the tables
+        if lay.eval_dir(role).is_dir():
+            copy_results(lay.eval_dir(role), lay.copied_eval(role))
+
+
+def _report(st: Study):
+    from .poster import write_poster
+    from .report import write_report
+
+    st.save()  # the report reads the wall times from reproduce.json
+    lay = st.lay
+    st.summary["report"] = str(write_report(lay.tables_dir, lay.report_dir, st.preset, overwrite=st.overwrite))
+    st.summary["poster"] = [str(x) for x in write_poster(lay.tables_dir, lay.poster_dir, st.preset,
+                                                          overwrite=st.overwrite)]
 
 
 def _read_json(path: Path) -> dict:
@@ -265,30 +330,36 @@ def _read_json(path: Path) -> dict:
 
 
 def _carry_over(summary: dict, earlier: dict) -> None:
-    """Stages this call found finished keep the wall time an earlier call measured for them, so that
-    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions."""
-    times, status = summary["stage_wall_time_s"], summary["stage_status"]
-    before, before_status = earlier.get("stage_wall_time_s", {}), earlier.get("stage_status", {})
-    seeds = summary.get("seed_wall_time_s", {})
+    """Stages this call found finished (or skipped) keep the wall time an earlier call measured for them, so that
+    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions and parts."""
+    times, status, notes = summary["stage_wall_time_s"], summary["stage_status"], summary.setdefault("stage_note", {})
+    before, seeds = earlier.get("stage_wall_time_s", {}), summary.get("seed_wall_time_s", {})
+
+    def measured_earlier(name: str) -> tuple[Status, str] | None:
+        """(status, note) to record for a stage the earlier call measured; None when it did not."""
+        was, note = Status.read(earlier.get("stage_status", {}).get(name, ""))
+        if name not in before or was in (Status.NOT_RUN, Status.FINISHED):
+            return None
+        if was is Status.DONE:
+            return Status.DONE_EARLIER, earlier.get("git_sha", "?")[:12]
+        return was, earlier.get("stage_note", {}).get(name) or note
+
     for name in times:
-        if status[name] != "already finished":
+        if status[name] != Status.FINISHED:
             continue
-        measured = before.get(name) if str(before_status.get(name, "")).startswith("done") else None
-        if seeds.get(name, 0) > (measured or 0):  # a fine-tuning stage cannot have taken less than its runs
-            times[name] = seeds[name]
-            status[name] = "done in earlier calls (time = sum of its per-seed runs' wall times)"
-        elif measured is not None:
-            times[name] = measured
-            status[name] = (before_status[name] if before_status[name].startswith("done in")
-                            else f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})")
+        rec = measured_earlier(name)
+        if seeds.get(name, 0) > (before[name] if rec else 0):  # a fine-tuning stage cannot take less than its runs
+            times[name], status[name], notes[name] = seeds[name], Status.DONE_IN_PARTS, "its per-seed runs' wall times"
+        elif rec:
+            times[name] = before[name]
+            status[name], notes[name] = rec
     # a stage skipped in this call that an earlier call finished keeps that call's record (a study finished in parts)
     for name in summary.get("skipped", ()):
-        if name not in times and str(before_status.get(name, "")).startswith("done") and name in before:
+        if name not in times and (rec := measured_earlier(name)):
             times[name] = before[name]
-            status[name] = (before_status[name] if before_status[name].startswith("done in")
-                            else f"done in an earlier call ({earlier.get('git_sha', '?')[:12]})")
+            status[name], notes[name] = rec
     order = {name: i for i, name in enumerate(all_stages())}
-    for d in (times, status):
+    for d in (times, status, notes):
         ordered = sorted(d.items(), key=lambda kv: order.get(kv[0], len(order)))
         d.clear()
         d.update(ordered)
@@ -312,12 +383,12 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
         typed = prev.get("format") == TABLE_FORMAT  # a table written before the typed records is timed again
         if "wall_time_s" in prev and typed and newer and same(prev.get("teacher"), teacher) and \
                 same(prev.get("student"), student):
-            return "already finished"
+            return Status.FINISHED
     stsb = str(stsb_model) if (stsb_model / "config.json").is_file() else None
     try:
         run_speed(teacher, student, data_dir, str(out_csv), progress=progress, stsb_model=stsb, **opts)
     except FileNotFoundError as e:
-        return f"not run: {e}"
+        return not_run(str(e))
     return None
 
 
@@ -386,17 +457,18 @@ def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
     tmp.replace(dest / "reproduce.json")
 
 
-def _print_summary(summary: dict, tables_dir: Path, report_dir: Path, poster_dir: Path) -> None:
+def _print_summary(summary: dict, lay: Layout) -> None:
     lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min this call, "
              f"{summary['study_wall_time_s'] / 60:.1f} min for the whole study (sum over stages)"
              + (f"; budget {summary['budget_min']:.0f} min" if summary.get("budget_min") else "")]
-    budgets = summary.get("stage_budget_min") or {}
+    budgets, notes = summary.get("stage_budget_min") or {}, summary.get("stage_note", {})
     for name, t in summary["stage_wall_time_s"].items():
         budget = f" (budget {budgets[name]:g} min)" if name in budgets else ""
-        lines.append(f"  {name:<9} {t:>7.0f} s{budget}  {summary['stage_status'][name]}")
+        note = f" ({notes[name]})" if notes.get(name) else ""
+        lines.append(f"  {name:<9} {t:>7.0f} s{budget}  {Status(summary['stage_status'][name]).value}{note}")
     for f in ("table1_glue.csv", "table2_downstream.csv", "table3_speed.csv"):
-        if (tables_dir / f).is_file():
-            lines.append(f"  {f:<22} {tables_dir / f}")
+        if (lay.tables_dir / f).is_file():
+            lines.append(f"  {f:<22} {lay.tables_dir / f}")
     if "report" in summary:
         lines.append(f"  report                 {summary['report']}")
         lines.append(f"  poster                 {', '.join(summary['poster'])}")
