@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from tinydistil.deploy.export import export_model, input_names, load_for_inference, onnx_session, quantize_onnx  # noqa: E402
 from tinydistil.rundir import run_info  # noqa: E402
-from tinydistil.deploy.speed import (count_parameters, describe_change, encode_pairs, onnx_runner, output_change,  # noqa: E402
-                              quantize_int8, stsb_dev, time_pass, torch_runner)
+from tinydistil.deploy.speed import count_parameters, encode_pairs, quantize_int8, stsb_dev  # noqa: E402
+from tinydistil.deploy.timing import (describe_change, onnx_runner, output_change, time_pass,  # noqa: E402
+                                      torch_runner)
 
 TARGETS = {"DistilBERT arch / BERT-base arch (PyTorch fp32)": 1.9,
            "student PyTorch int8 / student PyTorch fp32": 1.8,

@@ -164,3 +164,19 @@ def test_notebook_04_squad_tiny(tmp_path, monkeypatch):
     assert float(rows["student (D)"]["SQuAD F1"]) == pytest.approx(rec["metrics"]["f1"], abs=0.06)
     assert "not comparable" in rows["student (D)"]["note"] and rows["teacher"]["IMDb"] == "not run: no data"
     assert (tmp_path / "runs" / "cpu" / "eval" / "squad_teacher_vs_student.png").stat().st_size > 1000
+
+
+def test_committed_notebooks_are_the_generators_output():
+    """notebooks/*.ipynb are written by tools/make_notebooks.py: a hand edit (or a generator change not run) would
+    make the two disagree, and the next regeneration would silently undo one of them."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "tools" / "make_notebooks.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    for name, cells in gen.NOTEBOOKS.items():
+        committed = (ROOT / "notebooks" / f"{name}.ipynb").read_text()
+        assert nbformat.writes(gen.build(cells)) + "\n" == committed, (
+            f"notebooks/{name}.ipynb differs from tools/make_notebooks.py's output: run `python tools/make_notebooks.py`")

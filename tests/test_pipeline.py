@@ -107,33 +107,34 @@ def test_parse_skip():
 
 
 def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
-    from tinydistil.study.pipeline import _carry_over
+    from tinydistil.study.pipeline import all_stages
+    from tinydistil.study.summary import carry_over
 
     summary = {"stage_wall_time_s": {"teacher": 0.4, "distill": 0.3, "glue": 50.0},
                "stage_status": {"teacher": "already finished", "distill": "already finished", "glue": "done"}}
     earlier = {"git_sha": "abc", "stage_wall_time_s": {"teacher": 900.0, "distill": 800.0, "glue": 12.0},
                "stage_status": {"teacher": "done", "distill": "done", "glue": "done"}}
-    _carry_over(summary, earlier)
+    carry_over(summary, earlier, all_stages())
     assert summary["stage_wall_time_s"] == {"teacher": 900.0, "distill": 800.0, "glue": 50.0}
     assert summary["study_wall_time_s"] == 1750.0 and summary["stage_status"]["teacher"].startswith("done in an")
     # a fine-tuning stage found finished, with no earlier measurement: the sum of its per-seed wall times
     summary = {"stage_wall_time_s": {"glue": 0.1}, "stage_status": {"glue": "already finished"},
                "seed_wall_time_s": {"glue": 640.5}}
-    _carry_over(summary, {"stage_wall_time_s": {"glue": 0.0}, "stage_status": {"glue": "done"}})
+    carry_over(summary, {"stage_wall_time_s": {"glue": 0.0}, "stage_status": {"glue": "done"}}, all_stages())
     assert summary["stage_wall_time_s"]["glue"] == 640.5 and summary["stage_status"]["glue"] == "done in earlier calls"
     assert "per-seed" in summary["stage_note"]["glue"]
     # a stage skipped in this call keeps an earlier call's record, in stage order; one never finished stays out
     summary = {"stage_wall_time_s": {"teacher": 5.0, "report": 1.0}, "skipped": ["speed", "glue"],
                "stage_status": {"teacher": "done", "report": "done"}}
-    _carry_over(summary, {"git_sha": "abc", "stage_wall_time_s": {"speed": 231.0, "glue": 3.0},
-                          "stage_status": {"speed": "done", "glue": "not run: no data"}})
+    carry_over(summary, {"git_sha": "abc", "stage_wall_time_s": {"speed": 231.0, "glue": 3.0},
+                          "stage_status": {"speed": "done", "glue": "not run: no data"}}, all_stages())
     assert list(summary["stage_wall_time_s"]) == ["teacher", "speed", "report"]
     assert (summary["stage_status"]["speed"], summary["stage_note"]["speed"]) == ("done in an earlier call", "abc")
     assert summary["study_wall_time_s"] == 237.0
     # a reproduce.json written before stage_note: the note was in the status text
     summary = {"stage_wall_time_s": {}, "stage_status": {}, "skipped": ["teacher"]}
-    _carry_over(summary, {"stage_wall_time_s": {"teacher": 900.0},
-                          "stage_status": {"teacher": "done in an earlier call (87d02d757714)"}})
+    carry_over(summary, {"stage_wall_time_s": {"teacher": 900.0},
+                          "stage_status": {"teacher": "done in an earlier call (87d02d757714)"}}, all_stages())
     assert (summary["stage_status"]["teacher"], summary["stage_note"]["teacher"]) == (
         "done in an earlier call", "87d02d757714")
 

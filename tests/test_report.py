@@ -475,7 +475,7 @@ def test_a_t4_report_and_poster_describe_a_hub_teacher_run(tmp_path):
     assert "**1.7x** for student (PyTorch fp32)" in md and "9.99x" not in md.split("## Table 3")[0]
     assert "6 layers, 67.0 M parameters" in md and "GPU Tesla T4" in md
     # the earlier names (alpha_ce / loss_ce) are read as today's: weights, loss formula and curves all there
-    assert "the student's `loss` = 5·loss_kl + 2·loss_mlm + 1·loss_cos" in md and "alpha kl/mlm/cos 5.0/2.0/1.0" in md
+    assert "the student's `loss` = 5·loss_kl + 2·loss_mlm + 1·loss_cos" in md and "L = 5·T²·KL(teacher ‖ student at T) + 2·MLM + 1·(1 − cos(h_s, h_t))" in md
     assert "loss_ce" not in md and "alpha_ce" not in md
     for wrong in ("offline", "2 CPU cores", "not available", "from scratch", "CPU budget", "no hub"):
         assert wrong not in md.split("## Table")[0] + md.split("## What differs")[1], wrong

@@ -15,7 +15,8 @@ from tinydistil.cli import main
 from tinydistil.deploy.export import load_for_inference
 from tinydistil.paper import PAPER_TABLE3
 from tinydistil.deploy.speed import (COLUMNS, count_parameters, disk_size_mb, quantize_int8, run_speed,
-                              stsb_dev, sweep, time_pass, write_table3)
+                                     stsb_dev, sweep, write_table3)
+from tinydistil.deploy.timing import time_pass
 
 
 def bert_count(c: BertConfig) -> int:

@@ -16,6 +16,7 @@ training text's own licence, e.g. CC BY-SA 3.0 for WikiText, is stated in the ca
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -132,16 +133,15 @@ def layers_copied(config: dict) -> str:
 
 def _objective(config: dict) -> list[str]:
     from .config import from_dict
-    from .losses import DistilLoss
+    from .losses import DistilLoss, objective_text
 
     cfg = from_dict(config)
     if config.get("_kind") == "TeacherConfig":
         return ["masked-LM cross-entropy alone"]
     loss = DistilLoss.from_config(cfg)  # the soft-target weight under the loss's own name, whatever the config's
     where = "masked positions" if loss.kl_on_masked_only else "every non-pad position"
-    return [f"`L = {loss.alpha_kl:g}·T²·KL(teacher ‖ student at T) + {loss.alpha_mlm:g}·MLM + "
-            f"{loss.alpha_cos:g}·(1 − cos(h_s, h_t))`, T = {loss.temperature:g} (the paper's triple loss; KL over "
-            f"{where})"]
+    return [f"`L = {objective_text(dataclasses.asdict(loss))}`, T = {loss.temperature:g} (the paper's triple loss; "
+            f"KL over {where})"]
 
 
 def _machine(run: dict) -> str:

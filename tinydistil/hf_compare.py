@@ -23,9 +23,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .losses import TERMS as LOSS_TERMS
+
 RTOL, ATOL = 1e-4, 1e-4
-# term (DistilLoss's name) -> key in DistilTrainer's logs; the loop's keys come from train.TERMS
-HF_KEYS = {"total": "loss_total", "kl": "loss_kl", "mlm": "loss_mlm", "cos": "loss_cos", "lr": "learning_rate",
+# term (DistilLoss's name) -> key in DistilTrainer's logs (loss_<term>); the loop's keys come from train.TERMS
+HF_KEYS = {"total": "loss_total", **{t.key: f"loss_{t.key}" for t in LOSS_TERMS}, "lr": "learning_rate",
            "grad_norm": "grad_norm"}
 
 
@@ -149,8 +151,8 @@ def trainer_vs_loop(cfg, out_dir: str | Path, rtol: float = RTOL, atol: float = 
     loop.recorded = []
     loop.train()
     rows = [json.loads(x) for x in (out / "loop" / "log.jsonl").read_text().splitlines() if x.strip()]
-    # the loop's log keys of total, KL, MLM, cosine (TERMS: whatever the soft-target term is called there)
-    loop_keys = dict(zip(("total", "kl", "mlm", "cos"), TERMS)) | {"lr": "lr", "grad_norm": "grad_norm"}
+    # the loop's log keys of the total and each term (train.TERMS: in that order)
+    loop_keys = dict(zip(("total", *(t.key for t in LOSS_TERMS)), TERMS)) | {"lr": "lr", "grad_norm": "grad_norm"}
 
     teacher, _ = load_teacher(teacher_dir)
     student = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)  # as the loop's setup

@@ -88,6 +88,8 @@ class _ChunkedKLCE(torch.autograd.Function):
     @staticmethod
     def _forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
                  temperature, alpha_kl, alpha_mlm, chunk_size, mm):
+        # one function on purpose (~85 lines): the fused per-chunk loop shares four preallocated buffers; split into
+        # helpers it would hand them and a dozen tensors around, and its memory traffic would no longer be visible
         n_kl = int(kl_rows.sum())
         ce_rows = labels != -100
         n_ce = int(ce_rows.sum())
@@ -200,6 +202,36 @@ def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
 
 @dataclass(frozen=True)
+class Term:
+    """One weighted term of the distillation objective, as every reader of it names it. Adding a term = its line
+    here, its weight field on DistilLoss and DistillConfig, and its computation in DistilLoss.__call__: the loop's
+    log (loss_<key>), the HF Trainer's logs, the loss-curve figure, the report, poster and model cards follow."""
+    key: str  # in DistilLoss's output ("kl"); logged as "loss_<key>" (train.py, log.jsonl, DistilTrainer)
+    weight: str  # the DistilLoss / DistillConfig field weighing it
+    title: str  # what it is (the loss-curve panel's title)
+    text: str  # in the report and the model cards
+    latex: str  # on the poster (matplotlib mathtext)
+
+
+TERMS = (Term("kl", "alpha_kl", "soft-target KL (at T)", "T²·KL(teacher ‖ student at T)",
+              r"T^2\,\mathrm{KL}(p_t^T\,\|\,p_s^T)"),
+         Term("mlm", "alpha_mlm", "masked-LM cross-entropy", "MLM", r"L_{mlm}"),
+         Term("cos", "alpha_cos", "hidden-state cosine loss", "(1 − cos(h_s, h_t))", r"(1-\cos(h_s,h_t))"))
+
+
+def objective_text(weights: dict, latex: bool = False) -> str:
+    """The weighted sum of TERMS with `weights` ({weight field: value}, e.g. a run's config):
+    "5·T²·KL(teacher ‖ student at T) + 2·MLM + 1·(1 − cos(h_s, h_t))"; "?" for a weight not given."""
+    def w(t):
+        v = weights.get(t.weight)
+        return "?" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:g}"
+
+    if latex:
+        return " + ".join(rf"{w(t)}\,{t.latex}" for t in TERMS)
+    return " + ".join(f"{w(t)}·{t.text}" for t in TERMS)
+
+
+@dataclass(frozen=True)
 class DistilLoss:
     """The weighted triple loss over one batch of student (and teacher) MLMParts.
 
@@ -225,8 +257,8 @@ class DistilLoss:
     @classmethod
     def from_config(cls, cfg) -> "DistilLoss":
         """From a DistillConfig."""
-        return cls(temperature=cfg.temperature, alpha_kl=cfg.alpha_kl, alpha_mlm=cfg.alpha_mlm,
-                   alpha_cos=cfg.alpha_cos, kl_on_masked_only=cfg.restrict_ce_to_mask, chunk_size=cfg.loss_chunk_size)
+        return cls(temperature=cfg.temperature, **{t.weight: getattr(cfg, t.weight) for t in TERMS},
+                   kl_on_masked_only=cfg.restrict_ce_to_mask, chunk_size=cfg.loss_chunk_size)
 
     def __call__(self, student: MLMParts, labels: torch.Tensor, attention_mask: torch.Tensor,
                  teacher: MLMParts | None = None) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from . import distributed as D
 from .card import write_model_card
 from .curves import LiveCurves
 from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
+from .losses import TERMS as LOSS_TERMS
 from .losses import DistilLoss
 from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
@@ -46,7 +47,7 @@ from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_
 
 # log keys of the loss terms: the weighted total and DistilLoss's terms (the reference distiller, and logs written
 # before the rename, call the soft-target KL "loss_ce": config.RENAMED)
-TERMS = ("loss", "loss_kl", "loss_mlm", "loss_cos")
+TERMS = ("loss", *(f"loss_{t.key}" for t in LOSS_TERMS))  # the logged total, then each term
 
 
 class Trainer:
@@ -224,6 +225,7 @@ class Trainer:
         return self._saved_step if (self.out / "checkpoint" / "state.pt").is_file() else 0
 
     def _train(self, bar, final: Path) -> Path:
+        # one function on purpose (~70 lines): the loop is read top to bottom, as nanoGPT's
         cfg = self.cfg
         window = dict.fromkeys(TERMS, 0.0)
         window_micro, window_tokens, t_start = 0, 0, time.time()
@@ -308,7 +310,7 @@ class Trainer:
             # out of inference mode (autograd may save them); the weights are parameters already
             t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())
         terms = self.objective(s, labels, am, t)
-        return {"loss": terms["total"], "loss_kl": terms["kl"], "loss_mlm": terms["mlm"], "loss_cos": terms["cos"]}
+        return {"loss": terms["total"], **{f"loss_{t.key}": terms[t.key] for t in LOSS_TERMS}}
 
     def mask_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input_ids, labels, attention_mask) (B, L) on the device: this micro-batch masked (mask_micro_batch)."""

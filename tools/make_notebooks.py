@@ -20,9 +20,12 @@ PARAM_TYPES = {"preset": "str", "data_dir": "path|None", "teacher_overrides": "d
                "seeds": "int|None", "max_train_examples": "int|None", "finetune_overrides": "dict",
                "tasks": "list|str|None", "max_eval_examples": "int|None", "squad_overrides": "dict",
                "distil_student": "bool", "stsb_model": "path|None", "max_examples": "int|None", "repeats": "int|None",
-               "include_reference_archs": "bool", "deployed_forms": "bool", "write_report": "bool"}
+               "include_reference_archs": "bool", "deployed_forms": "bool", "write_report": "bool",
+               "tensorboard": "bool", "show_tensorboard": "bool|None", "teacher": "path|None",
+               "student_layers": "list|None", "hf_steps": "int|None", "compare_steps": "int|None",
+               "rtol": "float|None", "push_repo": "str|None"}
 TYPE_CODE = {"str": "str", "path": "str, os.PathLike", "None": "type(None)", "dict": "dict", "bool": "bool",
-             "int": "int", "list": "list, tuple"}
+             "int": "int", "float": "float, int", "list": "list, tuple"}
 
 
 def check_params_code(params_src: str) -> str:
@@ -524,7 +527,8 @@ agreement = trainer_vs_loop(cfg, lay.runs / "reuse" / f"trainer_vs_loop_{compare
 print(agreement.summary())
 agreement.frame()'''),
     ("code", '''import matplotlib.pyplot as plt
-terms = ["total", "kl", "mlm", "cos"]
+from tinydistil.losses import TERMS
+terms = ["total", *(t.key for t in TERMS)]
 fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))
 for ax, term in zip(axes, terms):
     ax.plot(agreement.steps, agreement.loop[term], "o-", label="tinydistil loop")
@@ -571,10 +575,13 @@ def build(cells):
     return nb
 
 
+NOTEBOOKS = {"01_distill_pretraining": NB01, "02_glue": NB02, "03_imdb": NB03, "04_squad": NB04, "05_speed": NB05,
+             "06_reuse_hf_trainer": NB06}
+
+
 if __name__ == "__main__":
     out = Path(__file__).resolve().parent.parent / "notebooks"
     out.mkdir(exist_ok=True)
-    for name, cells in (("01_distill_pretraining", NB01), ("02_glue", NB02), ("03_imdb", NB03),
-                        ("04_squad", NB04), ("05_speed", NB05), ("06_reuse_hf_trainer", NB06)):
+    for name, cells in NOTEBOOKS.items():
         nbf.write(build(cells), out / f"{name}.ipynb")
         print("wrote", out / f"{name}.ipynb")

@@ -24,7 +24,6 @@ outputs (last hidden state), because our students have no STS-B head saved.
 from __future__ import annotations
 
 import io
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,9 @@ import torch
 
 from ..paper import PAPER_TABLE3
 from ..records import row_from_cells, write_table_json
-from ..rundir import atomic_file
+from ..rundir import atomic_file, json_with, machine, refuse_foreign, run_info, torn
+from .timing import Timing, describe_change, onnx_runner, output_change, time_pass, torch_runner
+from .export import check_model_dir, export_model, input_names, load_for_inference, onnx_session, quantize_onnx
 
 COLUMNS = ["Model", "Params (M)", "Disk (MB)", "Device", "Threads", "Inference time (s)", "Speed-up vs teacher",
            "Output change vs fp32", "source", "note", "run_id"]
@@ -103,86 +104,6 @@ def encode_pairs(tokenizer, pairs, names: list[str]) -> list[dict[str, torch.Ten
     return out
 
 
-# ------------------------------------------------------------------ timing
-@dataclass
-class Timing:
-    seconds: float  # median over repeats of one full pass
-    repeats: list[float]
-    outputs: list[np.ndarray] | None = field(default=None, repr=False)  # per example, last pass
-
-
-def torch_runner(model, output: str):
-    def run(enc):
-        return getattr(model(**enc), output)
-    return run
-
-
-def onnx_runner(session):
-    names = [i.name for i in session.get_inputs()]
-
-    def run(enc):
-        return session.run(None, {n: enc[n].numpy() for n in names})[0]
-    return run
-
-
-def time_pass(run, encoded: list[dict], repeats: int = 3, warmup: int = 10, device: str = "cpu",
-              collect: bool = False) -> Timing:
-    """Median wall time of `repeats` full passes of `run` over `encoded` (one call per example),
-    after `warmup` untimed calls. collect=True keeps the last pass's outputs (numpy, per example)."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1 (got {repeats})")
-    cuda = device.startswith("cuda")
-    if cuda:
-        encoded = [{k: v.to(device) for k, v in e.items()} for e in encoded]
-    with torch.inference_mode():
-        for enc in (encoded * (warmup // len(encoded) + 1))[:warmup]:
-            run(enc)
-        times, outputs = [], None
-        for r in range(repeats):
-            keep = collect and r == repeats - 1
-            outs = []
-            if cuda:  # GPU kernels are asynchronous: events measure device time, synchronize waits for it
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                torch.cuda.synchronize()
-                start.record()
-            t0 = time.perf_counter()
-            for enc in encoded:
-                out = run(enc)
-                if keep:
-                    outs.append(out)
-            if cuda:
-                end.record()
-                torch.cuda.synchronize()
-                times.append(start.elapsed_time(end) / 1000)
-            else:
-                times.append(time.perf_counter() - t0)
-            if keep:
-                outputs = [o.detach().float().cpu().numpy() if torch.is_tensor(o) else np.asarray(o) for o in outs]
-    return Timing(statistics.median(times), times, outputs)
-
-
-def output_change(ref: list[np.ndarray], got: list[np.ndarray], labels: np.ndarray | None = None,
-                  regression: bool = False) -> dict:
-    """How far `got` is from `ref` (same examples): max / mean |difference| over all values; for STS-B
-    regression outputs also both Pearson correlations with `labels` (x100) and their difference."""
-    diff = np.concatenate([np.abs(g.astype(np.float64) - r).ravel() for r, g in zip(ref, got, strict=True)])
-    res = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean())}
-    if regression and labels is not None and len(labels) > 1:
-        from scipy.stats import pearsonr
-
-        p_ref = 100 * pearsonr(np.array([r.ravel()[0] for r in ref]), labels)[0]
-        p_got = 100 * pearsonr(np.array([g.ravel()[0] for g in got]), labels)[0]
-        res.update(pearson_fp32=float(p_ref), pearson=float(p_got), pearson_delta=float(p_got - p_ref))
-    return res
-
-
-def describe_change(change: dict, output: str) -> str:
-    if "pearson_delta" in change:
-        return (f"STS-B Pearson {change['pearson']:.2f} vs {change['pearson_fp32']:.2f} fp32 "
-                f"({change['pearson_delta']:+.2f})")
-    return f"max |diff| {change['max_abs_diff']:.2e}, mean |diff| {change['mean_abs_diff']:.2e} ({output})"
-
-
 # ------------------------------------------------------------------ table
 def _sig(x: float, digits: int = 4) -> float:
     """`digits` significant figures (tiny test models have 0.04 M parameters and millisecond passes)."""
@@ -225,16 +146,39 @@ def write_table3(rows: list[dict], path=None, provenance: dict | None = None):
 
 @dataclass
 class _Entry:
+    """One timed row: a model (or ONNX session) and its inputs, with what the row says about it."""
     name: str
     role: str | None  # records.ROLE_LABELS key of our models ("teacher", "student"); None for the architecture rows
     run: object
+    enc: list  # its encoded STS-B pairs
     params: int | None
     disk_mb: float
     device: str
+    form: str  # "PyTorch fp32", "ONNX Runtime int8", ...
     vs: str | None  # name of the row this one's speed-up is against
     note: str = ""
     collect: bool = False
     change_output: str | None = None  # compare outputs with the fp32 reference row
+
+
+@dataclass
+class _Bench:
+    """What every timed row shares: the pairs, the tokenizers (by model key), the device."""
+    pairs: list
+    tokenizers: dict
+    device: str
+    dev_label: str
+    entries: list = field(default_factory=list)
+
+    def add(self, name, model, output, tok_key, vs, note="", collect=False, change_output=None, params=None,
+            role="student", form="PyTorch fp32"):
+        """Add a PyTorch row (the model moved to the device, its inputs encoded); returns the model."""
+        model = model.to(self.device).eval()
+        enc = encode_pairs(self.tokenizers[tok_key], self.pairs, input_names(model, self.tokenizers[tok_key]))
+        self.entries.append(_Entry(name, role, torch_runner(model, output), enc,
+                                   params or count_parameters(model)["total"], disk_size_mb(model), self.dev_label,
+                                   form, vs, note, collect, change_output))
+        return model
 
 
 def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv", max_examples: int | None = None,
@@ -249,22 +193,13 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     device: "cpu" (the paper's protocol) or "cuda" (PyTorch rows only; deployed forms are CPU-only).
     overwrite: replace an `out_csv` (or its .json) that tinydistil did not write; checked before timing.
     """
-    if out_csv is not None:
-        from ..rundir import json_with, refuse_foreign, torn
-
-        meta = Path(out_csv).with_suffix(".json")
-        refuse_foreign(meta, lambda p: json_with(p, "rows", "git_sha"), overwrite)
-        refuse_foreign(out_csv, lambda p: json_with(meta, "rows", "git_sha") or torn(meta), overwrite)
-    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
-
-    from .export import check_model_dir, export_model, input_names, load_for_inference, onnx_session, quantize_onnx
     from ..hf import is_local_path, load_tokenizer
-    from ..rundir import machine, run_info
 
+    if out_csv is not None:
+        _refuse_foreign_table(Path(out_csv), overwrite)
     if repeats < 1 or (max_examples is not None and max_examples < 1):
         raise ValueError(f"repeats and max_examples must be >= 1 (got {repeats}, {max_examples})")
-    t_start = time.time()
-    info = run_info()
+    t_start, info = time.time(), run_info()
     models = {"teacher": teacher, "student": student, **({"stsb": stsb_model} if stsb_model is not None else {})}
     # folders are checked up front; a hub id (e.g. bert-base-uncased on Colab) is loaded as is
     folders = {k: check_model_dir(m) if is_local_path(str(m)) else str(m) for k, m in models.items()}
@@ -273,105 +208,115 @@ def run_speed(teacher, student, data_dir=None, out_csv="results/table3_speed.csv
     pairs, labels = stsb_dev(data_dir, max_examples)
     log = (lambda msg: print(f"[speed] {msg}", flush=True)) if progress else (lambda msg: None)
     threads, mach = torch.get_num_threads(), machine()
-    dev_label = "CPU" if device == "cpu" else mach.get("gpu", device)
     log(f"{len(pairs)} STS-B dev pairs, batch size 1, {threads} threads, {mach['cpu']}")
-
-    tokenizers = {k: load_tokenizer(str(p)) for k, p in folders.items()}
-    entries: list[tuple[_Entry, list[dict]]] = []
-
-    def add(name, model, output, tok_key, vs, note="", collect=False, change_output=None, params=None,
-            role="student"):
-        model = model.to(device).eval()
-        enc = encode_pairs(tokenizers[tok_key], pairs, input_names(model, tokenizers[tok_key]))
-        entries.append((_Entry(name, role, torch_runner(model, output), params or count_parameters(model)["total"],
-                               disk_size_mb(model), dev_label, vs, note, collect, change_output), enc))
-        return model
-
-    if include_reference_archs:
-        torch.manual_seed(0)
-
-        arch_note = "architecture only: random weights from {}() (timing does not depend on weight values); " \
-                    "teacher's tokenizer"
-        add("BERT-base architecture (PyTorch fp32)", BertModel(BertConfig()), "last_hidden_state", "teacher", None,
-            arch_note.format("BertConfig"), role=None)
-        add("DistilBERT architecture (PyTorch fp32)", DistilBertModel(DistilBertConfig()), "last_hidden_state",
-            "teacher", "BERT-base architecture (PyTorch fp32)", arch_note.format("DistilBertConfig"), role=None)
-    teacher_m, t_out = load_for_inference(folders["teacher"])
-    add("teacher (PyTorch fp32)", teacher_m, t_out, "teacher", None, str(folders["teacher"]), role="teacher")
-    student_m, s_out = load_for_inference(folders["student"])
-    add("student (PyTorch fp32)", student_m, s_out, "student", "teacher (PyTorch fp32)", str(folders["student"]),
-        collect=deployed_forms and stsb_model is None)
-    ref_name, form_key, form_out = "student (PyTorch fp32)", "student", s_out
-    if stsb_model is not None:
-        form_key = "stsb"
-        stsb_m, form_out = load_for_inference(folders["stsb"])
-        if form_out != "logits" or stsb_m.config.num_labels != 1:
-            raise ValueError(f"{folders['stsb']} is not an STS-B regression model (a *ForSequenceClassification "
-                             "folder with num_labels=1)")
-        ref_name = "student fine-tuned on STS-B (PyTorch fp32)"
-        add(ref_name, stsb_m, "logits", "stsb", "teacher (PyTorch fp32)", str(folders["stsb"]),
-            collect=deployed_forms, change_output="logits")
-    tmp = tempfile.TemporaryDirectory()
+    bench = _Bench(pairs, {k: load_tokenizer(str(p)) for k, p in folders.items()}, device,
+                   "CPU" if device == "cpu" else mach.get("gpu", device))
+    ref_name, form_key, form_out = _add_pytorch_rows(bench, folders, include_reference_archs, deployed_forms)
     not_run: list[dict] = []  # rows of forms that could not be measured here, with the reason
-    if deployed_forms:
-        if device != "cpu":
+    with tempfile.TemporaryDirectory() as tmp:
+        if deployed_forms and device != "cpu":
             log("deployed forms are CPU-only: not run on " + device)
-        else:
-            base, _ = load_for_inference(folders[form_key])
-            params = count_parameters(base)["total"]  # packed int8 weights are not nn.Parameters: count before
-            add("student (PyTorch int8 dynamic)", quantize_int8(base), form_out, form_key, "teacher (PyTorch fp32)",
-                "torch.ao.quantization.quantize_dynamic on nn.Linear; disk = torch.save(state_dict)",
-                collect=True, change_output=form_out, params=params)
-            names = input_names(base, tokenizers[form_key])
-            missing_onnx = missing_modules("onnx", "onnxruntime")
-            if missing_onnx:
-                log(f"ONNX Runtime forms not run: pip install {' '.join(missing_onnx)}")
-                not_run.append({"Model": "student (ONNX Runtime fp32 / int8)", "source": "measured",
-                                "note": f"not run: pip install {' '.join(missing_onnx)}"})
-            else:
-                fp32 = export_model(base, Path(tmp.name) / "model.onnx", names, form_out)
-                int8 = quantize_onnx(fp32, Path(tmp.name) / "model_int8.onnx")
-                enc = encode_pairs(tokenizers[form_key], pairs, names)
-                for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
-                                          ("int8", int8, "onnxruntime.quantization.quantize_dynamic (QInt8 weights)")):
-                    entries.append((_Entry(f"student (ONNX Runtime {label})", "student", onnx_runner(onnx_session(path, threads)),
-                                           params, path.stat().st_size / 1e6, "CPU (onnxruntime)",
-                                           "teacher (PyTorch fp32)", note, True, form_out), enc))
-
-    timings: dict[str, Timing] = {}
-    for e, enc in entries:
-        log(f"timing {e.name} ({repeats} passes of {len(enc)})")
-        timings[e.name] = time_pass(e.run, enc, repeats, warmup, device if "onnx" not in e.device.lower() else "cpu",
-                                    collect=e.collect)
-        log(f"  {timings[e.name].seconds:.3f} s")
-    tmp.cleanup()
-
+        elif deployed_forms:
+            not_run = _add_deployed_rows(bench, folders[form_key], form_key, form_out, Path(tmp), threads, log)
+        timings: dict[str, Timing] = {}
+        for e in bench.entries:
+            log(f"timing {e.name} ({repeats} passes of {len(e.enc)})")
+            timings[e.name] = time_pass(e.run, e.enc, repeats, warmup,
+                                        device if "onnx" not in e.device.lower() else "cpu", collect=e.collect)
+            log(f"  {timings[e.name].seconds:.3f} s")
     run_id = f"{info['git_sha'][:12]} {info['started']}"
-    rows = []
-    for e, _ in entries:
-        t = timings[e.name]
-        change = ""
-        if e.change_output is not None and timings[ref_name].outputs is not None:
-            c = output_change(timings[ref_name].outputs, t.outputs, labels, regression=stsb_model is not None)
-            change = describe_change(c, e.change_output)
-            if e.name == ref_name:
-                change = f"STS-B Pearson {c['pearson_fp32']:.2f} (reference)" if "pearson_fp32" in c else ""
-        rows.append({"Model": e.name, "Params (M)": _sig(e.params / 1e6), "Disk (MB)": _sig(e.disk_mb),
-                     "Device": e.device, "Threads": threads, "Inference time (s)": _sig(t.seconds),
-                     "Speed-up vs teacher": round(timings[e.vs].seconds / t.seconds, 2) if e.vs else 1.0,
-                     "Output change vs fp32": change, "source": f"measured: {mach['cpu']}",
-                     "note": "; ".join(x for x in (e.note, f"{len(pairs)} STS-B dev pairs, passes "
-                                                   + ", ".join(f"{s:.3f}" for s in t.repeats) + " s") if x),
-                     "run_id": run_id, "role": e.role,
-                     # typed facts for the report: what the speed-up is against, the form, the pairs timed
-                     "extra": {"versus": e.vs, "architecture": e.role is None, "pairs": len(pairs),
-                               "form": e.name[e.name.rindex("(") + 1:-1]}})
+    source = f"measured: {mach['cpu']}"
+    rows = [_measured_row(e, timings, ref_name, labels, stsb_model is not None, threads, source, run_id)
+            for e in bench.entries]
     prov = {**info, "wall_time_s": round(time.time() - t_start, 1), "examples": len(pairs), "repeats": repeats,
             "warmup": warmup, "threads": threads, "device": device, "max_seq_len": MAX_SEQ_LEN,
             "data": data_dir and str(data_dir), "teacher": str(folders["teacher"]), "student": str(folders["student"]),
             "stsb_model": stsb_model and str(folders["stsb"]),
             "accuracy_proxy": "STS-B Pearson change" if stsb_model else "output difference vs fp32 student"}
     return write_table3(paper_rows() + rows + not_run, out_csv, prov)
+
+
+def _refuse_foreign_table(out_csv: Path, overwrite: bool) -> None:
+    """ValueError before any timing when out_csv (or its .json) exists and tinydistil did not write it."""
+    meta = out_csv.with_suffix(".json")
+    refuse_foreign(meta, lambda p: json_with(p, "rows", "git_sha"), overwrite)
+    refuse_foreign(out_csv, lambda p: json_with(meta, "rows", "git_sha") or torn(meta), overwrite)
+
+
+def _add_pytorch_rows(bench: _Bench, folders: dict, include_reference_archs: bool, deployed_forms: bool):
+    """The PyTorch fp32 rows (architectures, teacher, student, the STS-B-fine-tuned student); returns (the row the
+    deployed forms' outputs are compared with, the model key they are built from, its output name)."""
+    from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+    if include_reference_archs:
+        torch.manual_seed(0)
+        arch_note = "architecture only: random weights from {}() (timing does not depend on weight values); " \
+                    "teacher's tokenizer"
+        bench.add("BERT-base architecture (PyTorch fp32)", BertModel(BertConfig()), "last_hidden_state", "teacher",
+                  None, arch_note.format("BertConfig"), role=None)
+        bench.add("DistilBERT architecture (PyTorch fp32)", DistilBertModel(DistilBertConfig()), "last_hidden_state",
+                  "teacher", "BERT-base architecture (PyTorch fp32)", arch_note.format("DistilBertConfig"), role=None)
+    teacher_m, t_out = load_for_inference(folders["teacher"])
+    bench.add("teacher (PyTorch fp32)", teacher_m, t_out, "teacher", None, str(folders["teacher"]), role="teacher")
+    student_m, s_out = load_for_inference(folders["student"])
+    bench.add("student (PyTorch fp32)", student_m, s_out, "student", "teacher (PyTorch fp32)",
+              str(folders["student"]), collect=deployed_forms and "stsb" not in folders)
+    if "stsb" not in folders:
+        return "student (PyTorch fp32)", "student", s_out
+    stsb_m, form_out = load_for_inference(folders["stsb"])
+    if form_out != "logits" or stsb_m.config.num_labels != 1:
+        raise ValueError(f"{folders['stsb']} is not an STS-B regression model (a *ForSequenceClassification "
+                         "folder with num_labels=1)")
+    ref_name = "student fine-tuned on STS-B (PyTorch fp32)"
+    bench.add(ref_name, stsb_m, "logits", "stsb", "teacher (PyTorch fp32)", str(folders["stsb"]),
+              collect=deployed_forms, change_output="logits")
+    return ref_name, "stsb", "logits"
+
+
+def _add_deployed_rows(bench: _Bench, folder, form_key: str, form_out: str, tmp: Path, threads: int, log) -> list:
+    """The student's deployed forms (PyTorch int8 dynamic; ONNX Runtime fp32 and int8 when installed); returns the
+    "not run" rows of the forms that cannot be measured here."""
+    base, _ = load_for_inference(folder)
+    params = count_parameters(base)["total"]  # packed int8 weights are not nn.Parameters: count before
+    bench.add("student (PyTorch int8 dynamic)", quantize_int8(base), form_out, form_key, "teacher (PyTorch fp32)",
+              "torch.ao.quantization.quantize_dynamic on nn.Linear; disk = torch.save(state_dict)",
+              collect=True, change_output=form_out, params=params, form="PyTorch int8 dynamic")
+    names = input_names(base, bench.tokenizers[form_key])
+    missing_onnx = missing_modules("onnx", "onnxruntime")
+    if missing_onnx:
+        log(f"ONNX Runtime forms not run: pip install {' '.join(missing_onnx)}")
+        return [{"Model": "student (ONNX Runtime fp32 / int8)", "source": "measured",
+                 "note": f"not run: pip install {' '.join(missing_onnx)}"}]
+    fp32 = export_model(base, tmp / "model.onnx", names, form_out)
+    int8 = quantize_onnx(fp32, tmp / "model_int8.onnx")
+    enc = encode_pairs(bench.tokenizers[form_key], bench.pairs, names)
+    for label, path, note in (("fp32", fp32, "torch.onnx.export (TorchScript), opset 17"),
+                              ("int8", int8, "onnxruntime.quantization.quantize_dynamic (QInt8 weights)")):
+        bench.entries.append(_Entry(f"student (ONNX Runtime {label})", "student", onnx_runner(onnx_session(path, threads)),
+                                    enc, params, path.stat().st_size / 1e6, "CPU (onnxruntime)",
+                                    f"ONNX Runtime {label}", "teacher (PyTorch fp32)", note, True, form_out))
+    return []
+
+
+def _measured_row(e: _Entry, timings: dict, ref_name: str, labels, regression: bool, threads: int, source: str,
+                  run_id: str) -> dict:
+    """One measured Table 3 row: its time, speed-up, output change vs the fp32 reference row, and typed facts."""
+    t = timings[e.name]
+    change = ""
+    if e.change_output is not None and timings[ref_name].outputs is not None:
+        c = output_change(timings[ref_name].outputs, t.outputs, labels, regression=regression)
+        change = describe_change(c, e.change_output)
+        if e.name == ref_name:
+            change = f"STS-B Pearson {c['pearson_fp32']:.2f} (reference)" if "pearson_fp32" in c else ""
+    passes = ", ".join(f"{s:.3f}" for s in t.repeats)
+    return {"Model": e.name, "Params (M)": _sig(e.params / 1e6), "Disk (MB)": _sig(e.disk_mb),
+            "Device": e.device, "Threads": threads, "Inference time (s)": _sig(t.seconds),
+            "Speed-up vs teacher": round(timings[e.vs].seconds / t.seconds, 2) if e.vs else 1.0,
+            "Output change vs fp32": change, "source": source,
+            "note": "; ".join(x for x in (e.note, f"{len(e.enc)} STS-B dev pairs, passes {passes} s") if x),
+            "run_id": run_id, "role": e.role,
+            # typed facts for the report: what the speed-up is against, the form, the pairs timed
+            "extra": {"versus": e.vs, "architecture": e.role is None, "pairs": len(e.enc), "form": e.form}}
 
 
 def missing_modules(*names: str) -> list[str]:
@@ -386,8 +331,6 @@ def sweep(model_dir, batch_sizes=(1, 8, 32), seq_lens=(32, 128), repeats: int = 
     """Median seconds per forward pass of `model_dir` for each (batch size, sequence length) on random
     token ids (all real tokens); a DataFrame with batch_size, seq_len, seconds, sequences_per_s."""
     import pandas as pd
-
-    from .export import load_for_inference
 
     model, output = load_for_inference(model_dir)
     model = model.to(device)

@@ -172,6 +172,7 @@ def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
     loss_fn(model, batch, idx) -> loss replaces the head's own `model(**batch).loss` (idx: the batch's
     row numbers in `train_ds`; SQuAD (D) uses it to add a distillation term from precomputed teacher logits).
     """
+    # one function on purpose (~70 lines): the fine-tuning loop read top to bottom, as train.py's
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 

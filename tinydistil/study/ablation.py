@@ -44,12 +44,13 @@ from ..config import current_names, replace, to_dict
 from ..paper import PAPER_TABLE4
 from ..records import TableRow, table_json
 from ..rundir import atomic_file, config_diff, copy_atomic, run_info, torn, write_json_atomic
-from .layout import study_locked
+from .layout import Layout, copy_results, finetune_config, study_locked
 from .stats import macro, per_seed_macro
 from .stats import paired_deltas as stats_paired
 
+FULL_VARIANT = "full triple loss"  # the row every other row is compared with
 VARIANTS = {
-    "full triple loss": {},
+    FULL_VARIANT: {},
     "- L_ce": {"alpha_kl": 0.0},
     "- L_cos": {"alpha_cos": 0.0},
     "- L_mlm": {"alpha_mlm": 0.0},
@@ -57,7 +58,7 @@ VARIANTS = {
     "first layers": {"student_layers": "bottom half"},  # resolved against the teacher's depth (variant_config)
     "no distillation": {},  # the control: the full row's student before any update (snapshots.init_student_run)
 }
-SLUGS = {"full triple loss": "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
+SLUGS = {FULL_VARIANT: "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
          "random init": "random_init", "first layers": "first_layers",
          "no distillation": "control"}
 TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
@@ -86,7 +87,7 @@ def parse_variants(variants) -> list[str]:
         return list(VARIANTS)
     items = [v.strip() for v in (variants.split(",") if isinstance(variants, str) else variants) if v.strip()]
     by_slug = {s: n for n, s in SLUGS.items()}
-    out = {"full triple loss"}
+    out = {FULL_VARIANT}
     for v in items:
         name = by_slug.get(v, v)
         if name not in VARIANTS:
@@ -202,7 +203,7 @@ def write_table4(rows: list[dict], path, meta: dict | None = None) -> "pd.DataFr
     protocol, decision rule) and the rows' floats, from which the report's verdicts are computed."""
     import pandas as pd
 
-    full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
+    full = next((r for r in rows if r["Variant"] == FULL_VARIANT), None)
     out, typed = [], []
     for r in rows:
         ok = r.get("score") is not None
@@ -239,7 +240,7 @@ def _row_values(r: dict, full: dict | None) -> dict:
         out["Score"] = r["score"]
         if full is not None and full.get("score") is not None:
             out["Delta"] = r["score"] - full["score"] if r is not full else 0.0
-    if r["Variant"] == "full triple loss" or r["Variant"] in PAPER_TABLE4:
+    if r["Variant"] == FULL_VARIANT or r["Variant"] in PAPER_TABLE4:
         out["Paper delta"] = PAPER_TABLE4.get(r["Variant"], 0.0)
     if r.get("mlm_accuracy") is not None:
         out["Held-out MLM acc"] = 100 * r["mlm_accuracy"]
@@ -264,7 +265,7 @@ def _row_extra(r: dict, full: dict | None) -> dict:
 
 def _paper_delta(variant: str) -> str:
     """The paper's Table 4 delta of `variant`: "0.00" for the full loss, "" for a variant it does not have."""
-    if variant == "full triple loss":
+    if variant == FULL_VARIANT:
         return "0.00"
     return f"{PAPER_TABLE4[variant]:+.2f}" if variant in PAPER_TABLE4 else ""
 
@@ -275,7 +276,6 @@ def protocol(preset: str, distill_overrides=None) -> tuple["FinetuneConfig", lis
     tasks, no overrides), then `distill_overrides` on top."""
     from ..eval.glue import parse_tasks
     from ..presets import get_preset
-    from .layout import finetune_config
 
     ds = get_preset(preset).downstream
     glue_cfg = finetune_config(ds.get("ablation_glue", ds.get("glue", {})))
@@ -288,8 +288,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
                  progress: bool = True, table_only: bool = False):
     """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it.
     table_only: train nothing, rebuild Table 4 (CSV + JSON) from the variants already finished."""
-    from ..eval.glue import TASKS, parse_tasks, run_glue
-    from .layout import Layout, copy_results, finetune_config
+    from ..eval.glue import parse_tasks, run_glue
     from ..presets import get_preset, preset_stages
     from ..snapshots import init_student_run
     from ..train import Trainer
@@ -319,7 +318,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
     for name in [n for n in VARIANTS if n not in names] + names:
         cfg = variant_config(base_cfg, name, str(runs / "ablation" / SLUGS[name]))
         glue_dir = lay.eval_dir(f"ablation_{SLUGS[name]}") / "glue"
-        if name == "full triple loss" and _same_run(Path(base_cfg.output_dir), cfg):
+        if name == FULL_VARIANT and _same_run(Path(base_cfg.output_dir), cfg):
             cfg = base_cfg  # reproduce's student (and its GLUE runs, under Table 1's protocol)
             glue_dir = main_eval if table1_protocol else glue_dir
         distilled = False
@@ -337,26 +336,38 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
                 run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)  # results/
         elif not (Path(cfg.output_dir) / "summary.json").is_file():
             continue
-        mlm = held_out_mlm(Path(cfg.output_dir) / "model", data_dir, cfg.block_size)
-        sc = variant_scores(glue_dir, tasks)
-        if name not in names and sc["score"] is None:
+        row = _variant_row(name, cfg, glue_dir, tasks, glue_cfg, data_dir)
+        if name not in names and row["score"] is None:
             continue
-        d_s, g_s = recorded_wall_s(Path(cfg.output_dir), glue_dir)
-        note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; {len(sc['per_seed'])} seeds x <= "
-                f"{glue_cfg.max_train_examples} examples; wall {d_s + g_s:.0f} s as recorded (distillation "
-                f"{d_s:.0f} s + GLUE {g_s:.0f} s)")
-        rows[name] = {"Variant": name, **sc, "excl": scores_without(sc, glue_dir),
-                      "mlm_accuracy": mlm.get("mlm_accuracy"), "mlm_tokens": mlm.get("masked_tokens"),
-                      "run_id": str(glue_dir), "note": note}
-        if sc["score"] is None:
-            rows[name]["reason"] = "no GLUE task with data"
+        rows[name] = row
         if glue_dir != main_eval:  # provenance next to the table: per-seed GLUE results, the run's config/log
             copy_results(glue_dir, lay.copied_eval(f"ablation_{SLUGS[name]}") / "glue")
         if cfg is not base_cfg:
-            dest = tables_dir / preset / "ablation" / SLUGS[name]
-            dest.mkdir(parents=True, exist_ok=True)
-            for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):
-                if (Path(cfg.output_dir) / f).is_file():
-                    copy_atomic(Path(cfg.output_dir) / f, dest / f)
+            _copy_run_files(Path(cfg.output_dir), tables_dir / preset / "ablation" / SLUGS[name])
         df = write()
     return df
+
+
+def _variant_row(name: str, cfg, glue_dir: Path, tasks, glue_cfg, data_dir) -> dict:
+    """A Table 4 row of one finished variant: its GLUE scores (per seed, per task), held-out MLM accuracy, note."""
+    from ..eval.glue import TASKS
+
+    mlm = held_out_mlm(Path(cfg.output_dir) / "model", data_dir, cfg.block_size)
+    sc = variant_scores(glue_dir, tasks)
+    d_s, g_s = recorded_wall_s(Path(cfg.output_dir), glue_dir)
+    note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; {len(sc['per_seed'])} seeds x <= "
+            f"{glue_cfg.max_train_examples} examples; wall {d_s + g_s:.0f} s as recorded (distillation "
+            f"{d_s:.0f} s + GLUE {g_s:.0f} s)")
+    row = {"Variant": name, **sc, "excl": scores_without(sc, glue_dir), "mlm_accuracy": mlm.get("mlm_accuracy"),
+           "mlm_tokens": mlm.get("masked_tokens"), "run_id": str(glue_dir), "note": note}
+    if sc["score"] is None:
+        row["reason"] = "no GLUE task with data"
+    return row
+
+
+def _copy_run_files(run_dir: Path, dest: Path) -> None:
+    """A variant's run.json / log.jsonl / summary.json / held-out MLM beside the table (the model is not copied)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):
+        if (run_dir / f).is_file():
+            copy_atomic(run_dir / f, dest / f)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .curve import read_curve
 from .effect import ROLES, distillation_effect
 from .figures import GLUE_DISPLAY as GLUE_NAMES
-from ..records import finite
+from ..records import ROLE_LABELS, finite
 from .results import Results
 from .tables import md_table
 
@@ -44,6 +44,7 @@ def section_effect(res: Results, curve_fig: str) -> str:
         out.append(f"DistilBERT (D) (fine-tuned with the fine-tuned teacher as a second teacher; beyond the paper on "
                    f"GLUE): vs the control {d['delta']:+.2f} ({d['verdict']}), vs the plain student {dv['delta']:+.2f}"
                    f" (higher on {dv['higher']} of {len(dv['paired'])} paired seeds; {dv['verdict']}).")
+    out += _beyond_glue_lines(res)
     out.append("")
     rows = []
     for role, label in ROLES.items():
@@ -82,3 +83,26 @@ def section_effect(res: Results, curve_fig: str) -> str:
                    + (f"{tps:,.0f} tokens/s" if tps else "an unrecorded rate")
                    + ". Wall times scale with these: a machine with half the matmul rate takes about twice as long.")
     return "\n".join(out)
+
+
+def _beyond_glue_lines(res: Results) -> list[str]:
+    """IMDb and SQuAD (Table 2) for the teacher, the control, the student and (D): medians over seeds, the student's
+    and (D)'s difference from the control. With 1-2 seeds there is no seed spread to judge them by: stated, not
+    called measurable either way."""
+    rows = {r.role: r for r in res.measured("table2") if r.role}
+    cols = [c for c in res.table2_tasks() if any(r.value(c) is not None for r in rows.values())]
+    out = []
+    for col in cols:
+        vals = {role: rows[role].value(col) for role in ("teacher", "control", "student", "student_d")
+                if role in rows and rows[role].value(col) is not None}
+        if "control" not in vals or "student" not in vals:
+            continue
+        task = "squad" if col.startswith("SQuAD") else col.lower()
+        seeds = len({r.get("seed") for r in res.evals.get(f"{res.preset}_student", {}).get("records", [])
+                     if r.get("task") == task})
+        parts = [f"{ROLE_LABELS[role]} {v:.2f}" + (f" ({v - vals['control']:+.2f} vs the control)"
+                                                   if role in ("student", "student_d") else "")
+                 for role, v in vals.items()]
+        out.append(f"{col} ({seeds} seed{'s' if seeds != 1 else ''}; too few for a seed spread, so differences are "
+                   f"stated, not judged): {', '.join(parts)}.")
+    return out

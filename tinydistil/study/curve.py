@@ -15,12 +15,12 @@ import json
 from pathlib import Path
 
 from ..eval.glue import TASKS as GLUE_TASKS
-from ..eval.glue import parse_tasks
+from ..eval.glue import parse_tasks, run_glue
 from ..rundir import write_json_atomic
 from ..snapshots import snapshot_points
 from .ablation import task_seed_scores
 from .stats import macro, per_seed_macro
-from .status import Status, not_run
+from .summary import Status, not_run
 from .tables import write_csv
 
 CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
@@ -30,7 +30,6 @@ def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, gl
               tables_dir: Path, progress: bool = True):
     """The `curve` stage: fine-tune each snapshot on the curve tasks, score it on held-out MLM, and write the
     curve. Returns None, Status.FINISHED when it measured nothing new, or (Status.NOT_RUN, why)."""
-    from ..eval.glue import run_glue
     from ..eval.mlm_eval import evaluate_mlm
 
     if not settings.get("curve_tasks"):
@@ -72,7 +71,7 @@ def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, gl
                      "per_seed_macro": {s: round(v, 2) for s, v in per_seed_macro(per_task).items()},
                      "seed_scores": per_task})
     write_curve(rows, [GLUE_TASKS[t].display for t in tasks], tables_dir)
-    # nothing new measured: the stage keeps the wall time an earlier call measured (pipeline._carry_over)
+    # nothing new measured: the stage keeps the wall time an earlier call measured (summary.carry_over)
     return Status.FINISHED if before and results_files() == before else None
 
 

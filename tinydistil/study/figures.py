@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..eval.glue import TASKS as GLUE_TASKS
+from ..losses import TERMS as LOSS_TERMS
 from ..paper import PAPER_TABLE3
 from ..records import ROLE_LABELS, finite
 from .curve import read_curve
@@ -42,8 +43,8 @@ def loss_terms(log: list[dict]) -> list[str]:
     return [k for k in keys if any(finite(r.get(k)) for r in log)]
 
 
-TERM_TITLES = {"loss_mlm": "masked-LM cross-entropy", "loss_kl": "soft-target KL (at T)",
-               "loss_cos": "hidden-state cosine loss", "loss": "weighted total (the loss trained)"}
+# one panel per logged term (losses.TERMS), then the weighted total
+TERM_TITLES = {**{f"loss_{t.key}": t.title for t in LOSS_TERMS}, "loss": "weighted total (the loss trained)"}
 
 
 def _curve_terms(log: list[dict]) -> list[str]:

@@ -22,10 +22,9 @@ Finished work is never redone: pretraining stages resume from their checkpoints,
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from ..eval import registry
 from ..presets import get_preset, preset_stages
 from .cards import write_study_cards
 from .layout import Layout, copy_results, finetune_config, study_locked
-from .status import Status, not_run
+from .summary import Status, carry_over, not_run, print_summary, read_json, tokens_per_s, write_summary
 
 PRETRAIN_STAGES = ("stem", "teacher", "distill")
 # fine-tuned models of a study, by role: their eval folders are Layout.eval_dir(role)
@@ -80,8 +79,6 @@ def _say(msg: str) -> None:
 def downstream_settings(preset: str) -> dict:
     """The fine-tuning configs `reproduce` (and `ablate`) use per task (preset overrides on FinetuneConfig's
     defaults), the other downstream options (SQuAD, speed, tasks, the ablation's) and the wall-time budget."""
-    import dataclasses
-
     p = get_preset(preset)
     ds = p.downstream
     resolved = {t.name: dataclasses.asdict(finetune_config(ds.get(t.name, {}), **t.finetune_defaults))
@@ -94,7 +91,7 @@ def downstream_settings(preset: str) -> dict:
 Outcome = Status | tuple[Status, str] | None  # what a stage function returns (None: Status.DONE)
 
 
-@dataclass
+@dataclasses.dataclass
 class Study:
     """One `reproduce` call: the preset's configs and folders, what an earlier call recorded, and the summary this
     call writes (reproduce.json). The stage functions below each take it and return an Outcome."""
@@ -108,7 +105,7 @@ class Study:
     earlier: dict  # reproduce.json of an earlier call ({} if none)
     progress: bool
     overwrite: bool
-    t_all: float = field(default_factory=time.time)
+    t_all: float = dataclasses.field(default_factory=time.time)
 
     @property
     def distill_cfg(self):
@@ -126,8 +123,8 @@ class Study:
         return finetune_config(self.ds.get(task.name, {}), **task.finetune_defaults)
 
     def save(self) -> None:
-        _carry_over(self.summary, self.earlier)
-        _write_summary(self.summary, list(self.cfgs.items()), self.lay.records, self.t_all)
+        carry_over(self.summary, self.earlier, all_stages())
+        write_summary(self.summary, list(self.cfgs.items()), self.lay.records, self.t_all)
 
 
 @study_locked
@@ -154,7 +151,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         st.lay.tables_dir, st.summary.get("mlm_eval"))]
     st.summary["total_wall_time_s"] = round(time.time() - st.t_all, 1)
     st.save()
-    _print_summary(st.summary, st.lay)
+    print_summary(st.summary, st.lay.tables_dir)
     return st.summary
 
 
@@ -177,7 +174,7 @@ def open_study(preset, root, teacher_overrides, distill_overrides, skip: set, pr
                "eval_dirs": {r: str(lay.eval_dir(r)) for r in (*ROLES, D_ROLE)}, "tables_dir": str(lay.tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}, "stage_note": {}}
     st = Study(preset, cfgs, models, lay, p.downstream, {t.name: t for t in registry.downstream_tasks()}, summary,
-               _read_json(lay.records / "reproduce.json"), progress, overwrite)
+               read_json(lay.records / "reproduce.json"), progress, overwrite)
     _say("measuring this machine's matmul rate (the yardstick for every wall time of the study)")
     # the study's yardstick is the machine its stages were measured on: a later call that finds them finished keeps
     # the first call's probe (its own goes to host_speed_this_call)
@@ -209,7 +206,7 @@ def _seed_globs(st: Study) -> dict:
 def _seed_runs(st: Study, name: str) -> tuple[int, float]:
     """(finished (task, seed) runs of a fine-tuning stage, the sum of their recorded wall times)."""
     files = [f for role, pattern in _seed_globs(st).get(name, []) for f in st.lay.eval_dir(role).glob(pattern)]
-    return len(files), sum(float(_read_json(f).get("wall_time_s", 0.0)) for f in files)
+    return len(files), sum(float(read_json(f).get("wall_time_s", 0.0)) for f in files)
 
 
 def _run_stage(st: Study, name: str, fn) -> None:
@@ -236,7 +233,7 @@ def _pretrain(st: Study, name: str):
     done = (Path(cfg.output_dir) / "summary.json").is_file()
     Trainer(cfg, resume=True, progress=st.progress).setup().train()
     if name == "distill":
-        st.summary["distill_tokens_per_s"] = _tokens_per_s(Path(cfg.output_dir) / "log.jsonl")
+        st.summary["distill_tokens_per_s"] = tokens_per_s(Path(cfg.output_dir) / "log.jsonl")
     return Status.FINISHED if done else None
 
 
@@ -322,48 +319,6 @@ def _report(st: Study):
                                                           overwrite=st.overwrite)]
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _carry_over(summary: dict, earlier: dict) -> None:
-    """Stages this call found finished (or skipped) keep the wall time an earlier call measured for them, so that
-    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions and parts."""
-    times, status, notes = summary["stage_wall_time_s"], summary["stage_status"], summary.setdefault("stage_note", {})
-    before, seeds = earlier.get("stage_wall_time_s", {}), summary.get("seed_wall_time_s", {})
-
-    def measured_earlier(name: str) -> tuple[Status, str] | None:
-        """(status, note) to record for a stage the earlier call measured; None when it did not."""
-        was, note = Status.read(earlier.get("stage_status", {}).get(name, ""))
-        if name not in before or was in (Status.NOT_RUN, Status.FINISHED):
-            return None
-        if was is Status.DONE:
-            return Status.DONE_EARLIER, earlier.get("git_sha", "?")[:12]
-        return was, earlier.get("stage_note", {}).get(name) or note
-
-    for name in times:
-        if status[name] != Status.FINISHED:
-            continue
-        rec = measured_earlier(name)
-        if seeds.get(name, 0) > (before[name] if rec else 0):  # a fine-tuning stage cannot take less than its runs
-            times[name], status[name], notes[name] = seeds[name], Status.DONE_IN_PARTS, "its per-seed runs' wall times"
-        elif rec:
-            times[name] = before[name]
-            status[name], notes[name] = rec
-    # a stage skipped in this call that an earlier call finished keeps that call's record (a study finished in parts)
-    for name in summary.get("skipped", ()):
-        if name not in times and (rec := measured_earlier(name)):
-            times[name] = before[name]
-            status[name], notes[name] = rec
-    order = {name: i for i, name in enumerate(all_stages())}
-    for d in (times, status, notes):
-        ordered = sorted(d.items(), key=lambda kv: order.get(kv[0], len(order)))
-        d.clear()
-        d.update(ordered)
-    summary["study_wall_time_s"] = round(sum(times.values()), 1)
 
 
 def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: dict, progress: bool):
@@ -373,7 +328,7 @@ def _speed(teacher, student, stsb_model: Path, data_dir, out_csv: Path, opts: di
 
     meta = out_csv.with_suffix(".json")
     if out_csv.is_file() and meta.is_file():
-        prev = _read_json(meta)
+        prev = read_json(meta)
         same = lambda a, b: bool(a) and Path(a).resolve() == Path(b).resolve()  # noqa: E731
         # written after the models were saved (a fresh clone has the committed CSV but newly trained models)
         # (the model card, README.md, is rewritten after every study: it is not the model)
@@ -414,62 +369,3 @@ def _control_config(cfgs: dict):
     return replace(d, output_dir=str(Path(d.output_dir).parent / "control"), snapshot_fracs=())
 
 
-def _tokens_per_s(log: Path) -> float | None:
-    """The median tokens/s over a run's log lines (its distillation throughput on this machine)."""
-    import statistics
-
-    rates = [r["tokens_per_s"] for r in _read_jsonl(log) if r.get("tokens_per_s")]
-    return round(statistics.median(rates), 1) if rates else None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    from ..rundir import read_jsonl
-
-    return read_jsonl(path) if path.is_file() else []
-
-
-def _write_summary(summary: dict, stages, dest: Path, t_all: float) -> None:
-    """Copy each finished pretraining stage's run.json / log.jsonl / summary.json to dest/<stage>/, note how
-    the student loads, and write dest/reproduce.json (with git SHA, machine, wall time so far)."""
-    from ..rundir import copy_atomic, run_info
-
-    for name, cfg in stages:
-        folder = "student" if name == "distill" else name
-        if (Path(cfg.output_dir) / "summary.json").is_file():
-            (dest / folder).mkdir(parents=True, exist_ok=True)
-            for f in ("run.json", "log.jsonl", "summary.json"):
-                if (Path(cfg.output_dir) / f).is_file():  # the control has no log: it never trains
-                    copy_atomic(Path(cfg.output_dir) / f, dest / folder / f)
-    student_dir = Path(summary["student"])
-    if "student_layers" not in summary and (student_dir / "config.json").is_file():
-        from transformers import DistilBertForMaskedLM
-
-        model = DistilBertForMaskedLM.from_pretrained(student_dir)
-        summary.update({"student_loads_with": "DistilBertForMaskedLM.from_pretrained",
-                        "student_layers": model.config.n_layers,
-                        "student_parameters": sum(p.numel() for p in model.parameters())})
-    info = run_info()
-    info["finished"] = info.pop("started")
-    dest.mkdir(parents=True, exist_ok=True)
-    summary["wall_time_so_far_s"] = round(time.time() - t_all, 1)
-    tmp = dest / "reproduce.json.tmp"
-    tmp.write_text(json.dumps({**summary, **info}, indent=2, default=str))
-    tmp.replace(dest / "reproduce.json")
-
-
-def _print_summary(summary: dict, lay: Layout) -> None:
-    lines = [f"reproduce --preset {summary['preset']}: {summary['total_wall_time_s'] / 60:.1f} min this call, "
-             f"{summary['study_wall_time_s'] / 60:.1f} min for the whole study (sum over stages)"
-             + (f"; budget {summary['budget_min']:.0f} min" if summary.get("budget_min") else "")]
-    budgets, notes = summary.get("stage_budget_min") or {}, summary.get("stage_note", {})
-    for name, t in summary["stage_wall_time_s"].items():
-        budget = f" (budget {budgets[name]:g} min)" if name in budgets else ""
-        note = f" ({notes[name]})" if notes.get(name) else ""
-        lines.append(f"  {name:<9} {t:>7.0f} s{budget}  {Status(summary['stage_status'][name]).value}{note}")
-    for f in ("table1_glue.csv", "table2_downstream.csv", "table3_speed.csv"):
-        if (lay.tables_dir / f).is_file():
-            lines.append(f"  {f:<22} {lay.tables_dir / f}")
-    if "report" in summary:
-        lines.append(f"  report                 {summary['report']}")
-        lines.append(f"  poster                 {', '.join(summary['poster'])}")
-    print("\n".join(lines))

@@ -7,10 +7,13 @@ report.load_results; the paper's numbers come from report/tables constants and a
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from ..losses import DistilLoss, objective_text
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE3, PAPER_TABLE4, paper_glue_retention,
                      paper_speedup)
+from .ablation import FULL_VARIANT
 from .effect import distillation_effect
 from .figures import loss_terms
 from ..records import ROLE_LABELS, finite
@@ -198,16 +201,41 @@ def _differences(res: Results) -> str:
 
 
 def poster_figure(res: Results):
-    """The poster as a matplotlib Figure (Agg)."""
+    """The poster as a matplotlib Figure (Agg): a header, then three columns of three panels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig = plt.figure(figsize=POSTER_SIZE)
     gs = fig.add_gridspec(3, 3, left=0.03, right=0.985, top=0.86, bottom=0.05, hspace=0.45, wspace=0.18,
                           width_ratios=[1.0, 1.35, 1.0])
+    _header(fig, res)
+    # column 0: method, headlines, differences from the paper
+    _method_panel(fig.add_subplot(gs[0, 0]), res)
+    _text_panel(fig.add_subplot(gs[1, 0]), "Headline numbers", "\n".join(_headlines(res)), fontsize=9.2,
+                family="monospace", bbox=dict(boxstyle="round", facecolor="#fff7e0", edgecolor="#d9b44a"))
+    _text_panel(fig.add_subplot(gs[2, 0]), "Differs from the paper", _differences(res), fontsize=10)
+    # column 1: Table 1, per-task bars, Table 2
+    _table(fig.add_subplot(gs[0, 1]), _table1_rows(res), ["Model", "Score", *TABLE1_TASKS, "retention", "src"],
+           "Table 1: GLUE dev", fontsize=8,
+           note=res.missing.get("table1", "our Score = mean of the tasks run (see report), not comparable "
+                                          "to the paper's 9-task mean"))
+    _task_bars(fig.add_subplot(gs[1, 1]), res)
+    _table(fig.add_subplot(gs[2, 1]), _table2_rows(res), ["Model", *res.table2_tasks(), "src"],
+           "Table 2: IMDb test accuracy, SQuAD v1.1 EM/F1", fontsize=9,
+           note=res.missing.get("table2", ""))
+    # column 2: loss terms, size vs speed, Table 4
+    _loss_panel(fig.add_subplot(gs[0, 2]), res)
+    _speed_panel(fig.add_subplot(gs[1, 2]), res)
+    rows, note = _table4_rows(res)
+    _table(fig.add_subplot(gs[2, 2]), rows,
+           ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "Δ -WNLI", "paper Δ"],
+           "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9, note=note, fit_all=True)
+    return fig
+
+
+def _header(fig, res: Results) -> None:
     rep = res.reproduce or {}
     m = rep.get("machine", {})
     where = (f" on {m['gpu']}" if m.get("gpu") else f" on {m['cpu_count']} CPU cores" if m.get("cpu_count") else "")
@@ -215,37 +243,30 @@ def poster_figure(res: Results):
              fontweight="bold", va="center")
     git = f"git {str(rep['git_sha'])[:10]}" if rep.get("git_sha") else "git not recorded"
     fig.text(0.03, 0.905, f"preset '{res.preset}'; {git}; "
-             f"{rep.get('machine', {}).get('cpu', 'machine not recorded')}; measured numbers read from "
+             f"{m.get('cpu', 'machine not recorded')}; measured numbers read from "
              f"{res.results_dir}/ (grey rows / labels = the paper's numbers; 'not run' = not run yet)",
              fontsize=12, color="0.3", va="center")
 
-    # --- column 0: method, headlines
-    ax = fig.add_subplot(gs[0, 0])
-    ax.axis("off")
-    ax.set_title("Method", fontsize=13, loc="left", fontweight="bold")
-    ax.text(0, 0.98, _method(res), fontsize=9.8, va="top", family="monospace")
-    s_cfg = (res.runs["student"]["run"] or {}).get("config", {})
-    a = [s_cfg.get(k) for k in ("alpha_kl", "alpha_mlm", "alpha_cos")]
-    a = ["{:g}".format(x) if finite(x) is not None else "?" for x in a] if s_cfg else ["5", "2", "1"]
-    ax.text(0, 0.05, rf"$L = {a[0]}\,T^2\,\mathrm{{KL}}(p_t^T\,\|\,p_s^T) + {a[1]}\,L_{{mlm}} + "
-            rf"{a[2]}\,(1-\cos(h_s,h_t))$" + (f"    T = {s_cfg.get('temperature')}" if s_cfg else
-                                               "   (paper weights)"), fontsize=13)
-    ax = fig.add_subplot(gs[1, 0])
-    ax.axis("off")
-    ax.set_title("Headline numbers", fontsize=13, loc="left", fontweight="bold")
-    ax.text(0, 0.98, "\n".join(_headlines(res)), fontsize=9.2, va="top", family="monospace",
-            bbox=dict(boxstyle="round", facecolor="#fff7e0", edgecolor="#d9b44a"))
-    ax = fig.add_subplot(gs[2, 0])
-    ax.axis("off")
-    ax.set_title("Differs from the paper", fontsize=13, loc="left", fontweight="bold")
-    ax.text(0, 0.98, _differences(res), fontsize=10, va="top")
 
-    # --- column 1: Table 1, bars, Table 2
-    _table(fig.add_subplot(gs[0, 1]), _table1_rows(res), ["Model", "Score", *TABLE1_TASKS, "retention", "src"],
-           "Table 1: GLUE dev", fontsize=8,
-           note=res.missing.get("table1", "our Score = mean of the tasks run (see report), not comparable "
-                                          "to the paper's 9-task mean"))
-    ax = fig.add_subplot(gs[1, 1])
+def _text_panel(ax, title: str, text: str, **style) -> None:
+    ax.axis("off")
+    ax.set_title(title, fontsize=13, loc="left", fontweight="bold")
+    ax.text(0, 0.98, text, va="top", **style)
+
+
+def _method_panel(ax, res: Results) -> None:
+    """What was distilled into what, and the objective with the weights the student's run used."""
+    _text_panel(ax, "Method", _method(res), fontsize=9.8, family="monospace")
+    s_cfg = (res.runs["student"]["run"] or {}).get("config", {})
+    weights = s_cfg or dataclasses.asdict(DistilLoss())  # the paper's weights when no student has run
+    ax.text(0, 0.05, f"$L = {objective_text(weights, latex=True)}$"
+            + (f"    T = {s_cfg.get('temperature')}" if s_cfg else "   (paper weights)"), fontsize=13)
+
+
+def _task_bars(ax, res: Results) -> None:
+    """One bar per model and task we ran, ours beside the paper's."""
+    import numpy as np
+
     ours = task_scores(res)
     paper = paper_task_scores()
     # the tasks we ran (all of them when none ran): a task with no measured bar would only show the paper's
@@ -266,12 +287,9 @@ def poster_figure(res: Results):
     ax.set_ylabel("dev/test score", fontsize=9)
     ax.set_title("Per task: ours and the paper's (tasks we ran)", fontsize=11, loc="left")
     ax.legend(fontsize=8, ncol=min(len(series), 4), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-    _table(fig.add_subplot(gs[2, 1]), _table2_rows(res), ["Model", *res.table2_tasks(), "src"],
-           "Table 2: IMDb test accuracy, SQuAD v1.1 EM/F1", fontsize=9,
-           note=res.missing.get("table2", ""))
 
-    # --- column 2: losses, speed, ablation
-    ax = fig.add_subplot(gs[0, 2])
+
+def _loss_panel(ax, res: Results) -> None:
     log = res.runs["student"]["log"]
     for j, term in enumerate(loss_terms(log)):
         pts = [(r["step"], finite(r[term])) for r in log if finite(r.get(term))]
@@ -284,7 +302,11 @@ def poster_figure(res: Results):
     ax.set_xlabel("update", fontsize=9)
     ax.set_title("Distillation loss terms (student log.jsonl)", fontsize=11, loc="left")
 
-    ax = fig.add_subplot(gs[1, 2])
+
+def _speed_panel(ax, res: Results) -> None:
+    """Our Table 3 timings as points (log-log); the paper's, on another machine and data, as text beside them."""
+    import matplotlib
+
     # one axis per kind of timing: ours (a few hundred pairs, this machine) as points; the paper's (the whole STS-B
     # dev set on its CPU) as text, never on the same axis
     ax.text(0.01, 0.98, "the paper (whole STS-B dev set, its CPU):\n" + "\n".join(
@@ -316,30 +338,29 @@ def poster_figure(res: Results):
         title += " — ours: not run"
     ax.set_title(title, fontsize=11, loc="left")
 
-    ab_rows = res.measured("table4")
-    if ab_rows:
-        def fmt(v, spec=".2f"):  # the poster keeps the number, the report the whole cell
-            return "—" if v is None else format(v, spec)
 
-        rows = [[r["Variant"], _short(r.get("Score")),
-                 "n/a" if r["Variant"] == "full triple loss" else _short(r.get("Delta")),
-                 fmt(r.extra.get("sd")),
-                 f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—",
-                 fmt(r.value("Held-out MLM acc")),
-                 "n/a" if r["Variant"] == "full triple loss" else fmt(r.extra.get("excl_delta"), "+.2f"),
-                 fmt(r.value("Paper delta"), "+.2f")]
-                for r in ab_rows]
-        proto = table4_protocol(res)
-        note = ((f"every row: {len(proto['seeds'])} seeds, <= {proto['max_examples']} training examples per task; "
-                 if proto else "") + "seed sd: of the per-seed macro; seeds lower: paired with the full loss's "
-                "seed; Δ -WNLI: delta of the macro without WNLI")
-    else:
+def _table4_rows(res: Results) -> tuple[list[list[str]], str]:
+    """(Table 4 rows for the poster, the note under them); the paper's deltas alone when the ablation has not run."""
+    ab_rows = res.measured("table4")
+    if not ab_rows:
         rows = [[v, "not run", "not run", "—", "—", "—", "—", f"{d:+.2f}"] for v, d in PAPER_TABLE4.items()]
-        note = "measured: " + res.missing.get("table4", "not run")
-    _table(fig.add_subplot(gs[2, 2]), rows,
-           ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "Δ -WNLI", "paper Δ"],
-           "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9, note=note, fit_all=True)
-    return fig
+        return rows, "measured: " + res.missing.get("table4", "not run")
+
+    def fmt(v, spec=".2f"):  # the poster keeps the number, the report the whole cell
+        return "—" if v is None else format(v, spec)
+
+    rows = [[r["Variant"], _short(r.get("Score")), "n/a" if r["Variant"] == FULL_VARIANT else _short(r.get("Delta")),
+             fmt(r.extra.get("sd")),
+             f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—",
+             fmt(r.value("Held-out MLM acc")),
+             "n/a" if r["Variant"] == FULL_VARIANT else fmt(r.extra.get("excl_delta"), "+.2f"),
+             fmt(r.value("Paper delta"), "+.2f")]
+            for r in ab_rows]
+    proto = table4_protocol(res)
+    note = ((f"every row: {len(proto['seeds'])} seeds, <= {proto['max_examples']} training examples per task; "
+             if proto else "") + "seed sd: of the per-seed macro; seeds lower: paired with the full loss's "
+            "seed; Δ -WNLI: delta of the macro without WNLI")
+    return rows, note
 
 
 def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu",

@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..losses import TERMS as LOSS_TERMS
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES,
                      PAPER_TABLE3, PAPER_TABLE4,
                      paper_glue_retention, paper_speedup)
-from .ablation import SLUGS, TABLE4_COLUMNS, VARIANTS
+from .ablation import FULL_VARIANT, SLUGS, TABLE4_COLUMNS, VARIANTS
 from .answer import section_effect
 from .figures import FIGURES, write_figures
 from ..records import ROLE_LABELS, finite
@@ -54,7 +55,13 @@ def _notes(rows: list[dict]) -> str:
 
 
 def _section_headlines(res: Results) -> str:
-    out = ["## Headline comparisons", ""]
+    return "\n".join(["## Headline comparisons", "", *_retention_lines(res), *_speedup_lines(res),
+                      *_ablation_lines(res)])
+
+
+def _retention_lines(res: Results) -> list[str]:
+    """GLUE retention beside the paper's, per seed, and a caution where a student only matches a baseline."""
+    out = []
     ret = glue_retention(res)
     paper_ret = paper_glue_retention()
     if ret:
@@ -77,6 +84,12 @@ def _section_headlines(res: Results) -> str:
     else:
         why = res.missing.get("table1", "no measured student row with a retention value")
         out.append(f"* GLUE retention: not run ({why}); the paper's DistilBERT: {PAPER_RETENTION_TEXT} % (paper).")
+    return out
+
+
+def _speedup_lines(res: Results) -> list[str]:
+    """Each measured speed-up, set beside the paper's only where like for like (architecture vs architecture)."""
+    out = []
     sp = speedups(res)
     if sp:
         for r in sp:
@@ -96,6 +109,12 @@ def _section_headlines(res: Results) -> str:
         why = res.missing.get("table3", "no measured PyTorch fp32 student row with a speed-up")
         out.append(f"* Inference speed-up: not run ({why}); the paper: {paper_speedup():.2f}x "
                    f"(= {PAPER_TABLE3['BERT-base'][1]} s / {PAPER_TABLE3['DistilBERT'][1]} s, paper Table 3).")
+    return out
+
+
+def _ablation_lines(res: Results) -> list[str]:
+    """Table 4's ordering, what the declared rule separates, per-variant details, and the MLM-accuracy view."""
+    out = []
     ab = ablation(res)
     if ab:
         ours = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["ours"])
@@ -113,7 +132,7 @@ def _section_headlines(res: Results) -> str:
             verb = "differs" if len(within) == 1 else "differ"
             out.append(f"  * Within noise: {', '.join(within)} {verb} from the full loss by less than the full "
                        f"loss's seed-to-seed standard deviation ({ab['full_sd']:.2f}), so not measurably.")
-        full_acc = ab["extra"].get("full triple loss", {}).get("mlm_pct")
+        full_acc = ab["extra"].get(FULL_VARIANT, {}).get("mlm_pct")
         for v, d in ab["ours"]:
             e = ab["extra"].get(v, {})
             acc, acc_d = e.get("mlm_pct"), e.get("mlm_delta")
@@ -144,7 +163,7 @@ def _section_headlines(res: Results) -> str:
         why = res.missing.get("table4", "no measured ablation deltas")
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
         out.append(f"* Ablation ordering: not run ({why}); the paper's, most harmful first: {theirs}.")
-    return "\n".join(out)
+    return out
 
 
 def _rule_text(ab: dict) -> str:
@@ -177,7 +196,7 @@ def _mlm_lines(ab: dict) -> list[str]:
     """Which variants' distilled students are worse at held-out MLM than the full loss's by more than two
     standard errors of a difference of two accuracies on n masked tokens (binomial, unpaired: conservative,
     since every model sees the same masks)."""
-    full = ab["extra"].get("full triple loss", {})
+    full = ab["extra"].get(FULL_VARIANT, {})
     if full.get("mlm_pct") is None or not full.get("mlm_tokens"):
         return []
     p0, n = full["mlm_pct"] / 100, int(full["mlm_tokens"])
@@ -297,11 +316,11 @@ def _section_table4(res: Results) -> str:
     for r in rows:
         d = dict(r.cells)
         if not str(d.get("Paper delta", "")).strip():
-            d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == "full triple loss"
+            d["Paper delta"] = PAPER_TABLE4.get(d["Variant"], "n/a" if d["Variant"] == FULL_VARIANT
                                                 else "not in the paper")
         disp.append(d)
     for v in VARIANTS:  # the variants this table does not hold yet
-        if v != "full triple loss" and v not in {r["Variant"] for r in rows}:
+        if v != FULL_VARIANT and v not in {r["Variant"] for r in rows}:
             disp.append({"Variant": v, "Score": f"not run (`ablate --variants {SLUGS[v]}` not run yet)",
                          **{c: "—" for c in ("Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
                                              "Per-task delta", "Excl. WNLI")},
@@ -355,9 +374,8 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         _section_table4(res), "",
         "## Distillation loss curves", "",
         "Each logged term of `log.jsonl`, unweighted"
-        + (f" (the student's `loss` = {sc['alpha_kl']:g}·loss_kl + {sc['alpha_mlm']:g}·loss_mlm + "
-           f"{sc['alpha_cos']:g}·loss_cos, weights from its run.json)" if all(
-               finite(sc.get(k)) is not None for k in ("alpha_kl", "alpha_mlm", "alpha_cos")) else "")
+        + (f" (the student's `loss` = " + " + ".join(f"{sc[t.weight]:g}·loss_{t.key}" for t in LOSS_TERMS)
+           + ", weights from its run.json)" if all(finite(sc.get(t.weight)) is not None for t in LOSS_TERMS) else "")
         + "; identically-zero terms (the teacher's distillation terms) are left out.", "",
         f"![loss curves]({rel['loss_curves']})", "",
         section_differences(res), "",

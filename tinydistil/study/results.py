@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import current_names
-from ..paper import PAPER_TABLE1, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES, PAPER_TABLE4
+from ..paper import PAPER_TABLE1, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES
 from ..records import ROLE_LABELS, TableRow, finite, read_table_json, table_json_path
-from .ablation import SLUGS, paired_deltas
+from .ablation import FULL_VARIANT, SLUGS, paired_deltas
 from .stats import measurably_worse, paired_t_lower, spread
 from .tables import TABLE1_TASKS, TABLE2_META
 
@@ -201,14 +201,14 @@ def ablation(res: Results) -> dict | None:
     most harmful change (most negative delta) to the least, over the variants with a measured delta."""
     rows = res.measured("table4")
     ours = [(r["Variant"], r.value("Delta")) for r in rows
-            if r["Variant"] != "full triple loss" and r.value("Delta") is not None]
+            if r["Variant"] != FULL_VARIANT and r.value("Delta") is not None]
     if not ours:
         return None
     paper = {r["Variant"]: r.value("Paper delta") for r in rows}
     ours = sorted(ours, key=lambda x: x[1])
     theirs = sorted([(v, paper[v]) for v, _ in ours if paper.get(v) is not None], key=lambda x: x[1])
     compared = [v for v, _ in ours if paper.get(v) is not None]
-    full = next((r for r in rows if r["Variant"] == "full triple loss"), None)
+    full = next((r for r in rows if r["Variant"] == FULL_VARIANT), None)
     # per variant: the Paired deltas and Per-task delta cells as shown, and the typed numbers behind the others
     extra = {r["Variant"]: {"Paired deltas": r.get("Paired deltas").strip(), "Per-task delta": r.get("Per-task delta").strip(),
                             "mlm_pct": r.value("Held-out MLM acc"), **r.extra} for r in rows}
@@ -224,7 +224,7 @@ def table4_verdicts(table4: dict) -> dict:
     "excl_sd", "excl_deltas": {variant: delta}, "excl_worse": [...] (the same on the macro without WNLI)}."""
     declared = table4.get("rule") or {}
     variants, rule, alpha = table4.get("variants", {}), declared.get("min_paired_seeds_lower"), declared.get("paired_t_alpha")
-    full = variants.get("full triple loss")
+    full = variants.get(FULL_VARIANT)
     out = {"rule": rule, "paired_t_alpha": alpha, "p_values": {}, "worse": [], "excl_sd": None, "excl_deltas": {},
            "excl_worse": []}
     if not full:
@@ -236,7 +236,7 @@ def table4_verdicts(table4: dict) -> dict:
             continue
         for name, r in variants.items():
             mine = r.get(key) if key else r
-            if name == "full triple loss" or not mine or mine.get("score") is None:
+            if name == FULL_VARIANT or not mine or mine.get("score") is None:
                 continue
             delta = mine["score"] - base["score"]
             if key:
@@ -281,7 +281,7 @@ def retention_by_seed(res: Results) -> list[tuple[int, float]]:
 def table4_protocol(res: Results) -> dict | None:
     """{'seeds': [...], 'max_examples', 'epochs', 'lr'} of Table 4's fine-tuning, read from its per-seed runs."""
     rows = res.tables.get("table4") or []
-    full = next((r for r in rows if r.get("Variant") == "full triple loss"), {})
+    full = next((r for r in rows if r.get("Variant") == FULL_VARIANT), {})
     shared = "ablation" not in full.get("run_id", "")  # the full row reuses Table 1's student runs
     recs = [r for k, ev in res.evals.items()
             if _is_ablation(k) or (shared and k == f"{res.preset}_student") for r in ev["records"]]

@@ -3,6 +3,7 @@ per stage and per evaluation folder) and what differs from the paper (teacher, c
 from __future__ import annotations
 
 from ..eval.glue import TASKS as GLUE_TASKS
+from ..losses import objective_text
 from ..paper import PAPER_TABLE3
 from ..presets import PRESETS, get_preset
 from .ablation import SLUGS
@@ -17,38 +18,49 @@ def _fmt_s(x) -> str:
 
 
 def section_run(res: Results) -> str:
+    """The report's "What was run": the call (command, SHA, machine, wall times), each run, each downstream folder."""
+    return "\n".join(["## What was run", "", *_call_lines(res), *_pretrain_lines(res), *_ablation_run_lines(res),
+                      *_mlm_eval_lines(res.reproduce or {}), *_downstream_lines(res)])
+
+
+def _call_lines(res: Results) -> list[str]:
     rep = res.reproduce
-    out = ["## What was run", ""]
     if rep is None:
-        out.append(f"Pretraining/distillation: not run (no `{res.results_dir / res.preset / 'reproduce.json'}`).")
-    else:
-        m = rep.get("machine", {})
-        out.append(f"* Preset `{rep.get('preset', res.preset)}`, command `{rep.get('command', 'not recorded')}`, "
-                   f"git SHA `{rep.get('git_sha', 'not recorded')}`, finished {rep.get('finished', 'not recorded')}.")
-        lscpu = res.results_dir / res.preset / "lscpu.txt"  # saved beside a run recorded before the flags were
-        flags = (f"; flags {m['cpu_flags']}" if m.get("cpu_flags") else
-                 f"; model and flags: `{lscpu.relative_to(res.results_dir)}`" if lscpu.is_file() else "")
-        out.append(f"* Machine: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} "
-                   f"torch threads{flags}), {m.get('platform', '?')}, Python {m.get('python', '?')}, torch "
-                   f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
-                   + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
-        walls = rep.get("stage_wall_time_s", {})
-        study, call, budget = (finite(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
-        if call is None:  # the report stage itself runs before the call's total is known
-            call = finite(rep.get("wall_time_so_far_s"))
-        if budget is None and rep.get("preset") in PRESETS:
-            budget = get_preset(rep["preset"]).budget_min
-        if study is not None:
-            one_call = call is not None and abs(call - study) <= max(60.0, 0.02 * study)
-            out.append(f"* End to end: **{study / 60:.1f} min** "
-                       + ("in one uninterrupted call" if one_call else
-                          "summed over the stages of several calls (`stage_status` in reproduce.json)")
-                       + (f"; budget {budget:.0f} min: **{'within' if study / 60 <= budget else 'over'}**" if budget
-                          else "") + ".")
-        budgets = rep.get("stage_budget_min") or {}  # as recorded by the call (a later preset's may differ)
-        out.append("* Wall time per stage: " + (", ".join(
-            f"{k} {_fmt_s(v)}" + (f" (budget {budgets[k]:g} min{'' if v <= 60 * budgets[k] else ': **over**'})"
-                                  if k in budgets else "") for k, v in walls.items()) or "not recorded") + ".")
+        return [f"Pretraining/distillation: not run (no `{res.results_dir / res.preset / 'reproduce.json'}`)."]
+    m = rep.get("machine", {})
+    out = [f"* Preset `{rep.get('preset', res.preset)}`, command `{rep.get('command', 'not recorded')}` (the last "
+           f"call; each run below names its own git SHA), git SHA `{rep.get('git_sha', 'not recorded')}`, finished "
+           f"{rep.get('finished', 'not recorded')}."]
+    lscpu = res.results_dir / res.preset / "lscpu.txt"  # saved beside a run recorded before the flags were
+    flags = (f"; flags {m['cpu_flags']}" if m.get("cpu_flags") else
+             f"; model and flags: `{lscpu.relative_to(res.results_dir)}`" if lscpu.is_file() else "")
+    out.append(f"* Machine: {m.get('cpu', '?')} ({m.get('cpu_count', '?')} cores, {m.get('torch_threads', '?')} "
+               f"torch threads{flags}), {m.get('platform', '?')}, Python {m.get('python', '?')}, torch "
+               f"{m.get('torch', '?')}, transformers {m.get('transformers', '?')}"
+               + (f", GPU {m['gpu']}" if m.get("gpu") else "") + ".")
+    walls = rep.get("stage_wall_time_s", {})
+    study, call, budget = (finite(rep.get(k)) for k in ("study_wall_time_s", "total_wall_time_s", "budget_min"))
+    if call is None:  # the report stage itself runs before the call's total is known
+        call = finite(rep.get("wall_time_so_far_s"))
+    if budget is None and rep.get("preset") in PRESETS:
+        budget = get_preset(rep["preset"]).budget_min
+    if study is not None:
+        one_call = call is not None and abs(call - study) <= max(60.0, 0.02 * study)
+        out.append(f"* End to end: **{study / 60:.1f} min** "
+                   + ("in one uninterrupted call" if one_call else
+                      "summed over the stages of several calls (`stage_status` and `stage_note` in reproduce.json)")
+                   + (f"; budget {budget:.0f} min: **{'within' if study / 60 <= budget else 'over'}**" if budget
+                      else "") + ".")
+    budgets = rep.get("stage_budget_min") or {}  # as recorded by the call (a later preset's may differ)
+    out.append("* Wall time per stage: " + (", ".join(
+        f"{k} {_fmt_s(v)}" + (f" (budget {budgets[k]:g} min{'' if v <= 60 * budgets[k] else ': **over**'})"
+                              if k in budgets else "") for k, v in walls.items()) or "not recorded") + ".")
+    return out
+
+
+def _pretrain_lines(res: Results) -> list[str]:
+    """One line per pretraining run (teacher, student): its objective, data, length and what it did."""
+    out = []
     for stage in ("teacher", "student"):
         run, summ = res.runs[stage]["run"], res.runs[stage]["summary"]
         if run is None:
@@ -64,7 +76,7 @@ def section_run(res: Results) -> str:
                 if stage == "teacher" else
                 f"from `{c.get('teacher')}`, init `{c.get('student_init')}`, layers "
                 f"{c.get('student_layers') or 'every other (default rule)'}, T = {c.get('temperature')}, "
-                f"alpha kl/mlm/cos = {c.get('alpha_kl')}/{c.get('alpha_mlm')}/{c.get('alpha_cos')}")
+                f"L = {objective_text(c)}")
         length = f"at most {c['max_steps']} updates" if c.get("max_steps") else f"{c.get('epochs')} epochs"
         line = (f"* {stage.capitalize()}: {desc}; data {data}; seed {c.get('seed')}; {length}, "
                 f"lr {c.get('lr')}, {c.get('tokens_per_update')} tokens/update; git SHA `{run.get('git_sha')}`")
@@ -74,8 +86,14 @@ def section_run(res: Results) -> str:
                      f"{_fmt_s(summ.get('train_wall_time_s'))} training"
                      + (f", {params_text(p)} parameters" if p is not None else ""))
         out.append(line + ".")
+    return out
+
+
+def _ablation_run_lines(res: Results) -> list[str]:
+    """One line per Table 4 variant: its own distillation call."""
     names = {slug: v for v, slug in SLUGS.items()}
-    for slug, r in res.ablation_runs.items():  # each Table 4 variant's own distillation call
+    out = []
+    for slug, r in res.ablation_runs.items():
         run, summ = r["run"] or {}, r["summary"] or {}
         resumed = [f"`{x.get('command')}` at `{str(x.get('git_sha'))[:7]}` from update {x.get('from_step')}"
                    for x in run.get("resumed", [])]
@@ -84,14 +102,22 @@ def section_run(res: Results) -> str:
                    f"SHA `{sha}`, started {run.get('started', 'not recorded')}"
                    + (f"; {summ.get('steps')} updates, {_fmt_s(summ.get('train_wall_time_s'))} training" if summ
                       else "; not finished") + (f"; resumed by {', '.join(resumed)}" if resumed else "") + ".")
-    ev = (rep or {}).get("mlm_eval", {})
+    return out
+
+
+def _mlm_eval_lines(rep: dict) -> list[str]:
+    ev = rep.get("mlm_eval", {})
     if "teacher" in ev and "student" in ev:
         t, s = ev["teacher"], ev["student"]
-        out.append(f"* Held-out MLM ({ev.get('split')} split, {t.get('masked_tokens')} masked tokens, same masks): "
-                   f"teacher loss {t.get('mlm_loss')} / accuracy {100 * t['mlm_accuracy']:.2f} %, student loss "
-                   f"{s.get('mlm_loss')} / accuracy {100 * s['mlm_accuracy']:.2f} %.")
-    elif ev:
-        out.append(f"* Held-out MLM evaluation: not run ({ev.get('not run', 'no reason recorded')}).")
+        return [f"* Held-out MLM ({ev.get('split')} split, {t.get('masked_tokens')} masked tokens, same masks): "
+                f"teacher loss {t.get('mlm_loss')} / accuracy {100 * t['mlm_accuracy']:.2f} %, student loss "
+                f"{s.get('mlm_loss')} / accuracy {100 * s['mlm_accuracy']:.2f} %."]
+    return [f"* Held-out MLM evaluation: not run ({ev.get('not run', 'no reason recorded')})."] if ev else []
+
+
+def _downstream_lines(res: Results) -> list[str]:
+    """One line per fine-tuned model's folder: runs, seeds, settings as run, wall time, data and SHA."""
+    out = []
     for name, ev in res.evals.items():
         recs, fts = ev["records"], ev["finetune"]
         if not recs:
@@ -104,7 +130,7 @@ def section_run(res: Results) -> str:
         out.append(f"* Downstream `{name}`: {len(recs)} (task, seed) runs, seeds {seeds}; {settings_by_task(recs)}; "
                    f"summed wall time {wall:.0f} s; data {', '.join(f'`{d}`' for d in datas)}; git SHA "
                    f"{', '.join(f'`{s}`' for s in shas) or 'not recorded'}.")
-    return "\n".join(out)
+    return out
 
 
 TASK_DISPLAY = {**{name: t.display for name, t in GLUE_TASKS.items()}, "imdb": "IMDb", "squad": "SQuAD"}
@@ -219,8 +245,7 @@ def section_differences(res: Results) -> str:
         _teacher_line(res),
         _corpus_line(res),
         "* **Student.** Same recipe (half the layers, every other teacher layer, triple loss"
-        + (f" with alpha kl/mlm/cos {sc.get('alpha_kl')}/{sc.get('alpha_mlm')}/{sc.get('alpha_cos')}, "
-           f"T = {sc.get('temperature')}" if sc else "") + f"): ours {ours_s}; the paper's student has "
+        + (f" L = {objective_text(sc)}, T = {sc.get('temperature')}" if sc else "") + f"): ours {ours_s}; the paper's student has "
         f"{PAPER_TABLE3['DistilBERT'][0]} M parameters (paper Table 3) and trains on batches of up to 4K examples for about 90 hours on 8 V100 GPUs (paper Section 3).",
         "* **Seeds.** The paper reports the median of 5 fine-tuning runs on GLUE; in Tables 1-2 here "
         + (f"{plural(len(seeds), 'seed')} ({', '.join(map(str, seeds))})" if seeds else "no downstream seeds were run")
