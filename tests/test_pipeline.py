@@ -131,6 +131,11 @@ def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
     assert list(summary["stage_wall_time_s"]) == ["teacher", "speed", "report"]
     assert (summary["stage_status"]["speed"], summary["stage_note"]["speed"]) == ("done in an earlier call", "abc")
     assert summary["study_wall_time_s"] == 237.0
+    # a call stopped before a stage (not skipped) keeps the earlier record of it too
+    summary = {"stage_wall_time_s": {"teacher": 5.0}, "stage_status": {"teacher": "done"}, "skipped": []}
+    carry_over(summary, {"git_sha": "abc", "stage_wall_time_s": {"curve": 679.0}, "stage_status": {"curve": "done"}},
+               all_stages())
+    assert summary["stage_wall_time_s"] == {"teacher": 5.0, "curve": 679.0}
     # a reproduce.json written before stage_note: the note was in the status text
     summary = {"stage_wall_time_s": {}, "stage_status": {}, "skipped": ["teacher"]}
     carry_over(summary, {"stage_wall_time_s": {"teacher": 900.0},

@@ -48,7 +48,7 @@ def read_json(path: Path) -> dict:
 
 
 def carry_over(summary: dict, earlier: dict, stage_order=()) -> None:
-    """Stages this call found finished (or skipped) keep the wall time an earlier call measured for them, so that
+    """Stages this call found finished (or skipped, or has not reached) keep the wall time an earlier call measured for them, so that
     `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions and parts."""
     times, status, notes = summary["stage_wall_time_s"], summary["stage_status"], summary.setdefault("stage_note", {})
     before, seeds = earlier.get("stage_wall_time_s", {}), summary.get("seed_wall_time_s", {})
@@ -71,8 +71,9 @@ def carry_over(summary: dict, earlier: dict, stage_order=()) -> None:
         elif rec:
             times[name] = before[name]
             status[name], notes[name] = rec
-    # a stage skipped in this call that an earlier call finished keeps that call's record (a study finished in parts)
-    for name in summary.get("skipped", ()):
+    # a stage this call skips, or has not reached yet, keeps the record of the call that measured it (a study
+    # finished in parts, or stopped before a stage it would have found finished)
+    for name in before:
         if name not in times and (rec := measured_earlier(name)):
             times[name] = before[name]
             status[name], notes[name] = rec
