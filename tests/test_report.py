@@ -212,6 +212,8 @@ def test_ablation_order_disagreement_is_reported(tmp_path):
     text = write_report(root, tmp_path / "report", "cpu").read_text()
     assert "as listed, not the paper's order — but only" in text and "within seed noise" in text
     assert "ours: - L_mlm (-2.51), then - L_ce (-1.22)" in text
+    # the poster's line says the same: no two of the paper's rows are beyond noise, so "differs" is not a claim
+    assert "(differs, within seed noise)" in _poster_text(root)
 
 
 def test_helpers():

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from .config import current_name, parse_value, replace
-from .exits import interrupted_line, os_error_line, signals_as_interrupts
+from .exits import interrupted_line, os_error_line, raise_pending, signals_as_interrupts
 from .presets import PRESETS, get_preset, stage_config
 # the commands import what they run inside their functions (lazy, on purpose): --help loads no torch or pandas
 
@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             stage_config(args.preset, stage)  # clear error for a preset without this stage
             over = dict(zip(("teacher", "distill"), _parse_overrides(args.preset, extra)))[stage]
             _run(stage_config(args.preset, stage, **over), stage, args.resume)
+        raise_pending()  # a signal swallowed after the last check: the command says it was stopped
     except (ValueError, FloatingPointError, OSError, KeyboardInterrupt) as e:
         if os.environ.get("TINYDISTIL_DEBUG") == "1":
             raise

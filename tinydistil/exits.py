@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 
 
 def os_error_line(e: OSError) -> str:
@@ -24,30 +25,56 @@ def os_error_line(e: OSError) -> str:
 
 
 class Signalled(KeyboardInterrupt):
-    """SIGTERM / SIGHUP (a `kill`, a closed terminal or session), handled as Ctrl-C is: finished work is kept."""
+    """Ctrl-C, SIGTERM or SIGHUP (a `kill`, a closed terminal or session): finished work is kept."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
+_pending: list[int] = []  # signals received inside signals_as_interrupts, newest last
+
+
 def _raise_signalled(signum, frame):
+    _pending.append(signum)
     raise Signalled(signum)
+
+
+def raise_pending() -> None:
+    """Raise again a signal whose exception Python swallowed. A signal's handler runs in whatever Python code
+    the main thread is executing; when that is a __del__ (a progress bar garbage-collected) or a callback,
+    Python only prints the exception and carries on, and Ctrl-C would be lost. The long loops (each training and
+    fine-tuning update) and each study stage call this, so the command stops there instead, one update later.
+    Outside signals_as_interrupts (a notebook) nothing is recorded and this does nothing."""
+    if _pending:
+        raise Signalled(_pending[-1])
+
+
+def _quiet_swallowed_interrupt(unraisable, default=sys.unraisablehook):
+    """The unraisable hook inside signals_as_interrupts: a swallowed interrupt prints nothing (raise_pending
+    raises it again where it can end the command in one line); anything else is printed as Python does."""
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+        default(unraisable)
 
 
 @contextlib.contextmanager
 def signals_as_interrupts():
-    """SIGTERM and SIGHUP raise Signalled (a KeyboardInterrupt) in the block (or the function it decorates), so
-    training stops as on Ctrl-C (the checkpoint named, the folder released); the handlers before are restored. Only the main thread may
-    install handlers: elsewhere (a notebook's worker thread) the block runs with the handlers it has."""
-    handled = [s for s in ("SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    """Ctrl-C (SIGINT), SIGTERM and SIGHUP raise Signalled (a KeyboardInterrupt) in the block (or the function it
+    decorates), so training stops as on Ctrl-C (the checkpoint named, the folder released), and each is recorded
+    for raise_pending; the handlers before are restored. Only the main thread may install handlers: elsewhere (a
+    notebook's worker thread) the block runs with the handlers it has."""
+    handled = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
     try:
         before = {s: signal.signal(getattr(signal, s), _raise_signalled) for s in handled}
     except ValueError:
         before = {}
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_swallowed_interrupt
+    _pending.clear()
     try:
         yield
     finally:
+        _pending.clear()
+        sys.unraisablehook = hook
         for s, h in before.items():
             signal.signal(getattr(signal, s), h)
 

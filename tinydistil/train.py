@@ -34,6 +34,7 @@ from . import distributed as D
 from .card import write_model_card
 from .curves import LiveCurves
 from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
+from .exits import raise_pending
 from .losses import TERMS as LOSS_TERMS
 from .losses import DistilLoss
 from .masking import mask_micro_batch, token_weights
@@ -232,6 +233,7 @@ class Trainer:
         last = {}
         snaps = snapshot_steps(getattr(cfg, "snapshot_fracs", ()), self.total_steps)  # {update: fraction}
         while self.step < self.total_steps:
+            raise_pending()
             self.model.train()
             if self.world > 1:  # dropout: a stream per (rank, update), so a resumed run repeats it exactly
                 torch.manual_seed((cfg.seed * 1_000_003 + self.step) * 1009 + self.rank)

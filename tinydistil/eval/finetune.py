@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ..data import length_grouped_batches
+from ..exits import raise_pending
 from ..hf import check_vocab, first_line, model_path, quiet
 from ..runtime import adamw, autocast
 from ..runtime import resolve_runtime as _resolve
@@ -202,6 +203,7 @@ def finetune(model, tokenizer, train_ds, cfg: FinetuneConfig, seed: int,
     for epoch in range(cfg.epochs):
         model.train()
         for idx in _batches(len(train_ds), lengths, cfg.batch_size, gen, cfg.group_by_length):
+            raise_pending()
             batch = collate(train_ds, idx)
             with autocast(device, precision):
                 loss = model(**batch).loss if loss_fn is None else loss_fn(model, batch, idx)

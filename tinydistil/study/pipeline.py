@@ -29,6 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from ..eval import registry
+from ..exits import raise_pending
 from ..presets import get_preset, preset_stages
 from .cards import write_study_cards
 from .layout import Layout, copy_results, finetune_config, study_locked
@@ -211,6 +212,7 @@ def _seed_runs(st: Study, name: str) -> tuple[int, float]:
 
 def _run_stage(st: Study, name: str, fn) -> None:
     """Run one stage and record its status, note and wall time in st.summary."""
+    raise_pending()
     t0 = time.time()
     before = _seed_runs(st, name)[0]
     out = fn()
