@@ -269,12 +269,13 @@ def test_cpu_preset_runs_the_declared_table4_protocol():
 
 
 def test_a_committed_variant_from_before_the_rename_is_still_found_finished():
-    """results/cpu/ablation/no_ce/run.json predates the rename (alpha_ce: 0.0): `ablate` still reads it as the
-    finished "- L_ce" row (alpha_kl = 0), and not as the full loss."""
+    """The first Table 4's no_ce/run.json (results/experiments/table4_v1_60_updates/) predates the rename
+    (alpha_ce: 0.0): `ablate` still reads it as the finished "- L_ce" row (alpha_kl = 0), and not as the full loss."""
     from tinydistil.presets import stage_config
     from tinydistil.study.ablation import VARIANTS, _same_run
 
-    folder = Path(__file__).resolve().parents[1] / "results" / "cpu" / "ablation" / "no_ce"
+    folder = (Path(__file__).resolve().parents[1] / "results" / "experiments" / "table4_v1_60_updates" / "cpu" /
+              "ablation" / "no_ce")
     assert json.loads((folder / "run.json").read_text())["config"]["alpha_ce"] == 0.0  # the committed file as it is
     # the settings the committed Table 4 rows ran under: the cpu preset's distillation before issue 25 changed it
     ran = json.loads((folder / "run.json").read_text())["config"]
