@@ -59,3 +59,12 @@ def test_a_yes_no_target_is_checked_against_zero_and_skipped_when_false(tmp_path
     assert row == {"target": "SQuAD F1 of DistilBERT (D) >= the plain student's", "measured": "30.9 vs 31.5: -0.6",
                    "verdict": "**missed**"}
     assert check_targets(res, {"squad_d_ge_student": False}) == []
+
+
+def test_a_target_on_a_task_the_study_did_not_run_says_why(tmp_path):
+    """The fixture's study scored no QQP: the row says so (and lists what it scored) instead of a bare "not run"."""
+    res = load_results(make_results(tmp_path / "r"), "cpu")
+    qqp, cola = check_targets(res, {"teacher_min": {"QQP": 80, "CoLA": 10}})
+    assert qqp["verdict"] == "not run" and qqp["measured"].startswith(
+        "not run (QQP is not among the tasks this study scored: CoLA, IMDb, MRPC, RTE, SQuAD EM")
+    assert (cola["measured"], cola["verdict"]) == ("41.3", "met")

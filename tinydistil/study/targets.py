@@ -20,7 +20,7 @@ from ..records import finite
 from .results import Results, glue_retention, majority_margins, speedups, task_scores
 
 # how a target is measured: (results, task or None) -> (the value set against the threshold, or None when not run;
-# the measured number(s) as the report shows them)
+# the measured number(s) as the report shows them, or when not run why, if the measure can tell)
 Measure = Callable[[Results, "str | None"], "tuple[float | None, str]"]
 
 
@@ -34,11 +34,20 @@ class Target:
     per_task: bool = False
 
 
+def _not_run(res: Results, task: str) -> str:
+    """Why a target on `task` has no number: the study ran no model on it (a task left out of the preset's list
+    or not run yet), or it ran and this model's score is missing."""
+    ran = sorted({t for scores in task_scores(res).values() for t, v in scores.items() if v is not None})
+    if task in ran:
+        return "not run"
+    return f"not run ({task} is not among the tasks this study scored: {', '.join(ran) or 'none'})"
+
+
 def score(role: str, task: str | None = None, fmt: str = ".1f") -> Measure:
     """The measure "`role`'s score on `task`" (Table 1 / Table 2); task None: the preset's task of the row."""
     def measure(res: Results, row_task: str | None):
         v = task_scores(res).get(role, {}).get(task or row_task)
-        return v, "" if v is None else format(v, fmt)
+        return v, _not_run(res, task or row_task) if v is None else format(v, fmt)
     return measure
 
 
@@ -51,7 +60,7 @@ def mlm_accuracy(res: Results, _task=None):
 def majority_margin(res: Results, task: str):
     m = next((m for m in majority_margins(res) if m["task"] == task), {})
     gap = m.get("margin")
-    return gap, "" if gap is None else f"{m['teacher']:.1f} vs majority {m['majority']:.1f}: {gap:+.1f}"
+    return gap, _not_run(res, task) if gap is None else f"{m['teacher']:.1f} vs majority {m['majority']:.1f}: {gap:+.1f}"
 
 
 def retention(res: Results, _task=None):
@@ -62,7 +71,7 @@ def retention(res: Results, _task=None):
 def squad_d_over_student(res: Results, _task=None):
     scores = task_scores(res)
     d, s = scores.get("student_d", {}).get("SQuAD F1"), scores.get("student", {}).get("SQuAD F1")
-    return (None, "") if d is None or s is None else (d - s, f"{d:.1f} vs {s:.1f}: {d - s:+.1f}")
+    return (None, _not_run(res, "SQuAD F1")) if d is None or s is None else (d - s, f"{d:.1f} vs {s:.1f}: {d - s:+.1f}")
 
 
 def speedup(res: Results, _task=None):
@@ -136,5 +145,5 @@ def check_targets(res: Results, targets: dict | None = None) -> list[dict]:
             value, measured = target.measure(res, task)
             verdict = "not run" if value is None else ("met" if value >= t else "**missed**")
             rows.append({"target": target.says.format(t=t, task=task),
-                         "measured": "not run" if value is None else measured, "verdict": verdict})
+                         "measured": (measured or "not run") if value is None else measured, "verdict": verdict})
     return rows
