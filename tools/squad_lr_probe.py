@@ -1,14 +1,15 @@
-"""Choose the cpu preset's SQuAD fine-tuning learning rate on held-out *train* articles (the study reports dev).
+"""Choose the cpu preset's SQuAD fine-tuning learning rate on held-out questions (never the ones the study reports).
 
     python tools/squad_lr_probe.py --teacher runs/cpu/teacher/model --data-dir ../shared/data \\
         --out results/experiments/squad_lr_probe
 
 Protocol (declared in the output folder's README before the runs): the teacher is fine-tuned on the cpu preset's
-SQuAD training subset (the same --questions questions of train-v1.1.json every study run uses: eval.runner's
-train_subset), for the preset's epochs, batch and window, once per learning rate in --lrs (seed 0), and scored on
---heldout questions drawn (seed 0) from train articles none of whose questions is in that subset: held-out data, so
-dev (which the study reports) chooses nothing. The best lr has the highest held-out F1; runs within --tie F1
-points of it count as tied, and a tie goes to the lower lr. Each run is resumable (a finished one is read back).
+SQuAD training subset (the same --questions questions every study run uses: eval.runner's train_subset), for the
+preset's epochs, batch and window, once per learning rate in --lrs (seed 0), and scored on --heldout questions
+drawn (seed 0) from the rest of the rows it fine-tunes from: articles none of whose questions is in that subset,
+or paragraphs when every article has one (offline, where the study fine-tunes on half of dev's articles). The
+best lr has the highest held-out F1; runs within --tie F1 points of it count as tied, and a tie goes to the lower
+lr. Each run is resumable (a finished one is read back).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from tinydistil.eval.runner import train_subset  # noqa: E402
 from tinydistil.eval.squad import SQUAD_FINETUNE, SquadConfig, run_squad  # noqa: E402
-from tinydistil.eval.squad_files import read_squad_json  # noqa: E402
+from tinydistil.eval.squad_files import read_squad_json, split_articles  # noqa: E402
 from tinydistil.presets import get_preset  # noqa: E402
 from tinydistil.rundir import run_info, write_json_atomic  # noqa: E402
 from tinydistil.study.layout import finetune_config  # noqa: E402
@@ -41,26 +42,37 @@ def squad_json(rows: list[dict]) -> dict:
                                        for t, paras in articles.items()]}
 
 
-def heldout_folder(train_file: Path, questions: int, heldout: int, dest: Path) -> dict:
-    """dest/squad-v1.1/: train-v1.1.json (a link to the real one: the study's subset is drawn from it unchanged) and
-    dev-v1.1.json = `heldout` questions of train articles outside the first `questions` of train_subset."""
+def heldout_folder(data_dir: Path, questions: int, heldout: int, dest: Path, dev_train_fraction: float) -> dict:
+    """dest/squad-v1.1/ for run_squad: train-v1.1.json = the rows the study fine-tunes from (train-v1.1.json, or
+    offline the dev articles it fine-tunes on: squad.load_local), in the study's order, so that train_subset picks
+    the study's `questions`; dev-v1.1.json = up to `heldout` questions (seed 0) outside that subset: from articles
+    none of whose questions is in it, or, when every article has one (the dev-only case), from paragraphs none of
+    whose questions is in it."""
     import datasets
 
-    rows = read_squad_json(train_file)
+    folder = data_dir / "squad-v1.1"
+    if (folder / "train-v1.1.json").is_file():
+        rows, source = read_squad_json(folder / "train-v1.1.json"), "train-v1.1.json"
+    else:
+        rows = split_articles(read_squad_json(folder / "dev-v1.1.json"), dev_train_fraction)[0]
+        source = "the dev articles the study fine-tunes on (no train-v1.1.json)"
     used = train_subset(datasets.Dataset.from_list(rows), questions)
-    used_titles = set(used["title"])
-    pool = [r for r in rows if r["title"] not in used_titles]
-    if len(pool) < heldout:
-        raise ValueError(f"only {len(pool)} questions lie in articles outside the training subset; lower --heldout")
-    held = random.Random(0).sample(pool, heldout)
-    folder = dest / "squad-v1.1"
-    folder.mkdir(parents=True, exist_ok=True)
-    link = folder / "train-v1.1.json"
-    if not link.exists():
-        link.symlink_to(train_file.resolve())
-    write_json_atomic(folder / "dev-v1.1.json", squad_json(held))
-    return {"train_articles_used": len(used_titles), "heldout_questions": heldout,
-            "heldout_articles": len({r["title"] for r in held}), "pool_questions": len(pool)}
+    by = "title" if set(r["title"] for r in rows) - set(used["title"]) else "context"
+    taken = set(used[by])
+    pool = [r for r in rows if r[by] not in taken]
+    if not pool:
+        raise ValueError(f"every {by} of the {len(rows)} rows has a training question; lower --questions")
+    held = random.Random(0).sample(pool, min(heldout, len(pool)))
+    out = dest / "squad-v1.1"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "train-v1.1.json", squad_json(rows))
+    write_json_atomic(out / "dev-v1.1.json", squad_json(held))
+    again = train_subset(datasets.Dataset.from_list(read_squad_json(out / "train-v1.1.json")), questions)
+    if again["id"] != used["id"]:  # the written file must give run_squad the study's subset, in its order
+        raise RuntimeError("the training file written does not reproduce the study's training subset")
+    return {"source": source, "disjoint_by": "article" if by == "title" else "paragraph",
+            "training_questions": len(used), "heldout_questions": len(held), "pool_questions": len(pool),
+            "heldout_articles": len({r["title"] for r in held})}
 
 
 def best(runs: list[dict], tie: float) -> dict:
@@ -78,9 +90,9 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout", type=int, default=600)
     ap.add_argument("--tie", type=float, default=2.0, help="F1 points within which runs count as tied")
     a = ap.parse_args(argv)
-    train_file = Path(a.data_dir) / "squad-v1.1" / "train-v1.1.json"
-    if not train_file.is_file():
-        print(f"error: {train_file} not found; give --data-dir the folder holding squad-v1.1/", file=sys.stderr)
+    if not (Path(a.data_dir) / "squad-v1.1" / "dev-v1.1.json").is_file():
+        print(f"error: no squad-v1.1/dev-v1.1.json in {a.data_dir}; give --data-dir the folder holding squad-v1.1/",
+              file=sys.stderr)
         return 2
     if not (Path(a.teacher) / "config.json").is_file():
         print(f"error: {a.teacher} holds no model (config.json); run the cpu preset's teacher stage first",
@@ -95,7 +107,7 @@ def main(argv=None) -> int:
     base = finetune_config(ds.get("squad", {}), **SQUAD_FINETUNE)
     questions = a.questions or base.max_train_examples
     out = Path(a.out)
-    split = heldout_folder(train_file, questions, a.heldout, out / "data")
+    split = heldout_folder(Path(a.data_dir), questions, a.heldout, out / "data", SquadConfig().dev_train_fraction)
     runs = []
     for lr in lrs:
         name = f"lr{lr:g}"
