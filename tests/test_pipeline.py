@@ -142,6 +142,14 @@ def test_an_interrupted_study_keeps_the_stage_times_measured_before(tmp_path):
                           "stage_status": {"teacher": "done in an earlier call (87d02d757714)"}}, all_stages())
     assert (summary["stage_status"]["teacher"], summary["stage_note"]["teacher"]) == (
         "done in an earlier call", "87d02d757714")
+    # a call that skips mlm_eval (or report) keeps the earlier call's outputs of it; one that ran it keeps its own
+    summary = {"stage_wall_time_s": {"squad": 2206.0}, "stage_status": {"squad": "done"}, "skipped": ["mlm_eval"],
+               "distill_tokens_per_s": 600.9}
+    carry_over(summary, {"stage_wall_time_s": {"mlm_eval": 130.0}, "stage_status": {"mlm_eval": "done"},
+                         "mlm_eval": {"student": {"mlm_accuracy": 0.2336}}, "distill_tokens_per_s": 617.5,
+                         "report": "report/report.md"}, all_stages())
+    assert summary["mlm_eval"] == {"student": {"mlm_accuracy": 0.2336}} and summary["report"] == "report/report.md"
+    assert summary["distill_tokens_per_s"] == 600.9
 
 
 def test_stage_budgets_name_real_stages_and_fit_the_total():

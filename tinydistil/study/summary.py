@@ -47,9 +47,19 @@ def read_json(path: Path) -> dict:
         return {}
 
 
+# what a stage writes into reproduce.json besides its time and status (the report reads them)
+STAGE_OUTPUTS = {"distill": ("distill_tokens_per_s",), "mlm_eval": ("mlm_eval",), "report": ("report", "poster")}
+
+
 def carry_over(summary: dict, earlier: dict, stage_order=()) -> None:
     """Stages this call found finished (or skipped, or has not reached) keep the wall time an earlier call measured for them, so that
-    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions and parts."""
+    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions and parts; and a
+    stage's outputs (STAGE_OUTPUTS) this call did not write are kept from the earlier call (a call that skips
+    mlm_eval must not drop the held-out accuracies the report states)."""
+    for keys in STAGE_OUTPUTS.values():
+        for key in keys:
+            if key not in summary and key in earlier:
+                summary[key] = earlier[key]
     times, status, notes = summary["stage_wall_time_s"], summary["stage_status"], summary.setdefault("stage_note", {})
     before, seeds = earlier.get("stage_wall_time_s", {}), summary.get("seed_wall_time_s", {})
 
