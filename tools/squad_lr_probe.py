@@ -37,7 +37,8 @@ def squad_json(rows: list[dict]) -> dict:
     for r in rows:
         articles.setdefault(r["title"], {}).setdefault(r["context"], []).append({
             "id": r["id"], "question": r["question"],
-            "answers": [{"text": t, "answer_start": s} for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]})
+            "answers": [{"text": t, "answer_start": s}
+                        for t, s in zip(r["answers"]["text"], r["answers"]["answer_start"])]})
     return {"version": "1.1", "data": [{"title": t, "paragraphs": [{"context": c, "qas": q} for c, q in paras.items()]}
                                        for t, paras in articles.items()]}
 

@@ -122,8 +122,8 @@ def _headlines(res: Results) -> list[str]:
         # a claim only between rows the rule separates from the full loss
         worse = [v.replace("- ", "-") for v, _ in ab["ours"] if v in ab["worse"]]
         separated = [v for v, _ in ab["paper"] if v in ab["worse"]]
-        verdict = (f"{len(ab['paper'])} of its variants measured" if ab["same_order"] is None else "same" if ab["same_order"] else
-                   "differs" if len(separated) > 1 else "differs, within seed noise")
+        verdict = (f"{len(ab['paper'])} of its variants measured" if ab["same_order"] is None else
+                   "same" if ab["same_order"] else "differs" if len(separated) > 1 else "differs, within seed noise")
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"]) + f"  ({verdict})")
         lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"
                      + ("; rest noise" if len(worse) < len(ab["ours"]) else ""))

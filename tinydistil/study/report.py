@@ -121,7 +121,8 @@ def _ablation_lines(res: Results) -> list[str]:
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in ab["paper"]) or "none of its variants measured yet"
         # an order is a claim only where the decision rule separates the rows: say which part of it is noise
         separated = [v for v, _ in ab["ours"] if v in ab.get("worse", [])]
-        order = (f"no order to compare yet ({len(ab['paper'])} of the paper's variants measured)." if ab["same_order"] is None else
+        order = (f"no order to compare yet ({len(ab['paper'])} of the paper's variants measured)."
+                 if ab["same_order"] is None else
                  f"as listed, {'the same as' if ab['same_order'] else 'not'} the paper's order — but only "
                  f"{', '.join(separated) or 'no variant'} {'is' if len(separated) == 1 else 'are'} measurably worse "
                  "than the full loss under the declared rule; the order of the rest is within seed noise.")

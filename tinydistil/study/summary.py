@@ -52,8 +52,9 @@ STAGE_OUTPUTS = {"distill": ("distill_tokens_per_s",), "mlm_eval": ("mlm_eval",)
 
 
 def carry_over(summary: dict, earlier: dict, stage_order=()) -> None:
-    """Stages this call found finished (or skipped, or has not reached) keep the wall time an earlier call measured for them, so that
-    `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions and parts; and a
+    """Stages this call found finished (or skipped, or has not reached) keep the wall time an earlier call measured
+    for them, so that `study_wall_time_s` (the sum over stages) is what the whole study took, across interruptions
+    and parts; and a
     stage's outputs (STAGE_OUTPUTS) this call did not write are kept from the earlier call (a call that skips
     mlm_eval must not drop the held-out accuracies the report states)."""
     for keys in STAGE_OUTPUTS.values():
