@@ -368,3 +368,99 @@ def test_distil_loss_from_config_takes_the_kl_weight_by_its_one_name():
     assert from_dict(saved) == DistillConfig(alpha_kl=3.0) and replace(DistillConfig(), alpha_ce=0.0).alpha_kl == 0.0
     with pytest.raises(ValueError, match="alpha_ce is the earlier name of alpha_kl"):
         replace(DistillConfig(), alpha_ce=1.0, alpha_kl=2.0)
+
+
+# ------------------------------------------------------------------ the compiled fused chunk (issue 28)
+def _all_kl_problem(seed=21):
+    feats, w, b, tf, tw, tb, _, labels = _problem(seed=seed)
+    return feats, w, b, tf, tw, tb, torch.ones(N, dtype=torch.bool), labels
+
+
+@pytest.mark.parametrize("upstream", [1.0, 0.7])
+@pytest.mark.parametrize("chunk", [4, N])
+def test_fused_chunk_equals_plain(chunk, upstream):
+    """Every row in the KL (packed blocks): the compiled kernel's loss and gradients are the plain computation's."""
+    feats, w, b, tf, tw, tb, kl_rows, labels = _all_kl_problem()
+
+    def fused(f, w_, b_):
+        return chunked_kl_ce(f, w_, b_, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                             labels=labels, temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, chunk_size=chunk, fused="on")
+
+    def plain(f, w_, b_):
+        return _plain(f, w_, b_, tf, tw, tb, kl_rows, labels, 2.0, 5.0, 2.0)
+
+    f_tot, f_kl, f_ce, f_g = _grads(fused, feats, w, b, upstream=upstream)
+    p_tot, p_kl, p_ce, p_g = _grads(plain, feats, w, b, upstream=upstream)
+    for got, want in ((f_tot, p_tot), (f_kl, p_kl), (f_ce, p_ce)):
+        assert float(got) == pytest.approx(float(want), rel=1e-5, abs=1e-6)
+    for name, fg, pg in zip(("feats", "weight", "bias"), f_g, p_g):
+        torch.testing.assert_close(fg, pg, rtol=1e-4, atol=1e-6, msg=f"gradient wrt {name}")
+
+
+def test_fused_chunk_runs_only_where_every_row_enters_the_kl(monkeypatch):
+    """Padding or KL on masked rows only: the eager loop, bit for bit as with fused off."""
+    from tinydistil import losses as L
+
+    feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=22)  # rows 0, 1, 7 outside the KL
+    monkeypatch.setattr(L, "_fused_forward", lambda *a, **k: pytest.fail("the fused chunk ran on a partial KL"))
+    outs = [chunked_kl_ce(feats, w, b, teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows,
+                          labels=labels, temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, chunk_size=5, fused=f)
+            for f in ("on", "off")]
+    assert all(torch.equal(x, y) for x, y in zip(*outs))
+
+
+def test_fused_chunk_falls_back_to_the_eager_loop_with_one_warning(monkeypatch):
+    from tinydistil import losses as L
+
+    def broken(*a, **k):
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore detail")
+
+    monkeypatch.setitem(L._COMPILED, "chunk", broken)
+    feats, w, b, tf, tw, tb, kl_rows, labels = _all_kl_problem(seed=23)
+    kw = dict(teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=kl_rows, labels=labels,
+              temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, chunk_size=5)
+    with pytest.warns(RuntimeWarning, match=r"torch.compile of the fused KL\+CE chunk failed \(RuntimeError: "
+                                            r"InvalidCxxCompiler: no working C\+\+ compiler found\)"):
+        got = chunked_kl_ce(feats, w, b, fused="on", **kw)
+    want = chunked_kl_ce(feats, w, b, fused="off", **kw)
+    assert all(torch.equal(x, y) for x, y in zip(got, want))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second call neither warns nor tries again
+        again = chunked_kl_ce(feats, w, b, fused="on", **kw)
+    assert all(torch.equal(x, y) for x, y in zip(again, want))
+
+
+def test_fused_and_eager_chunks_under_bf16_autocast_agree_with_the_float32_loss():
+    """bf16 projections, float32 softmaxes: both paths within bf16 rounding of the float32 loss and gradients."""
+    g = torch.Generator().manual_seed(24)
+    n, d, v = 40, 16, 300
+    feats, w, b = torch.randn(n, d, generator=g), torch.randn(v, d, generator=g) * 0.3, torch.randn(v, generator=g)
+    tf, tw, tb = torch.randn(n, d, generator=g), torch.randn(v, d, generator=g) * 0.3, torch.randn(v, generator=g)
+    labels = torch.where(torch.rand(n, generator=g) < 0.3, torch.randint(0, v, (n,), generator=g), -100)
+    kw = dict(teacher_feats=tf, teacher_weight=tw, teacher_bias=tb, kl_rows=torch.ones(n, dtype=torch.bool),
+              labels=labels, temperature=2.0, alpha_kl=5.0, alpha_mlm=2.0, chunk_size=16)
+
+    def run(fused, bf16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return _grads(lambda f, w_, b_: chunked_kl_ce(f, w_, b_, fused=fused, **kw), feats, w, b)
+
+    ref_tot, _, _, ref_g = run("off", False)
+    for fused in ("off", "on"):
+        tot, _, _, grads = run(fused, True)
+        assert float(tot) == pytest.approx(float(ref_tot), rel=2e-3)
+        for gr, rg in zip(grads, ref_g):
+            assert float((gr - rg).norm() / rg.norm()) < 3e-2
+            assert gr.dtype == torch.float32
+
+
+def test_fused_auto_is_on_for_large_vocabulary_products_on_cpu_only():
+    from tinydistil.losses import fused_chunks_apply
+
+    assert fused_chunks_apply("auto", "cpu", 512, 30522)  # the cpu preset's chunks
+    assert not fused_chunks_apply("auto", "cpu", 64, 1000)  # test-sized models stay eager
+    assert not fused_chunks_apply("auto", "cuda", 512, 30522)
+    assert fused_chunks_apply("on", "cpu", 4, 20) and not fused_chunks_apply("off", "cpu", 512, 30522)
+    with pytest.raises(ValueError, match="fused must be on, off or auto"):
+        chunked_kl_ce(*_problem()[:3], kl_rows=torch.ones(N, dtype=torch.bool), labels=torch.full((N,), -100),
+                      fused="yes")

@@ -142,6 +142,9 @@ class DistillConfig(TrainConfig):
     alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
     restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one
     loss_chunk_size: int = 0  # rows per chunk of the vocabulary projection + KL/CE; 0 = auto (see losses.auto_chunk_rows)
+    # each chunk of the KL + CE as one torch.compile'd kernel: on / off / auto (CPU, large vocabulary products:
+    # losses.fused_chunks_apply); a few seconds of compilation at the first update
+    fused_loss: str = "auto"
     # fractions of the run's updates (each in (0, 1)) after which a copy of the student is kept in
     # snapshots/update_<n>/ (the study's distillation-tokens curve scores them); training is unchanged by it
     snapshot_fracs: tuple[float, ...] = ()
@@ -156,6 +159,8 @@ class DistillConfig(TrainConfig):
             raise ValueError("DistillConfig: student_init must be 'teacher' or 'random'")
         if self.loss_chunk_size < 0:
             raise ValueError("DistillConfig: loss_chunk_size must be >= 0 (0 = auto)")
+        if self.fused_loss not in ("on", "off", "auto"):
+            raise ValueError(f"DistillConfig: fused_loss must be on, off or auto, not {self.fused_loss!r}")
         if any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1 for f in self.snapshot_fracs):
             raise ValueError(f"DistillConfig: snapshot_fracs {list(self.snapshot_fracs)} must be fractions of the run "
                              "in (0, 1), e.g. [0.25,0.5] (the final model is kept anyway)")

@@ -64,11 +64,127 @@ def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
     return max(16, rows)
 
 
-def _project(f: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """f @ w.T + b written into the float32 buffer `out` (in place when the product is float32)."""
+def _project(f: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
+             low: torch.Tensor | None = None) -> torch.Tensor:
+    """f @ w.T + b written into the float32 buffer `out`: in place when the product is float32, else through the
+    preallocated low-precision buffer `low` (same shape; no (rows x V) allocation per chunk) or a fresh one."""
     if w.dtype == torch.float32 and f.dtype == torch.float32:
         return torch.addmm(b, f, w.t(), out=out)
-    return out.copy_(F.linear(f, w, b))
+    if low is None:
+        return out.copy_(F.linear(f, w, b))
+    return out.copy_(torch.addmm(b, f, w.t(), out=low))
+
+
+def _fused_chunk(z: torch.Tensor, t: torch.Tensor, b: torch.Tensor, tb: torch.Tensor, labels: torch.Tensor,
+                 inv_t: torch.Tensor, kl_scale: torch.Tensor, ce_scale: torch.Tensor, g_out: torch.Tensor):
+    """One chunk of KL + CE with every row in the KL, as one pass of row reductions and one elementwise pass once
+    compiled (`_compiled_chunk`); the eager loop of `_ChunkedKLCE` makes ~15 passes over its (c x V) buffers.
+
+    z, t: (c, V) student and teacher logits without their biases, in the projections' dtype; b, tb: (V,) float32.
+    labels: (c,), -100 = not masked. inv_t: 1 / T; kl_scale: alpha_kl * T / n_kl; ce_scale: alpha_mlm / n_ce
+    (0-d float32 tensors, so a new batch is not a new compilation). Writes d(alpha_kl KL + alpha_mlm CE)/dz into
+    g_out (c, V) and returns (sum over rows of KL(p_t || p_s), sum of -log p_s(label)), float32; softmaxes, sums and
+    the gradient are computed in float32 whatever the logits' dtype. (The bias gradient, g's column sums, is left
+    to the caller: inside the kernel that reduction across rows took as long as all the rest.)"""
+    z = z.float() + b
+    zt = z * inv_t
+    tt = (t.float() + tb) * inv_t
+    lpt = tt - torch.logsumexp(tt, -1, keepdim=True)
+    lps = zt - torch.logsumexp(zt, -1, keepdim=True)
+    lse = torch.logsumexp(z, -1, keepdim=True)
+    pt = lpt.exp()
+    kl = (pt * (lpt - lps)).sum()
+    masked = labels != -100
+    lab = labels.clamp(min=0)[:, None]
+    ce = ((lse - z.gather(1, lab)).squeeze(1) * masked).sum()
+    onehot = (torch.arange(z.shape[1], device=z.device)[None, :] == lab).float()
+    g = (lps.exp() - pt) * kl_scale + ((z - lse).exp() - onehot) * (masked[:, None] * ce_scale)
+    g_out.copy_(g)
+    return kl, ce
+
+
+_COMPILED: dict[str, object] = {}  # "chunk": the compiled _fused_chunk, or None once compiling it has failed
+
+
+def _compiled_chunk():
+    """`_fused_chunk` under torch.compile (inductor), built on first use; None where it cannot compile here (no C++
+    compiler, say): then the eager loop runs, with one warning."""
+    if "chunk" not in _COMPILED:
+        _COMPILED["chunk"] = torch.compile(_fused_chunk, dynamic=False)
+    return _COMPILED["chunk"]
+
+
+def fused_chunks_apply(fused: str, device: torch.device | str, chunk_rows: int, vocab_size: int) -> bool:
+    """Whether `chunked_kl_ce` runs the compiled fused chunk: fused "on" / "off", or "auto": on CPU where a chunk's
+    logits have at least 2^22 entries (compiling takes seconds, which only large vocabulary products repay; tiny
+    test models stay eager). On CUDA "auto" stays eager (the fp16 / bf16 GPU path is not measured with it)."""
+    if fused == "auto":
+        return torch.device(device).type == "cpu" and chunk_rows * vocab_size >= 2**22
+    return fused == "on"
+
+
+def _fused_forward(feats, weight, bias, t_feats, t_weight, t_bias, labels, temperature, alpha_kl, alpha_mlm,
+                   chunk_size, mm, n_kl, n_ce):
+    """The chunk loop of `_ChunkedKLCE` when every row enters the KL (packed blocks, the default objective), with
+    `_fused_chunk` compiled: (grad_feats, grad_w, grad_b, kl_sum, ce_sum) float32, or None when it cannot compile."""
+    chunk = _compiled_chunk()
+    if chunk is None:
+        return None
+    N, V = feats.shape[0], weight.shape[0]
+    w_mm, tw_mm = weight.to(mm), t_weight.to(mm)
+    b32, tb32 = bias.float(), t_bias.float()
+    gm = torch.float32 if mm == torch.float16 else mm  # fp16 gradients of size ~1/rows would underflow
+    n_buf = min(chunk_size, N)
+    zbuf = torch.empty((n_buf, V), dtype=mm, device=feats.device)
+    tbuf = torch.empty((n_buf, V), dtype=mm, device=feats.device)
+    gbuf = torch.empty((n_buf, V), dtype=gm, device=feats.device)
+    w_g = w_mm if gm == mm else weight.float()
+    wlow = torch.empty(weight.shape, dtype=gm, device=feats.device) if gm != torch.float32 else None
+    w32buf = torch.empty(weight.shape, dtype=torch.float32, device=feats.device) if wlow is not None else None
+    ones = torch.ones((1, n_buf), dtype=gm, device=feats.device)
+    blow = torch.empty((1, V), dtype=gm, device=feats.device)
+    grad_feats = torch.empty_like(feats, dtype=torch.float32)
+    grad_w = torch.empty_like(weight, dtype=torch.float32)  # the first chunk writes it
+    grad_b = torch.zeros(V, dtype=torch.float32, device=feats.device)
+    kl_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
+    ce_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
+    f32 = dict(dtype=torch.float32, device=feats.device)
+    inv_t = torch.tensor(1.0 / temperature, **f32)
+    kl_scale = torch.tensor(alpha_kl * temperature / n_kl, **f32)
+    ce_scale = torch.tensor(alpha_mlm / max(n_ce, 1), **f32)
+    for start in range(0, N, chunk_size):
+        c = min(chunk_size, N - start)
+        idx = slice(start, start + c)
+        f = feats[idx].to(mm)
+        z = torch.mm(f, w_mm.t(), out=zbuf[:c])
+        t = torch.mm(t_feats[idx].to(mm), tw_mm.t(), out=tbuf[:c])
+        try:
+            kl, ce = chunk(z, t, b32, tb32, labels[idx], inv_t, kl_scale, ce_scale, gbuf[:c])
+        except Exception as e:  # inductor needs a C++ compiler (CPU) or triton (GPU): the eager loop does this call
+            import warnings
+            warnings.warn(f"tinydistil: torch.compile of the fused KL+CE chunk failed ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:160] if str(e) else ''}); the eager chunk loop runs instead "
+                          "(fused_loss off skips the attempt)", RuntimeWarning, stacklevel=2)
+            _COMPILED["chunk"] = None
+            return None
+        g = gbuf[:c]
+        if wlow is None:
+            grad_b += g.sum(0)
+        else:  # column sums as a product (float32 accumulation, bf16 result as for grad_w): a bf16 sum(0) with
+            grad_b += torch.mm(ones[:, :c], g, out=blow)[0]  # dtype=float32 first copies g to a fresh buffer
+        kl_sum += kl
+        ce_sum += ce
+        torch.mm(g, w_g, out=grad_feats[idx]) if gm == torch.float32 else grad_feats[idx].copy_(g @ w_g)
+        if wlow is None:
+            if start == 0:
+                torch.mm(g.t(), f.float(), out=grad_w)
+            else:
+                grad_w.addmm_(g.t(), f.float())
+        elif start == 0:
+            grad_w.copy_(torch.mm(g.t(), f, out=wlow))
+        else:
+            grad_w += w32buf.copy_(torch.mm(g.t(), f, out=wlow))
+    return grad_feats, grad_w, grad_b, kl_sum, ce_sum
 
 
 class _ChunkedKLCE(torch.autograd.Function):
@@ -76,18 +192,18 @@ class _ChunkedKLCE(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
-                temperature, alpha_kl, alpha_mlm, chunk_size):
+                temperature, alpha_kl, alpha_mlm, chunk_size, fused=False):
         device = feats.device.type
         # Under autocast (bf16 on CPU / GPU, fp16 on a T4) the projections run in that dtype, as autocast would
         # run them; softmax, KL, CE and the accumulated gradients stay float32.
         mm = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
         with torch.autocast(device, enabled=False):
             return _ChunkedKLCE._forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
-                                         temperature, alpha_kl, alpha_mlm, chunk_size, mm)
+                                         temperature, alpha_kl, alpha_mlm, chunk_size, mm, fused)
 
     @staticmethod
     def _forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
-                 temperature, alpha_kl, alpha_mlm, chunk_size, mm):
+                 temperature, alpha_kl, alpha_mlm, chunk_size, mm, fused):
         # one function on purpose (~85 lines): the fused per-chunk loop shares four preallocated buffers; split into
         # helpers it would hand them and a dozen tensors around, and its memory traffic would no longer be visible
         n_kl = int(kl_rows.sum())
@@ -95,6 +211,14 @@ class _ChunkedKLCE(torch.autograd.Function):
         n_ce = int(ce_rows.sum())
         use_kl = t_feats is not None and n_kl > 0
         use_ce = n_ce > 0
+        out = None
+        if fused and t_feats is not None and n_kl == kl_rows.numel():
+            out = _fused_forward(feats, weight, bias, t_feats, t_weight, t_bias, labels, temperature, alpha_kl,
+                                 alpha_mlm, chunk_size, mm, n_kl, n_ce)
+        if out is not None:
+            grad_feats, grad_w, grad_b, kl_sum, ce_sum = out
+            return _ChunkedKLCE._finish(ctx, feats, weight, bias, grad_feats, grad_w, grad_b, kl_sum, ce_sum,
+                                        True, n_kl, n_ce, temperature, alpha_kl, alpha_mlm)
         rows = torch.nonzero((kl_rows if use_kl else torch.zeros_like(kl_rows)) | ce_rows).flatten()
         w_mm, b_mm = weight.to(mm), bias.to(mm)
         # gradient matmuls: in bf16 under bf16 autocast, else float32 (in fp16, gradients of size ~1/rows
@@ -113,20 +237,29 @@ class _ChunkedKLCE(torch.autograd.Function):
         # probabilities, D student log-probs at T then the KL gradient.
         n_buf = min(chunk_size, len(rows))
         bufs = torch.empty((4 if use_kl else 1, n_buf, weight.shape[0]), dtype=torch.float32, device=feats.device)
+        # Under bf16 three more, reused the same way: a (chunk x V) bf16 buffer for the projections' products and
+        # then the chunk's gradient, and (V x D) bf16 and float32 ones for its weight gradient. Allocated per chunk
+        # instead (the casts and a mixed-dtype add_ allocate), each is tens of MB of fresh memory to page in, which
+        # cost more than the bf16 matrix products themselves.
+        low = wlow = w32buf = None
+        if gm == torch.bfloat16:
+            low = torch.empty((n_buf, weight.shape[0]), dtype=mm, device=feats.device)
+            wlow = torch.empty(weight.shape, dtype=mm, device=feats.device)
+            w32buf = torch.empty(weight.shape, dtype=torch.float32, device=feats.device)
         # every row selected (packed blocks, or the masked rows only): chunks are slices, not gathers
         contiguous = len(rows) == feats.shape[0]
         for start in range(0, len(rows), chunk_size):
             c = min(chunk_size, len(rows) - start)
             idx = slice(start, start + c) if contiguous else rows[start:start + c]
             f = feats[idx].to(mm)
-            z = _project(f, w_mm, b_mm, bufs[0, :c])  # (c, V) student logits, float32
+            z = _project(f, w_mm, b_mm, bufs[0, :c], None if low is None else low[:c])  # (c, V) student logits, float32
             g = None  # d(loss)/dz for this chunk
             if use_kl:
                 sel = kl_rows[idx]
                 every = bool(sel.all())
                 n = c if every else int(sel.sum())
                 ft = (t_feats[idx] if every else t_feats[idx][sel]).to(mm)
-                lt = _project(ft, tw_mm, tb_mm, bufs[1, :n]).div_(temperature)
+                lt = _project(ft, tw_mm, tb_mm, bufs[1, :n], None if low is None else low[:n]).div_(temperature)
                 lpt = torch.log_softmax(lt, dim=-1, out=bufs[2, :n])
                 torch.div(z if every else z[sel], temperature, out=bufs[1, :n])
                 lps = torch.log_softmax(bufs[1, :n], dim=-1, out=bufs[3, :n])
@@ -165,9 +298,15 @@ class _ChunkedKLCE(torch.autograd.Function):
                     grad_feats[idx] = g @ w32
                 grad_w.addmm_(g.t(), f.float())
             else:  # bf16 has float32's range: the small per-row gradients do not underflow
-                g = g.to(gm)
+                g = low[:c].copy_(g)
                 grad_feats[idx] = (g @ w_mm).float()
-                grad_w += (g.t() @ f).float()
+                grad_w += w32buf.copy_(torch.mm(g.t(), f, out=wlow))
+        return _ChunkedKLCE._finish(ctx, feats, weight, bias, grad_feats, grad_w, grad_b, kl_sum, ce_sum,
+                                    use_kl, n_kl, n_ce, temperature, alpha_kl, alpha_mlm)
+
+    @staticmethod
+    def _finish(ctx, feats, weight, bias, grad_feats, grad_w, grad_b, kl_sum, ce_sum, use_kl, n_kl, n_ce,
+                temperature, alpha_kl, alpha_mlm):
         kl = kl_sum * temperature**2 / max(n_kl, 1) if use_kl else kl_sum
         ce = ce_sum / max(n_ce, 1)
         ctx.save_for_backward(grad_feats.to(feats.dtype), grad_w.to(weight.dtype), grad_b.to(bias.dtype))
@@ -177,28 +316,37 @@ class _ChunkedKLCE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_total, _gkl, _gce):
         gf, gw, gb = ctx.saved_tensors
-        return gf * grad_total, gw * grad_total, gb * grad_total, *([None] * 9)
+        if grad_total.numel() == 1 and float(grad_total) == 1.0:  # loss.backward() without a scaler: no copies
+            return gf, gw, gb, *([None] * 10)
+        return gf * grad_total, gw * grad_total, gb * grad_total, *([None] * 10)
 
 
 def chunked_kl_ce(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
                   teacher_feats: torch.Tensor | None = None, teacher_weight: torch.Tensor | None = None,
                   teacher_bias: torch.Tensor | None = None, kl_rows: torch.Tensor, labels: torch.Tensor,
-                  temperature: float = 1.0, alpha_kl: float = 0.0, alpha_mlm: float = 1.0, chunk_size: int = 0):
+                  temperature: float = 1.0, alpha_kl: float = 0.0, alpha_mlm: float = 1.0, chunk_size: int = 0,
+                  fused: str = "off"):
     """(alpha_kl * KL + alpha_mlm * CE, KL, CE) without materialising all logits at once.
 
     feats: (N, D) student features entering the vocabulary projection (weight (V, D), bias (V,)).
     teacher_feats: (N, D_t) teacher features (no gradient) with teacher_weight/bias; None skips KL.
     kl_rows: (N,) bool rows that enter the KL. labels: (N,) MLM labels, -100 = not masked.
     chunk_size: rows per chunk; 0 picks `auto_chunk_rows`.
+    fused: "on" / "off" / "auto" (`fused_chunks_apply`): where every row enters the KL, each chunk's softmaxes, KL,
+    CE and gradient run as one compiled kernel (`_fused_chunk`) instead of the eager loop's ~15 passes.
     Equal to `soft_target_kl` and `mlm_cross_entropy` on the full logits, in value and gradient.
     """
     if chunk_size <= 0:
         chunk_size = auto_chunk_rows(weight.shape[0], weight.device)
+    if fused not in ("on", "off", "auto"):
+        raise ValueError(f"fused must be on, off or auto, not {fused!r}")
+    use_fused = fused_chunks_apply(fused, feats.device, min(chunk_size, feats.shape[0]), weight.shape[0])
     if teacher_feats is not None:
         teacher_feats = teacher_feats.detach()
         teacher_weight, teacher_bias = teacher_weight.detach(), teacher_bias.detach()
     return _ChunkedKLCE.apply(feats, weight, bias, teacher_feats, teacher_weight, teacher_bias,
-                              kl_rows, labels, float(temperature), float(alpha_kl), float(alpha_mlm), int(chunk_size))
+                              kl_rows, labels, float(temperature), float(alpha_kl), float(alpha_mlm), int(chunk_size),
+                              use_fused)
 
 
 @dataclass(frozen=True)
@@ -248,6 +396,7 @@ class DistilLoss:
     kl_on_masked_only: bool = False
     chunked: bool = True
     chunk_size: int = 0
+    fused: str = "auto"  # the compiled fused chunk of chunked_kl_ce: on / off / auto (fused_chunks_apply)
 
     @classmethod
     def mlm_only(cls, chunk_size: int = 0) -> "DistilLoss":
@@ -258,7 +407,7 @@ class DistilLoss:
     def from_config(cls, cfg) -> "DistilLoss":
         """From a DistillConfig."""
         return cls(temperature=cfg.temperature, **{t.weight: getattr(cfg, t.weight) for t in TERMS},
-                   kl_on_masked_only=cfg.restrict_ce_to_mask, chunk_size=cfg.loss_chunk_size)
+                   kl_on_masked_only=cfg.restrict_ce_to_mask, chunk_size=cfg.loss_chunk_size, fused=cfg.fused_loss)
 
     def __call__(self, student: MLMParts, labels: torch.Tensor, attention_mask: torch.Tensor,
                  teacher: MLMParts | None = None) -> dict[str, torch.Tensor]:
@@ -280,7 +429,7 @@ class DistilLoss:
                 s_feats, student.weight, student.bias, teacher_feats=t_feats,
                 teacher_weight=teacher.weight if use_kl else None, teacher_bias=teacher.bias if use_kl else None,
                 kl_rows=kl_rows, labels=labels, temperature=self.temperature, alpha_kl=self.alpha_kl if use_kl else 0.0,
-                alpha_mlm=self.alpha_mlm, chunk_size=self.chunk_size)
+                alpha_mlm=self.alpha_mlm, chunk_size=self.chunk_size, fused=self.fused)
         else:
             z = F.linear(s_feats, student.weight, student.bias)
             mlm = mlm_cross_entropy(z, labels)
