@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import shlex
 import sys
 import tempfile
@@ -94,13 +95,17 @@ def main(argv=None) -> int:
                  for prec in ("fp32", "bf16")} if args.compare_fused else {}
         dtype_of = {k: k.split()[0] for k in [*runs, *eager]}
         # (2) identical weights (same seed) and the same masked batch (same micro index): compare the terms
-        terms = {}
-        for prec, run in runs.items():
+        # (the first loss of a fused run compiles its kernel: timed, with the eager runs' first loss beside it)
+        terms, first_loss = {}, {}
+        for key, run in {**runs, **eager}.items():
             tr = run.trainer
             tr.micro = 1
+            torch.manual_seed(1234)  # the same dropout masks in every run (the models are in train mode)
+            t0 = time.perf_counter()
             with torch.no_grad(), autocast(tr.device, tr.precision):
                 out = tr.loss_terms(run.batch(0))
-            terms[prec] = {k: float(out[k]) for k in TERMS}
+            first_loss[key] = time.perf_counter() - t0
+            terms[key] = {k: float(out[k]) for k in TERMS}
         lines.append("loss terms on one identical batch (same weights, same masks):")
         worst = 0.0
         for k in TERMS:
@@ -120,7 +125,6 @@ def main(argv=None) -> int:
         timed = {**runs, **eager}
         tokens, seconds = dict.fromkeys(timed, 0), dict.fromkeys(timed, 0.0)
         frac = {k: [] for k in timed}
-        first = {}
         for i in range(args.warmup + args.steps):
             keys = list(timed)
             for key in keys[i % len(keys):] + keys[:i % len(keys)]:  # order rotated every round
@@ -131,7 +135,6 @@ def main(argv=None) -> int:
                 with autocast(tr.device, tr.precision):
                     n = run.step(i + 1)
                 dt = time.perf_counter() - t0
-                first.setdefault(key, dt)
                 if i >= args.warmup:
                     tokens[key] += n
                     seconds[key] += dt
@@ -153,8 +156,11 @@ def main(argv=None) -> int:
         for key in eager:
             prec = dtype_of[key]
             lines.append(f"  {key} (fused_loss off): {tps[key]:.0f} tok/s, fraction {100 * median(frac[key]):.0f} %; "
-                         f"the fused loss is {tps[prec] / tps[key]:.2f}x its tokens/s; first update (compiling) "
-                         f"{first[prec]:.1f} s against {first[key]:.1f} s eager")
+                         f"the fused loss is {tps[prec] / tps[key]:.2f}x its tokens/s; first loss computation "
+                         f"{first_loss[prec]:.1f} s (compiling the fused kernel, inductor cache "
+                         f"{os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}) against {first_loss[key]:.1f} s eager; "
+                         f"total loss {terms[key]['loss']:.5f} eager vs {terms[prec]['loss']:.5f} fused "
+                         f"({100 * abs(terms[prec]['loss'] / terms[key]['loss'] - 1):.4f} %)")
         lines += ["kept changes (issue 28) in this path: the chunked loss's reused buffers and larger chunks "
                   "(measured in fp32 by distill_throughput.py); the frozen teacher's Linear weights cast to bf16 once "
                   "(runtime.cast_frozen_linears: outputs bit-identical under autocast, tested) -- its speed "

@@ -58,16 +58,16 @@ from tinydistil.student import init_student  # noqa: E402
 from tinydistil.teacher import load_teacher, resolve_encoder  # noqa: E402
 
 # the module, not the function `tinydistil.train` that shadows it on the package
-td_distill = sys.modules["tinydistil.train"]
 
 VARIANTS = {  # key -> label in the table
     "reference": "reference (length-grouped sentence batches)",
     "reference_shuffled": "reference, ungrouped batches (info)",
     "tinydistil": "tinydistil default (KL on all non-pad)",
     "previous": "tinydistil before issue 28 (its chunked loss)",
+    "eager": "tinydistil, eager loss (fused_loss off)",
     "restrict": "tinydistil restrict_ce_to_mask",
 }
-DEFAULT_VARIANTS = "reference,tinydistil,previous"
+DEFAULT_VARIANTS = "reference,tinydistil,previous,eager"
 MEMORY_VARIANTS = ["reference", "tinydistil", "restrict"]  # both reference orders peak at a full-width batch
 # the commit before issue 28's changes: its losses.py (loop allocating per chunk, ~8 MiB chunks: 68 rows at
 # V=30,522) is timed as "previous", side by side with today's
@@ -110,17 +110,20 @@ def previous_loss_module():
     return mod
 
 
-def distill_config(args, teacher_dir: Path, run_dir: Path, restrict: bool, chunk: int | None = None):
+def distill_config(args, teacher_dir: Path, run_dir: Path, restrict: bool, chunk: int | None = None,
+                   fused_loss: str = "auto"):
     chunk = args.loss_chunk_size if chunk is None else chunk
     extra = {"loss_chunk_size": chunk} if chunk else {}
+    extra["fused_loss"] = fused_loss
     return stage_config("cpu", "distill", teacher=str(teacher_dir), data_dir=args.data_dir, output_dir=str(run_dir),
                         block_size=args.block_size, batch_size=args.batch_size, packing=True,
                         restrict_ce_to_mask=restrict, device="cpu", precision="fp32", seed=args.seed, **extra)
 
 
-def make_trainer(args, teacher_dir: Path, work: Path, restrict: bool, chunk: int | None = None) -> Trainer:
+def make_trainer(args, teacher_dir: Path, work: Path, restrict: bool, chunk: int | None = None,
+                 fused_loss: str = "auto") -> Trainer:
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-    trainer = Trainer(distill_config(args, teacher_dir, run_dir, restrict, chunk), progress=False).setup()
+    trainer = Trainer(distill_config(args, teacher_dir, run_dir, restrict, chunk, fused_loss), progress=False).setup()
     trainer.model.train()
     return trainer
 
@@ -246,7 +249,8 @@ def make_runner(key: str, args, teacher_dir: Path, work: Path, corpus, data=None
         return Reference(args, teacher_dir, corpus, grouped=key == "reference", data=data)
     if key.startswith("chunk"):  # chunk<N>: today's step at loss_chunk_size N
         return Tiny(make_trainer(args, teacher_dir, work, restrict=False, chunk=int(key[5:])))
-    tiny = Tiny(make_trainer(args, teacher_dir, work, restrict=key == "restrict"))
+    tiny = Tiny(make_trainer(args, teacher_dir, work, restrict=key == "restrict",
+                             fused_loss="off" if key in ("eager", "previous") else "auto"))
     if key == "previous":
         old = previous_loss_module()
         if old is None:
@@ -270,8 +274,9 @@ def agreement(ref: Reference, trainer: Trainer) -> tuple[list[str], bool]:
     model, teacher = trainer.model, trainer.teacher
     seen = {}
 
-    def recording_mask_tokens(*a, **k):
-        seen["ids"], seen["labels"] = out = mask_tokens(*a, **k)
+    def recording_mask_batch(b):
+        out = type(trainer).mask_batch(trainer, b)
+        seen["ids"], seen["labels"] = out[0], out[1]
         return out
 
     lines, ok = [], True
@@ -282,7 +287,7 @@ def agreement(ref: Reference, trainer: Trainer) -> tuple[list[str], bool]:
     lines.append(f"  {'objective':<22}{'term':<10}{'reference':>14}{'tinydistil':>14}{'rel diff':>11}")
     model.eval()
     saved = trainer.objective
-    td_distill.mask_tokens = recording_mask_tokens  # capture the masking loss_terms draws
+    trainer.mask_batch = recording_mask_batch  # capture the masking loss_terms draws
     try:
         for restrict in (False, True):
             # the Trainer's objective is built once from its config: switch the objective itself
@@ -306,7 +311,7 @@ def agreement(ref: Reference, trainer: Trainer) -> tuple[list[str], bool]:
             ok &= grel <= RTOL
             lines.append(f"  {name:<22}{'gradient':<10}{'||g_td - g_ref|| / ||g_ref|| =':>28}{grel:>11.1e}")
     finally:
-        td_distill.mask_tokens = mask_tokens
+        del trainer.mask_batch
         trainer.objective = saved
         model.train()
     lines.append(f"  -> {'PASS' if ok else 'FAIL'} (tolerance {RTOL:g} relative)")
@@ -544,6 +549,10 @@ def main(argv=None) -> int:
         lines.append(f"  chunked KL+CE with four reused (chunk x V) buffers and {chunk}-row chunks (was: allocations per "
                      f"chunk, 68-row chunks at this vocabulary): today's step {tps['tinydistil'] / tps['previous']:.2f}x "
                      f"the previous step's tokens/s")
+    if "eager" in tps:
+        lines.append(f"  the fused chunk (fused_loss auto: each chunk's softmaxes, KL, CE and gradient as one "
+                     f"torch.compile'd kernel): today's step {tps['tinydistil'] / tps['eager']:.2f}x the eager loss's "
+                     "tokens/s")
     for k in keys:
         if k.startswith("chunk"):
             lines.append(f"  loss_chunk_size {k[5:]} instead of {chunk}: {tps[k] / tps['tinydistil']:.2f}x tokens/s")
