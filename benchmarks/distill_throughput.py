@@ -49,7 +49,7 @@ from torch import nn  # noqa: E402
 from roofline import (Encoder, MatmulProbe, cpu_lines, describe_distill, distill_gemms,  # noqa: E402
                       distill_step_flops, median, target_line)
 from tinydistil.data import load_corpus, make_batches, token_counts, tokenize_corpus  # noqa: E402
-from tinydistil.losses import auto_chunk_rows  # noqa: E402
+from tinydistil.chunked_loss import auto_chunk_rows  # noqa: E402
 from tinydistil.train import TERMS, Trainer  # noqa: E402
 from tinydistil.masking import mask_tokens, token_weights  # noqa: E402
 from tinydistil.presets import stage_config  # noqa: E402

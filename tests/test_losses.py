@@ -399,7 +399,7 @@ def test_fused_chunk_equals_plain(chunk, upstream):
 
 def test_fused_chunk_runs_only_where_every_row_enters_the_kl(monkeypatch):
     """Padding or KL on masked rows only: the eager loop, bit for bit as with fused off."""
-    from tinydistil import losses as L
+    from tinydistil import chunked_loss as L
 
     feats, w, b, tf, tw, tb, kl_rows, labels = _problem(seed=22)  # rows 0, 1, 7 outside the KL
     monkeypatch.setattr(L, "_fused_forward", lambda *a, **k: pytest.fail("the fused chunk ran on a partial KL"))
@@ -410,7 +410,7 @@ def test_fused_chunk_runs_only_where_every_row_enters_the_kl(monkeypatch):
 
 
 def test_fused_chunk_falls_back_to_the_eager_loop_with_one_warning(monkeypatch):
-    from tinydistil import losses as L
+    from tinydistil import chunked_loss as L
 
     def broken(*a, **k):
         raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found\nmore detail")
@@ -455,7 +455,7 @@ def test_fused_and_eager_chunks_under_bf16_autocast_agree_with_the_float32_loss(
 
 
 def test_fused_auto_is_on_for_large_vocabulary_products_on_cpu_only():
-    from tinydistil.losses import fused_chunks_apply
+    from tinydistil.chunked_loss import fused_chunks_apply
 
     assert fused_chunks_apply("auto", "cpu", 512, 30522)  # the cpu preset's chunks
     assert not fused_chunks_apply("auto", "cpu", 64, 1000)  # test-sized models stay eager

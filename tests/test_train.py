@@ -191,7 +191,7 @@ def test_mlm_eval_scores_identical_models_identically(tmp_path, smoke_teacher):
 def test_resume_is_bit_identical_with_the_fused_loss(tmp_path, smoke_teacher, monkeypatch):
     """fused_loss on (the compiled KL + CE chunk): a run stopped at its checkpoint and resumed equals the run that was
     never stopped, and differs from the eager loss only by rounding."""
-    from tinydistil import losses as L
+    from tinydistil import chunked_loss as L
 
     calls = []
     real = L._fused_forward

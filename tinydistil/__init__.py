@@ -7,7 +7,7 @@ import importlib
 _EXPORTS = {
     "DistillConfig": "config", "TeacherConfig": "config", "TrainConfig": "config",
     "Trainer": "train", "distill": "train", "pretrain_teacher": "train",
-    "DistilLoss": "losses", "chunked_kl_ce": "losses", "hidden_cosine_loss": "losses",
+    "DistilLoss": "losses", "chunked_kl_ce": "chunked_loss", "hidden_cosine_loss": "losses",
     "mlm_cross_entropy": "losses", "soft_target_kl": "losses",
     "get_preset": "presets", "stage_config": "presets",
     "default_student_layers": "student", "init_student": "student",

@@ -141,9 +141,9 @@ class DistillConfig(TrainConfig):
     alpha_mlm: float = 2.0  # masked-LM cross-entropy
     alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
     restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one
-    loss_chunk_size: int = 0  # rows per chunk of the vocabulary projection + KL/CE; 0 = auto (see losses.auto_chunk_rows)
+    loss_chunk_size: int = 0  # rows per chunk of the vocabulary projection + KL/CE; 0 = auto (see chunked_loss.auto_chunk_rows)
     # each chunk of the KL + CE as one torch.compile'd kernel: on / off / auto (CPU, large vocabulary products:
-    # losses.fused_chunks_apply); a few seconds of compilation at the first update
+    # chunked_loss.fused_chunks_apply); a few seconds of compilation at the first update
     fused_loss: str = "auto"
     # fractions of the run's updates (each in (0, 1)) after which a copy of the student is kept in
     # snapshots/update_<n>/ (the study's distillation-tokens curve scores them); training is unchanged by it

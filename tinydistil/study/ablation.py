@@ -98,14 +98,16 @@ def parse_variants(variants) -> list[str]:
 
 def _same_run(folder: Path, cfg) -> bool:
     """True when `folder` holds a finished distillation whose config equals `cfg` apart from output paths
-    (earlier field names, config.RENAMED, read as the current ones)."""
+    (earlier field names, config.RENAMED, read as the current ones; a field added since it ran counts as its
+    default, as on resume)."""
     from ..train import Trainer
 
     run, done = folder / "run.json", folder / "summary.json"
     if not (run.is_file() and done.is_file()):
         return False
     saved = current_names(json.loads(run.read_text())["config"])
-    return not config_diff(json.loads(json.dumps(to_dict(cfg))), saved, Trainer.RESUME_IGNORES)
+    return not config_diff(json.loads(json.dumps(to_dict(cfg))), saved, Trainer.RESUME_IGNORES,
+                           defaults=json.loads(json.dumps(to_dict(type(cfg)()))))
 
 
 def task_seed_scores(glue_dir: Path, tasks: list[str]) -> dict[str, dict[int, float]]:
