@@ -83,40 +83,45 @@ def fused_chunks_apply(fused: str, device: torch.device | str, chunk_rows: int, 
 def _fused_forward(feats, weight, bias, t_feats, t_weight, t_bias, labels, temperature, alpha_kl, alpha_mlm,
                    chunk_size, mm, n_kl, n_ce):
     """The chunk loop of `_ChunkedKLCE` when every row enters the KL (packed blocks, the default objective), with
-    `_fused_chunk` compiled: (grad_feats, grad_w, grad_b, kl_sum, ce_sum) float32, or None when it cannot compile."""
+    `_fused_chunk` compiled: (grad_feats, grad_w, grad_b, kl_sum, ce_sum) float32, or None when it cannot compile.
+
+    float32 gradients (fp32; fp16, whose gradients of size ~1/rows would underflow): each chunk's gradient goes into
+    grad_feats / grad_w at once. bf16: every chunk's gradient is kept, (N x V) bf16 (half of one float32 chunk
+    buffer per 1,000 rows), and the three gradient products run once over all rows after the loop: one long product
+    instead of a product, a (V x D) cast and an add per chunk."""
     chunk = _compiled_chunk()
     if chunk is None:
         return None
     N, V = feats.shape[0], weight.shape[0]
+    dev = feats.device
     w_mm, tw_mm = weight.to(mm), t_weight.to(mm)
     b32, tb32 = bias.float(), t_bias.float()
-    gm = torch.float32 if mm == torch.float16 else mm  # fp16 gradients of size ~1/rows would underflow
+    keep = mm == torch.bfloat16
+    gm = mm if keep else torch.float32
     n_buf = min(chunk_size, N)
-    zbuf = torch.empty((n_buf, V), dtype=mm, device=feats.device)
-    tbuf = torch.empty((n_buf, V), dtype=mm, device=feats.device)
-    gbuf = torch.empty((n_buf, V), dtype=gm, device=feats.device)
-    w_g = w_mm if gm == mm else weight.float()
-    wlow = torch.empty(weight.shape, dtype=gm, device=feats.device) if gm != torch.float32 else None
-    w32buf = torch.empty(weight.shape, dtype=torch.float32, device=feats.device) if wlow is not None else None
-    ones = torch.ones((1, n_buf), dtype=gm, device=feats.device)
-    blow = torch.empty((1, V), dtype=gm, device=feats.device)
-    grad_feats = torch.empty_like(feats, dtype=torch.float32)
-    grad_w = torch.empty_like(weight, dtype=torch.float32)  # the first chunk writes it
-    grad_b = torch.zeros(V, dtype=torch.float32, device=feats.device)
-    kl_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
-    ce_sum = torch.zeros((), dtype=torch.float32, device=feats.device)
-    f32 = dict(dtype=torch.float32, device=feats.device)
+    zbuf = torch.empty((n_buf, V), dtype=mm, device=dev)
+    tbuf = torch.empty((n_buf, V), dtype=mm, device=dev)
+    gbuf = torch.empty((N if keep else n_buf, V), dtype=gm, device=dev)
+    f_mm = feats.to(mm)
+    kl_sum = torch.zeros((), dtype=torch.float32, device=dev)
+    ce_sum = torch.zeros((), dtype=torch.float32, device=dev)
+    if not keep:
+        w32 = weight.float()
+        grad_feats = torch.empty_like(feats, dtype=torch.float32)
+        grad_w = torch.empty_like(weight, dtype=torch.float32)  # the first chunk writes it
+        grad_b = torch.zeros(V, dtype=torch.float32, device=dev)
+    f32 = dict(dtype=torch.float32, device=dev)
     inv_t = torch.tensor(1.0 / temperature, **f32)
     kl_scale = torch.tensor(alpha_kl * temperature / n_kl, **f32)
     ce_scale = torch.tensor(alpha_mlm / max(n_ce, 1), **f32)
     for start in range(0, N, chunk_size):
         c = min(chunk_size, N - start)
         idx = slice(start, start + c)
-        f = feats[idx].to(mm)
-        z = torch.mm(f, w_mm.t(), out=zbuf[:c])
+        z = torch.mm(f_mm[idx], w_mm.t(), out=zbuf[:c])
         t = torch.mm(t_feats[idx].to(mm), tw_mm.t(), out=tbuf[:c])
+        g = gbuf[idx] if keep else gbuf[:c]
         try:
-            kl, ce = chunk(z, t, b32, tb32, labels[idx], inv_t, kl_scale, ce_scale, gbuf[:c])
+            kl, ce = chunk(z, t, b32, tb32, labels[idx], inv_t, kl_scale, ce_scale, g)
         except Exception as e:  # inductor needs a C++ compiler (CPU) or triton (GPU): the eager loop does this call
             import warnings
             warnings.warn(f"tinydistil: torch.compile of the fused KL+CE chunk failed ({type(e).__name__}: "
@@ -124,23 +129,18 @@ def _fused_forward(feats, weight, bias, t_feats, t_weight, t_bias, labels, tempe
                           "(fused_loss off skips the attempt)", RuntimeWarning, stacklevel=2)
             _COMPILED["chunk"] = None
             return None
-        g = gbuf[:c]
-        if wlow is None:
-            grad_b += g.sum(0)
-        else:  # column sums as a product (float32 accumulation, bf16 result as for grad_w): a bf16 sum(0) with
-            grad_b += torch.mm(ones[:, :c], g, out=blow)[0]  # dtype=float32 first copies g to a fresh buffer
         kl_sum += kl
         ce_sum += ce
-        torch.mm(g, w_g, out=grad_feats[idx]) if gm == torch.float32 else grad_feats[idx].copy_(g @ w_g)
-        if wlow is None:
-            if start == 0:
-                torch.mm(g.t(), f.float(), out=grad_w)
-            else:
-                grad_w.addmm_(g.t(), f.float())
-        elif start == 0:
-            grad_w.copy_(torch.mm(g.t(), f, out=wlow))
-        else:
-            grad_w += w32buf.copy_(torch.mm(g.t(), f, out=wlow))
+        if not keep:
+            grad_b += g.sum(0)
+            torch.mm(g, w32, out=grad_feats[idx])
+            f = f_mm[idx].float()
+            torch.mm(g.t(), f, out=grad_w) if start == 0 else grad_w.addmm_(g.t(), f)
+    if keep:  # bf16 products accumulate in float32 and round once; the bias gradient as a product too (a bf16
+        # sum(0) with dtype=float32 first copies the whole gradient)
+        grad_feats = torch.mm(gbuf, w_mm).float()
+        grad_w = torch.mm(gbuf.t(), f_mm).float()
+        grad_b = torch.mm(torch.ones((1, N), dtype=gm, device=dev), gbuf)[0].float()
     return grad_feats, grad_w, grad_b, kl_sum, ce_sum
 
 
