@@ -9,7 +9,6 @@ objective) each chunk can run as one torch.compile'd kernel (`_fused_chunk`, `fu
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 
 def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
@@ -24,11 +23,9 @@ def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
 def _project(f: torch.Tensor, w: torch.Tensor, b: torch.Tensor, out: torch.Tensor,
              low: torch.Tensor | None = None) -> torch.Tensor:
     """f @ w.T + b written into the float32 buffer `out`: in place when the product is float32, else through the
-    preallocated low-precision buffer `low` (same shape; no (rows x V) allocation per chunk) or a fresh one."""
+    preallocated low-precision buffer `low` (same shape; no (rows x V) allocation per chunk)."""
     if w.dtype == torch.float32 and f.dtype == torch.float32:
         return torch.addmm(b, f, w.t(), out=out)
-    if low is None:
-        return out.copy_(F.linear(f, w, b))
     return out.copy_(torch.addmm(b, f, w.t(), out=low))
 
 
@@ -199,8 +196,9 @@ class _ChunkedKLCE(torch.autograd.Function):
         # instead (the casts and a mixed-dtype add_ allocate), each is tens of MB of fresh memory to page in, which
         # cost more than the bf16 matrix products themselves.
         low = wlow = w32buf = None
-        if gm == torch.bfloat16:
+        if mm != torch.float32:
             low = torch.empty((n_buf, weight.shape[0]), dtype=mm, device=feats.device)
+        if gm == torch.bfloat16:
             wlow = torch.empty(weight.shape, dtype=mm, device=feats.device)
             w32buf = torch.empty(weight.shape, dtype=torch.float32, device=feats.device)
         # every row selected (packed blocks, or the masked rows only): chunks are slices, not gathers
