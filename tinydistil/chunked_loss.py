@@ -9,6 +9,7 @@ objective) each chunk can run as one torch.compile'd kernel (`_fused_chunk`, `fu
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def auto_chunk_rows(vocab_size: int, device: torch.device | str = "cpu") -> int:
