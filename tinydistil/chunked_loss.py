@@ -87,6 +87,7 @@ def _fused_forward(feats, weight, bias, t_feats, t_weight, t_bias, labels, tempe
     grad_feats / grad_w at once. bf16: every chunk's gradient is kept, (N x V) bf16 (half of one float32 chunk
     buffer per 1,000 rows), and the three gradient products run once over all rows after the loop: one long product
     instead of a product, a (V x D) cast and an add per chunk."""
+    # one function on purpose (~60 lines): the fused loop and its preallocated buffers, visible together
     chunk = _compiled_chunk()
     if chunk is None:
         return None
@@ -142,6 +143,48 @@ def _fused_forward(feats, weight, bias, t_feats, t_weight, t_bias, labels, tempe
     return grad_feats, grad_w, grad_b, kl_sum, ce_sum
 
 
+def _eager_kl_chunk(z, t_feats, sel, tw_mm, tb_mm, bufs, low, temperature, scale):
+    """The eager loop's KL for one chunk: (sum over the selected rows of KL(p_t || p_s) at temperature T,
+    d(scaled KL)/dz (c, V) float32). z: (c, V) student logits (in bufs[0]); t_feats: (c, D_t) teacher features;
+    sel: (c,) bool rows in the KL; scale = alpha_kl * T / n_kl. Works in place in bufs[1:4] (and `low`)."""
+    c = z.shape[0]
+    every = bool(sel.all())
+    n = c if every else int(sel.sum())
+    ft = (t_feats if every else t_feats[sel]).to(tw_mm.dtype)
+    lt = _project(ft, tw_mm, tb_mm, bufs[1, :n], None if low is None else low[:n]).div_(temperature)
+    lpt = torch.log_softmax(lt, dim=-1, out=bufs[2, :n])
+    torch.div(z if every else z[sel], temperature, out=bufs[1, :n])
+    lps = torch.log_softmax(bufs[1, :n], dim=-1, out=bufs[3, :n])
+    diff = torch.sub(lpt, lps, out=bufs[1, :n])
+    pt = lpt.exp_()
+    kl = torch.dot(pt.view(-1), diff.view(-1))  # sum p_t (log p_t - log p_s)
+    gk = lps.exp_().sub_(pt).mul_(scale)  # d(T^2 KL / n)/dz = T (p_s - p_t) / n, in place over lps
+    if every:
+        return kl, gk
+    g = torch.zeros_like(z)
+    g[sel] = gk
+    return kl, g
+
+
+def _eager_ce_chunk(z, lab_c, g, scale):
+    """The eager loop's masked-LM CE for one chunk: (sum of -log p_s(label) over its masked rows, the chunk's
+    gradient with scale * d(CE sum)/dz added to `g` (None: no KL gradient yet)). z: (c, V) float32; lab_c: (c,)."""
+    pos = torch.nonzero(lab_c != -100).flatten()
+    if not len(pos):
+        return torch.zeros((), dtype=torch.float32, device=z.device), g
+    lab = lab_c[pos]
+    lc = F.log_softmax(z[pos], dim=-1)
+    ce = -lc.gather(1, lab[:, None]).sum()
+    pc = lc.exp_()
+    pc[torch.arange(len(lab), device=pc.device), lab] -= 1.0
+    if g is None and len(pos) == z.shape[0]:  # every row of the chunk is masked (the MLM-only rows)
+        return ce, pc.mul_(scale)
+    if g is None:
+        g = torch.zeros_like(z)
+    g.index_add_(0, pos, pc, alpha=scale)
+    return ce, g
+
+
 class _ChunkedKLCE(torch.autograd.Function):
     """Forward returns (alpha_kl * KL + alpha_mlm * CE, KL, CE); only the first carries a gradient."""
 
@@ -159,8 +202,7 @@ class _ChunkedKLCE(torch.autograd.Function):
     @staticmethod
     def _forward(ctx, feats, weight, bias, t_feats, t_weight, t_bias, kl_rows, labels,
                  temperature, alpha_kl, alpha_mlm, chunk_size, mm, fused):
-        # one function on purpose (~85 lines): the fused per-chunk loop shares four preallocated buffers; split into
-        # helpers it would hand them and a dozen tensors around, and its memory traffic would no longer be visible
+        # one function on purpose (~70 lines): the chunk loop and the buffers it reuses, visible together
         n_kl = int(kl_rows.sum())
         ce_rows = labels != -100
         n_ce = int(ce_rows.sum())
@@ -211,39 +253,12 @@ class _ChunkedKLCE(torch.autograd.Function):
             z = _project(f, w_mm, b_mm, bufs[0, :c], None if low is None else low[:c])  # (c, V) student logits, float32
             g = None  # d(loss)/dz for this chunk
             if use_kl:
-                sel = kl_rows[idx]
-                every = bool(sel.all())
-                n = c if every else int(sel.sum())
-                ft = (t_feats[idx] if every else t_feats[idx][sel]).to(mm)
-                lt = _project(ft, tw_mm, tb_mm, bufs[1, :n], None if low is None else low[:n]).div_(temperature)
-                lpt = torch.log_softmax(lt, dim=-1, out=bufs[2, :n])
-                torch.div(z if every else z[sel], temperature, out=bufs[1, :n])
-                lps = torch.log_softmax(bufs[1, :n], dim=-1, out=bufs[3, :n])
-                diff = torch.sub(lpt, lps, out=bufs[1, :n])
-                pt = lpt.exp_()
-                kl_sum += torch.dot(pt.view(-1), diff.view(-1))  # sum p_t (log p_t - log p_s)
-                # d(T^2 KL / n)/dz = T (p_s - p_t) / n, computed in place over lps
-                gk = lps.exp_().sub_(pt).mul_(alpha_kl * temperature / n_kl)
-                if every:
-                    g = gk
-                else:
-                    g = torch.zeros_like(z)
-                    g[sel] = gk
+                kl, g = _eager_kl_chunk(z, t_feats[idx], kl_rows[idx], tw_mm, tb_mm, bufs, low, temperature,
+                                        alpha_kl * temperature / n_kl)
+                kl_sum += kl
             if use_ce:
-                lab_c = labels[idx]
-                pos = torch.nonzero(lab_c != -100).flatten()
-                if len(pos):
-                    lab = lab_c[pos]
-                    lc = F.log_softmax(z[pos], dim=-1)
-                    ce_sum -= lc.gather(1, lab[:, None]).sum()
-                    pc = lc.exp_()
-                    pc[torch.arange(len(lab), device=pc.device), lab] -= 1.0
-                    if g is None and len(pos) == c:  # every row of the chunk is masked (the MLM-only rows)
-                        g = pc.mul_(alpha_mlm / n_ce)
-                    else:
-                        if g is None:
-                            g = torch.zeros_like(z)
-                        g.index_add_(0, pos, pc, alpha=alpha_mlm / n_ce)
+                ce, g = _eager_ce_chunk(z, labels[idx], g, alpha_mlm / n_ce)
+                ce_sum += ce
             if g is None:
                 continue
             grad_b += g.sum(0)

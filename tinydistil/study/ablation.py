@@ -290,7 +290,8 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
                  progress: bool = True, table_only: bool = False):
     """Distil and GLUE-fine-tune each variant of `preset` (see module doc); writes Table 4 and returns it.
     table_only: train nothing, rebuild Table 4 (CSV + JSON) from the variants already finished."""
-    from ..eval.glue import parse_tasks, run_glue
+    # one function on purpose (~60 lines): each variant distilled, fine-tuned and recorded, read in order
+    from ..eval.glue import parse_tasks, run_glue  # lazy: `--help` stays fast without the GLUE stack
     from ..presets import get_preset, preset_stages
     from ..snapshots import init_student_run
     from ..train import Trainer

@@ -46,6 +46,13 @@ def section_effect(res: Results, curve_fig: str) -> str:
                    f" (higher on {dv['higher']} of {len(dv['paired'])} paired seeds; {dv['verdict']}).")
     out += _beyond_glue_lines(res)
     out.append("")
+    out += _retention_lines(eff) + _curve_lines(res, curve_fig) + _host_lines(res)
+    return "\n".join(out)
+
+
+
+def _retention_lines(eff: dict) -> list[str]:
+    """Retention per role (all tasks, the tasks the teacher beats the majority on, per seed, margin kept)."""
     rows = []
     for role, label in ROLES.items():
         r = eff["retention"].get(role)
@@ -58,31 +65,38 @@ def section_effect(res: Results, curve_fig: str) -> str:
                                                                      else "n/a"),
                      "Teacher's margin over the majority kept": _pct(r["margin"])})
     skilled = ", ".join(GLUE_NAMES.get(t, t) for t in eff["skilled_tasks"]) or "none measured"
-    out += ["Retention (GLUE macro as % of the teacher's, over the tasks both ran). The paper's 97 % averages all nine "
+    return ["Retention (GLUE macro as % of the teacher's, over the tasks both ran). The paper's 97 % averages all nine "
             "tasks with a teacher far above the majority class on each; here the teacher beats the majority class on "
             f"{skilled} only, so the second column is the one that measures kept skill, and the last the share of "
             "the teacher's margin over the majority class that the student keeps.", "",
             md_table(rows, ["Model", "All tasks run", "Tasks the teacher beats the majority on",
                             "Per seed (those tasks)", "Teacher's margin over the majority kept"]), ""]
+
+
+def _curve_lines(res: Results, curve_fig: str) -> list[str]:
+    """The tokens curve as a table and its figure, or why it is missing."""
     curve = read_curve(res.results_dir)
     if curve:
         cols = ["point", "tokens", "mlm_accuracy", *curve["tasks"], "macro"]
-        out += ["Distillation-tokens curve (`tokens_curve.csv`): the control at 0 tokens, the student's snapshots, the "
+        return ["Distillation-tokens curve (`tokens_curve.csv`): the control at 0 tokens, the student's snapshots, the "
                 "final student; GLUE medians over the study's seeds, held-out MLM accuracy in %.", "",
                 md_table([{c: ("" if p.get(c) is None else f"{p[c]:,}" if c == "tokens" else str(p[c])) for c in cols}
                           for p in curve["points"]], cols), "", f"![tokens curve]({curve_fig})", ""]
-    else:
-        out += ["Distillation-tokens curve: not run (no `tokens_curve.csv`; the `curve` stage of `reproduce`).", ""]
+    return ["Distillation-tokens curve: not run (no `tokens_curve.csv`; the `curve` stage of `reproduce`).", ""]
+
+
+def _host_lines(res: Results) -> list[str]:
+    """The machine's matmul rate and distillation tokens/s at the start of the study (wall times scale with them)."""
     host = (res.reproduce or {}).get("host_speed")
-    if host:
-        g = host.get("matmul_gflops", {})
-        tps = (res.reproduce or {}).get("distill_tokens_per_s")
-        out.append(f"Machine speed at the start of the study: plain matmul {g.get('fp32')} GFLOP/s fp32, bf16 "
-                   f"{g.get('bf16')}" + (" GFLOP/s" if finite(g.get("bf16")) is not None else "")
-                   + f" ({host.get('threads')} threads, shape {host.get('matmul_shape')}); distillation ran at "
-                   + (f"{tps:,.0f} tokens/s" if tps else "an unrecorded rate")
-                   + ". Wall times scale with these: a machine with half the matmul rate takes about twice as long.")
-    return "\n".join(out)
+    if not host:
+        return []
+    g = host.get("matmul_gflops", {})
+    tps = (res.reproduce or {}).get("distill_tokens_per_s")
+    return [f"Machine speed at the start of the study: plain matmul {g.get('fp32')} GFLOP/s fp32, bf16 "
+            f"{g.get('bf16')}" + (" GFLOP/s" if finite(g.get("bf16")) is not None else "")
+            + f" ({host.get('threads')} threads, shape {host.get('matmul_shape')}); distillation ran at "
+            + (f"{tps:,.0f} tokens/s" if tps else "an unrecorded rate")
+            + ". Wall times scale with these: a machine with half the matmul rate takes about twice as long."]
 
 
 def _beyond_glue_lines(res: Results) -> list[str]:

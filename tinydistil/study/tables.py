@@ -106,6 +106,7 @@ def write_table1(rows: list[dict], path) -> "pd.DataFrame":  # noqa: F821
     optional "teacher" (Model name of another row, e.g. "BERT-base"), "role" (records.ROLE_LABELS key), "run_id",
     "note", "source" (default "measured")}. Returns the table; its typed twin goes to `<path>.json`.
     """
+    # one function on purpose (~60 lines): the paper's rows, ours, the Score and retention columns, in table order
     import pandas as pd
 
     table: list[dict] = []
