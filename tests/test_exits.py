@@ -28,7 +28,10 @@ class _SignalsInDel:
 def test_python_swallows_an_interrupt_raised_in_a_finaliser():
     """The hazard itself, in a plain Python process: Ctrl-C inside a finaliser is printed and the program goes on
     (what raise_pending exists for)."""
+    # the default handler set explicitly: a process started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and Python then installs no handler (seen in a CI run launched with `&`)
     code = ("import os, signal\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "class A:\n"
             "    def __del__(self):\n"
             "        os.kill(os.getpid(), signal.SIGINT)\n"
