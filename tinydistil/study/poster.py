@@ -19,7 +19,7 @@ from .figures import GLUE_DISPLAY, loss_terms
 from ..records import ROLE_LABELS, finite
 from .results import (TABLE_FILES, Results, ablation, glue_retention, label, load_results, main_records,
                       paper_task_scores, speedups, table4_protocol, task_scores, teacher_student_pairs)
-from .tables import TABLE1_TASKS, params_text, plural
+from .tables import TABLE1_TASKS, params_text
 from .targets import check_targets
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
