@@ -197,3 +197,34 @@ def test_the_results_copy_mirrors_one_study(tmp_path):
     assert files == ["glue/sst2/seed0.json", "glue/summary.csv"]  # models left out, stale tasks gone
     assert (dest / "glue" / "sst2" / "seed0.json").read_text() == "glue/sst2/seed0.json"
     assert not (dest / "imdb").exists() and not (dest / "glue" / "cola").exists()  # no empty folders left
+
+
+def test_a_record_of_runs_not_on_this_disk_is_not_carried_over(smoke_run, tmp_path, monkeypatch):
+    """A fresh clone finds the committed reproduce.json of a study made elsewhere: its host speed, stage times and
+    outputs must not become this call's (they once did: a bf16 call recorded another machine's fp32 probe)."""
+    import shutil
+
+    import tinydistil.runtime
+    from tinydistil.study.pipeline import describes_these_runs, open_study, runs_started
+
+    probe = {"matmul_gflops": {"fp32": 1.0, "bf16": 2.0}, "matmul_shape": [1, 1, 1], "threads": 1}
+    monkeypatch.setattr(tinydistil.runtime, "host_speed", lambda: probe)
+    root, first = smoke_run
+    # the same runs, resumed: the first call's probe stays the study's yardstick
+    again = open_study("smoke", str(root), None, None, set(), False, False)
+    assert again.earlier and again.summary["host_speed"] == first["host_speed"] != probe
+    assert again.summary["host_speed_this_call"] == probe
+    # a fresh folder holding only the record (as a clone holds results/): nothing of it is kept
+    records = root / "smoke" / "results" / "smoke" / "reproduce.json"
+    fresh = tmp_path / "clone"
+    dest = fresh / records.relative_to(root)
+    dest.parent.mkdir(parents=True)
+    shutil.copy2(records, dest)
+    st = open_study("smoke", str(fresh), None, None, set(), False, False)
+    assert st.earlier == {} and st.summary["host_speed"] == probe
+    # the stamps: the same start -> the same runs; another start, or nothing on disk -> not
+    here = runs_started(st.cfgs | {"teacher": again.cfgs["teacher"]})
+    assert here and describes_these_runs({"runs_started": dict(here)}, here)
+    assert not describes_these_runs({"runs_started": {"teacher": "2026-01-01T00:00:00+00:00"}}, here)
+    assert not describes_these_runs({"runs_started": dict(here)}, {})
+    assert describes_these_runs({}, here)  # a record older than the stamps: trusted when its runs are here

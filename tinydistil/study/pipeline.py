@@ -124,6 +124,7 @@ class Study:
         return finetune_config(self.ds.get(task.name, {}), **task.finetune_defaults)
 
     def save(self) -> None:
+        self.summary["runs_started"] = runs_started(self.cfgs)
         carry_over(self.summary, self.earlier, all_stages())
         write_summary(self.summary, list(self.cfgs.items()), self.lay.records, self.t_all)
 
@@ -174,14 +175,38 @@ def open_study(preset, root, teacher_overrides, distill_overrides, skip: set, pr
                "stages": todo, "skipped": sorted(skip), **models,
                "eval_dirs": {r: str(lay.eval_dir(r)) for r in (*ROLES, D_ROLE)}, "tables_dir": str(lay.tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}, "stage_note": {}}
+    earlier = read_json(lay.records / "reproduce.json")
+    if earlier and not describes_these_runs(earlier, runs_started(cfgs)):
+        # e.g. a fresh clone: the committed record is another machine's study, not of runs on this disk
+        _say(f"{lay.records / 'reproduce.json'} records runs that are not on this disk: this call keeps none of it")
+        earlier = {}
     st = Study(preset, cfgs, models, lay, p.downstream, {t.name: t for t in registry.downstream_tasks()}, summary,
-               read_json(lay.records / "reproduce.json"), progress, overwrite)
+               earlier, progress, overwrite)
     _say("measuring this machine's matmul rate (the yardstick for every wall time of the study)")
     # the study's yardstick is the machine its stages were measured on: a later call that finds them finished keeps
     # the first call's probe (its own goes to host_speed_this_call)
     summary["host_speed_this_call"] = host_speed()
     summary["host_speed"] = st.earlier.get("host_speed") or summary["host_speed_this_call"]
     return st
+
+
+def runs_started(cfgs: dict) -> dict:
+    """stage -> the "started" stamp of its run folder's run.json (kept when a call resumes it), for the runs on disk."""
+    stamps = {name: read_json(Path(cfg.output_dir) / "run.json").get("started") for name, cfg in cfgs.items()}
+    return {name: s for name, s in stamps.items() if s}
+
+
+def describes_these_runs(earlier: dict, here: dict) -> bool:
+    """True when an earlier call's reproduce.json is a record of the runs on this disk (`here`: runs_started): some run
+    it names is here with the same start stamp and none differs. A record older than the stamps counts when any run
+    is here. Nothing on disk (a fresh clone beside a committed record): False."""
+    if not here:
+        return False
+    recorded = earlier.get("runs_started")
+    if recorded is None:
+        return True
+    common = recorded.keys() & here.keys()
+    return bool(common) and all(recorded[k] == here[k] for k in common)
 
 
 def stage_functions(st: Study) -> dict:
