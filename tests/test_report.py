@@ -391,6 +391,29 @@ def test_poster_table4_keeps_spread_paired_seeds_and_mlm_accuracy(tmp_path):
     assert "range 48.00-52.00" not in texts  # the long spread cell is the report's, not the poster's
 
 
+def test_poster_table4_has_the_without_wnli_column_only_when_wnli_was_run(tmp_path):
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.poster import _table4_rows
+    from tinydistil.study.results import load_results
+
+    full = {"Variant": "full triple loss", "score": 40.0, "per_seed": [39.0, 41.0], "seeds": [0, 1]}
+    rand = {"Variant": "random init", "score": 41.0, "per_seed": [40.0, 42.5], "seeds": [0, 1]}
+    excl = {"full triple loss": {"score": 64.0, "per_seed": [63.8, 64.2], "seeds": [0, 1]},
+            "random init": {"score": 54.0, "per_seed": [53.0, 55.0], "seeds": [0, 1]}}
+    for with_wnli in (True, False):
+        d = tmp_path / str(with_wnli)
+        write_table4([{**r, **({"excl": excl[r["Variant"]]} if with_wnli else {})} for r in (full, rand)],
+                     d / "table4_ablation.csv")
+        rows, cols, note = _table4_rows(load_results(d, "cpu"))
+        assert all(len(r) == len(cols) for r in rows)
+        assert ("Δ -WNLI" in cols) is with_wnli and ("without WNLI" in note) is with_wnli
+        if with_wnli:
+            assert rows[1][cols.index("Δ -WNLI")] == "-10.00"  # 54 - 64
+    (tmp_path / "none").mkdir()
+    rows, cols, _ = _table4_rows(load_results(tmp_path / "none", "cpu"))  # not run: the paper's deltas alone
+    assert all(len(r) == len(cols) for r in rows) and "-3.69" in [r[-1] for r in rows] and "Δ -WNLI" not in cols
+
+
 def test_poster_headline_lines_fit_their_box(results):
     from tinydistil.study.poster import _headlines, _short_form
 

@@ -358,4 +358,4 @@ def _run_in_study(model, cfg, settings, folder, data_dir, progress, role, soft_f
              soft_from=soft_from)
 
 
-DOWNSTREAM = Downstream("glue", _run_in_study, soft_labels=True, seed_glob="*/seed*.json")  # fills Table 1 (study.tables.glue_row)
+DOWNSTREAM = Downstream("glue", _run_in_study, display="GLUE", soft_labels=True, seed_glob="*/seed*.json")  # fills Table 1 (study.tables.glue_row)

@@ -186,5 +186,5 @@ def _run_in_study(model, cfg, settings, folder, data_dir, progress, role, soft_f
     run_imdb(model, cfg, folder, data_dir, progress, keep_train_logits=role == "teacher", soft_from=soft_from)
 
 
-DOWNSTREAM = Downstream("imdb", _run_in_study, soft_labels=True, columns=("IMDb",), decimals=2,
+DOWNSTREAM = Downstream("imdb", _run_in_study, display="IMDb", soft_labels=True, columns=("IMDb",), decimals=2,
                         cells=lambda folder: table_cells(summarize_imdb(folder)))

@@ -33,6 +33,7 @@ class Downstream:
     """
     name: str
     run: Callable[..., None]
+    display: str = ""  # how tables, report and poster name it ("IMDb"); the name itself when empty
     columns: tuple[str, ...] = ()  # Table 2 columns it fills, in order
     cells: Callable[..., dict] | None = None
     decimals: int = 1  # Table 2 cell format

@@ -355,5 +355,5 @@ def _run_in_study(model, cfg, settings, folder, data_dir, progress, role) -> Non
     run_squad(model, cfg, SquadConfig(**settings.get("squad_opts", {})), None, folder, data_dir, progress)
 
 
-DOWNSTREAM = Downstream("squad", _run_in_study, columns=("SQuAD EM", "SQuAD F1"), finetune_defaults=SQUAD_FINETUNE,
+DOWNSTREAM = Downstream("squad", _run_in_study, display="SQuAD", columns=("SQuAD EM", "SQuAD F1"), finetune_defaults=SQUAD_FINETUNE,
                         cells=lambda folder: table_cells(summarize_squad(folder)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..eval.glue import TASKS as GLUE_TASKS
+from ..eval.registry import downstream_tasks
 from ..losses import TERMS as LOSS_TERMS
 from ..paper import PAPER_TABLE3
 from ..records import ROLE_LABELS, finite
@@ -16,6 +17,8 @@ from .results import Results, paper_task_scores, per_task_retention, task_scores
 from .tables import TABLE1_TASKS
 
 GLUE_DISPLAY = {name: t.display for name, t in GLUE_TASKS.items()}  # cola -> CoLA
+# every task a per-seed record can name: the GLUE tasks and the other downstream stages (imdb -> IMDb)
+TASK_DISPLAY = {**GLUE_DISPLAY, **{d.name: d.display or d.name for d in downstream_tasks() if d.name != "glue"}}
 
 
 def _plt():

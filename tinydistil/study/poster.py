@@ -15,7 +15,7 @@ from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TAB
                      paper_speedup)
 from .ablation import FULL_VARIANT
 from .effect import distillation_effect
-from .figures import GLUE_DISPLAY, loss_terms
+from .figures import GLUE_DISPLAY, TASK_DISPLAY, loss_terms
 from ..records import ROLE_LABELS, finite
 from .results import (TABLE_FILES, Results, ablation, glue_retention, label, load_results, main_records,
                       paper_task_scores, speedups, table4_protocol, task_scores, teacher_student_pairs)
@@ -177,7 +177,7 @@ def _settings_as_run(recs: list[dict]) -> str:
         rs = [r for r in recs if r.get("task") == task]
         seeds = len({r.get("seed") for r in rs})
         n = max((int(finite(r.get("train_examples")) or 0) for r in rs), default=0)
-        out.append(f"{GLUE_DISPLAY.get(task, {'imdb': 'IMDb', 'squad': 'SQuAD'}.get(task, task))} {seeds}x{n or '?'}")
+        out.append(f"{TASK_DISPLAY.get(task, task)} {seeds}x{n or '?'}")
     return ", ".join(out)
 
 
@@ -244,11 +244,7 @@ def poster_figure(res: Results):
     # column 2: loss terms, size vs speed, Table 4
     _loss_panel(fig.add_subplot(gs[0, 2]), res)
     _speed_panel(fig.add_subplot(gs[1, 2]), res)
-    rows, note = _table4_rows(res)
-    cols = ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "Δ -WNLI", "paper Δ"]
-    if all(r[6] in ("n/a", "—") for r in rows):  # a protocol without WNLI: the column would say nothing
-        rows, cols = [r[:6] + r[7:] for r in rows], cols[:6] + cols[7:]
-        note = note.replace("; Δ -WNLI: delta of the macro without WNLI", "")
+    rows, cols, note = _table4_rows(res)
     _table(fig.add_subplot(gs[2, 2]), rows, cols, "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9,
            note=note, fit_all=True)
     return fig
@@ -358,28 +354,31 @@ def _speed_panel(ax, res: Results) -> None:
     ax.set_title(title, fontsize=11, loc="left")
 
 
-def _table4_rows(res: Results) -> tuple[list[list[str]], str]:
-    """(Table 4 rows for the poster, the note under them); the paper's deltas alone when the ablation has not run."""
+def _table4_rows(res: Results) -> tuple[list[list[str]], list[str], str]:
+    """(Table 4 rows for the poster, their columns, the note under them); the paper's deltas alone when the ablation
+    has not run. The "Δ -WNLI" column (the macro without WNLI) only when the ablation's tasks include WNLI."""
+    cols = ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "Δ -WNLI", "paper Δ"]
     ab_rows = res.measured("table4")
     if not ab_rows:
-        rows = [[v, "not run", "not run", "—", "—", "—", "—", f"{d:+.2f}"] for v, d in PAPER_TABLE4.items()]
-        return rows, "measured: " + res.missing.get("table4", "not run")
+        rows = [[v, "not run", "not run", "—", "—", "—", f"{d:+.2f}"] for v, d in PAPER_TABLE4.items()]
+        return rows, cols[:6] + cols[7:], "measured: " + res.missing.get("table4", "not run")
 
     def fmt(v, spec=".2f"):  # the poster keeps the number, the report the whole cell
         return "—" if v is None else format(v, spec)
 
+    with_wnli = any(r.extra.get("excl_delta") is not None for r in ab_rows)
     rows = [[r["Variant"], _short(r.get("Score")), "n/a" if r["Variant"] == FULL_VARIANT else _short(r.get("Delta")),
              fmt(r.extra.get("sd")),
              f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—",
              fmt(r.value("Held-out MLM acc")),
-             "n/a" if r["Variant"] == FULL_VARIANT else fmt(r.extra.get("excl_delta"), "+.2f"),
+             *(["n/a" if r["Variant"] == FULL_VARIANT else fmt(r.extra.get("excl_delta"), "+.2f")] if with_wnli else []),
              fmt(r.value("Paper delta"), "+.2f")]
             for r in ab_rows]
     proto = table4_protocol(res)
     note = ((f"every row: {len(proto['seeds'])} seeds, <= {proto['max_examples']} training examples per task; "
-             if proto else "") + "seed sd: of the per-seed macro; seeds lower: paired with the full loss's "
-            "seed; Δ -WNLI: delta of the macro without WNLI")
-    return rows, note
+             if proto else "") + "seed sd: of the per-seed macro; seeds lower: paired with the full loss's seed"
+            + ("; Δ -WNLI: delta of the macro without WNLI" if with_wnli else ""))
+    return rows, (cols if with_wnli else cols[:6] + cols[7:]), note
 
 
 def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu",
