@@ -80,6 +80,9 @@ def test_second_call_redoes_nothing(smoke_run):
     # the curve measured nothing new: it keeps its first time too, not the seconds this call spent on it
     assert again["stage_status"]["curve"].startswith("done in an earlier call")
     assert again["stage_wall_time_s"]["curve"] == first["stage_wall_time_s"]["curve"]
+    # the first call ran the whole main job from scratch: its time is the budget's, and a later call keeps it
+    assert first["main_job_call_s"] == first["total_wall_time_s"] == again["main_job_call_s"]
+    assert not again["from_scratch"]
 
 
 def test_speed_is_timed_again_for_models_newer_than_its_table(smoke_run):
@@ -158,9 +161,10 @@ def test_stage_budgets_name_real_stages_and_fit_the_total():
 
     for name in PRESETS:
         p = get_preset(name)
-        assert set(p.stage_budget_min) <= set(all_stages()), name
-        if p.stage_budget_min:
-            assert p.budget_min is not None and sum(p.stage_budget_min.values()) <= p.budget_min, name
+        assert set(p.stage_budget_min) | set(p.outside_budget) <= set(all_stages()), name
+        if p.stage_budget_min:  # the stages left to their own command are outside the main job's budget
+            main = sum(v for k, v in p.stage_budget_min.items() if k not in p.outside_budget)
+            assert p.budget_min is not None and main <= p.budget_min, name
     assert get_preset("cpu").stage_budget_min  # the main job's budget is split by stage
 
 
@@ -228,3 +232,36 @@ def test_a_record_of_runs_not_on_this_disk_is_not_carried_over(smoke_run, tmp_pa
     assert not describes_these_runs({"runs_started": {"teacher": "2026-01-01T00:00:00+00:00"}}, here)
     assert not describes_these_runs({"runs_started": dict(here)}, {})
     assert describes_these_runs({}, here)  # a record older than the stamps: trusted when its runs are here
+
+
+def test_the_main_job_time_is_one_call_from_scratch_without_the_stages_outside_the_budget():
+    from tinydistil.study.pipeline import _main_job_time
+
+    base = {"outside_budget": ["curve"], "total_wall_time_s": 7000.0,
+            "stage_wall_time_s": {"teacher": 1000.0, "curve": 400.0, "report": 5.0}}
+    s = {**base, "from_scratch": True, "skipped": []}  # `reproduce` with the curve in one call
+    _main_job_time(s)
+    assert s["main_job_call_s"] == 6600.0
+    s = {**base, "from_scratch": True, "skipped": ["curve"]}  # `make reproduce`: the curve left out
+    _main_job_time(s)
+    assert s["main_job_call_s"] == 6600.0
+    for not_whole in ({"from_scratch": False, "skipped": []}, {"from_scratch": True, "skipped": ["imdb"]}):
+        s = {**base, **not_whole}  # resumed runs, or a main-job stage skipped: not the main job in one call
+        _main_job_time(s)
+        assert "main_job_call_s" not in s
+
+
+def test_a_curve_of_another_studys_student_is_not_reported(tmp_path):
+    """`make reproduce` skips the curve: a tokens_curve.json left from another study (a clean clone holds the
+    committed one) must not be read as this study's."""
+    from tinydistil.study.curve import study_curve, write_curve
+
+    rows = [{"point": "control (no distillation)", "update": 0, "tokens": 0, "fraction": 0.0, "mlm_accuracy": 19.0}]
+    assert study_curve(tmp_path, {})[0] is None and "make curve" in study_curve(tmp_path, {})[1]
+    write_curve(rows, ["SST-2"], tmp_path, student_run_started="2026-12-04T12:37:00+00:00")
+    same = {"runs_started": {"distill": "2026-12-04T12:37:00+00:00"}}
+    assert study_curve(tmp_path, same)[0]["points"][0]["mlm_accuracy"] == 19.0
+    curve, why = study_curve(tmp_path, {"runs_started": {"distill": "2026-12-05T09:00:00+00:00"}})
+    assert curve is None and "another study's student" in why
+    write_curve(rows, ["SST-2"], tmp_path)  # no stamp (written before it existed): taken as the study's
+    assert study_curve(tmp_path, same)[0] is not None

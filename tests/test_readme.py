@@ -119,3 +119,16 @@ def test_make_targets_scripts_and_benchmark_flags_exist():
                 src = (ROOT / w).read_text()
                 for flag in (x for x in words[i + 1:] if x.startswith("--")):
                     assert f'"{flag}"' in src, f"{cmd}: {flag} is not an option of {w}"
+
+
+def test_make_reproduce_leaves_out_exactly_the_stages_outside_the_budget():
+    """The 120-min budget is the main job's: `make reproduce` skips the cpu preset's outside_budget stages and a
+    target of each stage's name runs it afterwards (reproduce again, keeping what is finished)."""
+    from tinydistil.presets import get_preset
+
+    make = (ROOT / "Makefile").read_text()
+    outside = get_preset("cpu").outside_budget
+    assert outside and re.search(r"^reproduce: setup\n\t.*reproduce --preset cpu --skip " + ",".join(outside) + "$",
+                                 make, re.M)
+    for stage in outside:
+        assert re.search(rf"^{stage}: setup\n\t.*reproduce --preset cpu$", make, re.M), stage

@@ -2,7 +2,7 @@
 retention as a reader needs it, the distillation-tokens curve and the machine's speed."""
 from __future__ import annotations
 
-from .curve import read_curve
+from .curve import study_curve
 from .effect import ROLES, distillation_effect
 from .figures import GLUE_DISPLAY as GLUE_NAMES
 from ..records import ROLE_LABELS, finite
@@ -75,14 +75,14 @@ def _retention_lines(eff: dict) -> list[str]:
 
 def _curve_lines(res: Results, curve_fig: str) -> list[str]:
     """The tokens curve as a table and its figure, or why it is missing."""
-    curve = read_curve(res.results_dir)
+    curve, why = study_curve(res.results_dir, res.reproduce)
     if curve:
         cols = ["point", "tokens", "mlm_accuracy", *curve["tasks"], "macro"]
         return ["Distillation-tokens curve (`tokens_curve.csv`): the control at 0 tokens, the student's snapshots, the "
                 "final student; GLUE medians over the study's seeds, held-out MLM accuracy in %.", "",
                 md_table([{c: ("" if p.get(c) is None else f"{p[c]:,}" if c == "tokens" else str(p[c])) for c in cols}
                           for p in curve["points"]], cols), "", f"![tokens curve]({curve_fig})", ""]
-    return ["Distillation-tokens curve: not run (no `tokens_curve.csv`; the `curve` stage of `reproduce`).", ""]
+    return [f"Distillation-tokens curve: not run ({why}).", ""]
 
 
 def _host_lines(res: Results) -> list[str]:

@@ -70,7 +70,8 @@ def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, gl
                      "macro": None if macro(per_task) is None else round(macro(per_task), 2),
                      "per_seed_macro": {s: round(v, 2) for s, v in per_seed_macro(per_task).items()},
                      "seed_scores": per_task})
-    write_curve(rows, [GLUE_TASKS[t].display for t in tasks], tables_dir)
+    started = json.loads((Path(run_dir) / "run.json").read_text()).get("started")
+    write_curve(rows, [GLUE_TASKS[t].display for t in tasks], tables_dir, student_run_started=started)
     # nothing new measured: the stage keeps the wall time an earlier call measured (summary.carry_over)
     return Status.FINISHED if before and results_files() == before else None
 
@@ -81,13 +82,15 @@ def _median(values: dict) -> float:
     return statistics.median(values.values())
 
 
-def write_curve(rows: list[dict], tasks: list[str], tables_dir: Path) -> None:
-    """tokens_curve.json (every field, per-seed scores included) and tokens_curve.csv (one row per point)."""
+def write_curve(rows: list[dict], tasks: list[str], tables_dir: Path, student_run_started: str | None = None) -> None:
+    """tokens_curve.json (every field, per-seed scores included; the distilled student's run.json "started" stamp,
+    which says which study the curve belongs to) and tokens_curve.csv (one row per point)."""
     import pandas as pd
 
     tables_dir = Path(tables_dir)
     tables_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(tables_dir / CURVE_FILES[1], {"tasks": tasks, "points": rows})
+    write_json_atomic(tables_dir / CURVE_FILES[1], {"tasks": tasks, "points": rows,
+                                                     "student_run_started": student_run_started})
     cols = ["point", "update", "tokens", "fraction", "mlm_accuracy", *tasks, "macro"]
     write_csv(pd.DataFrame([{c: r.get(c) for c in cols} for r in rows], columns=cols), tables_dir / CURVE_FILES[0])
 
@@ -98,3 +101,18 @@ def read_curve(results_dir) -> dict | None:
         return json.loads((Path(results_dir) / CURVE_FILES[1]).read_text())
     except (OSError, ValueError):
         return None
+
+
+def study_curve(results_dir, reproduce: dict | None) -> tuple[dict | None, str]:
+    """(the curve, "") when tokens_curve.json belongs to the study recorded in `reproduce` (reproduce.json), else
+    (None, why). A curve left from another study (the main job skips the curve stage: `make curve` runs it) names
+    another student run; one written before the stamp existed is taken as the study's."""
+    curve = read_curve(results_dir)
+    if curve is None:
+        return None, "no `tokens_curve.csv`; `make curve` (the `curve` stage of `reproduce`) writes it"
+    theirs = curve.get("student_run_started")
+    ours = ((reproduce or {}).get("runs_started") or {}).get("distill")
+    if theirs and ours and theirs != ours:
+        return None, (f"`tokens_curve.csv` is of another study's student (its run started {theirs}, this study's "
+                      f"{ours}); `make curve` measures this one's")
+    return curve, ""

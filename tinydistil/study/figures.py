@@ -11,7 +11,7 @@ from ..eval.registry import downstream_tasks
 from ..losses import TERMS as LOSS_TERMS
 from ..paper import PAPER_TABLE3
 from ..records import ROLE_LABELS, finite
-from .curve import read_curve
+from .curve import study_curve
 from .effect import seed_scores, skilled_tasks
 from .results import Results, paper_task_scores, per_task_retention, task_scores, teacher_student_pairs
 from .tables import TABLE1_TASKS
@@ -194,11 +194,11 @@ def fig_tokens_curve(res: Results, path: Path) -> Path:
     import statistics
 
     plt = _plt()
-    curve = read_curve(res.results_dir)
+    curve, why = study_curve(res.results_dir, res.reproduce)
     if not curve:
         fig, ax = plt.subplots(figsize=(6, 2))
         ax.axis("off")
-        ax.text(0.5, 0.5, "tokens curve: not run (no tokens_curve.json)", ha="center", va="center")
+        ax.text(0.5, 0.5, "tokens curve: not run\n" + why.replace("`", ""), ha="center", va="center", wrap=True)
         return _save(plt, fig, path)
     panels = ["mlm_accuracy", *curve["tasks"]]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)

@@ -152,6 +152,7 @@ def reproduce(preset: str, root: str | None = None, teacher_overrides=None, dist
         {r: st.cfgs[s].output_dir for r, s in (("teacher", "teacher"), ("student", "distill")) if s in st.cfgs},
         st.lay.tables_dir, st.summary.get("mlm_eval"))]
     st.summary["total_wall_time_s"] = round(time.time() - st.t_all, 1)
+    _main_job_time(st.summary)
     st.save()
     print_summary(st.summary, st.lay.tables_dir)
     return st.summary
@@ -172,11 +173,13 @@ def open_study(preset, root, teacher_overrides, distill_overrides, skip: set, pr
     lay = Layout(preset, root)
     todo = [s for s in all_stages() if s not in skip and (s in cfgs or s not in PRETRAIN_STAGES)]
     summary = {"preset": preset, "budget_min": p.budget_min, "stage_budget_min": dict(p.stage_budget_min),
+               "outside_budget": list(p.outside_budget),
                "stages": todo, "skipped": sorted(skip), **models,
                "eval_dirs": {r: str(lay.eval_dir(r)) for r in (*ROLES, D_ROLE)}, "tables_dir": str(lay.tables_dir),
                "stage_wall_time_s": {}, "stage_status": {}, "stage_note": {}}
-    earlier = read_json(lay.records / "reproduce.json")
-    if earlier and not describes_these_runs(earlier, runs_started(cfgs)):
+    earlier, here = read_json(lay.records / "reproduce.json"), runs_started(cfgs)
+    summary["from_scratch"] = not here  # no run of this study on disk yet: this call may be the whole main job
+    if earlier and not describes_these_runs(earlier, here):
         # e.g. a fresh clone: the committed record is another machine's study, not of runs on this disk
         _say(f"{lay.records / 'reproduce.json'} records runs that are not on this disk: this call keeps none of it")
         earlier = {}
@@ -188,6 +191,15 @@ def open_study(preset, root, teacher_overrides, distill_overrides, skip: set, pr
     summary["host_speed_this_call"] = host_speed()
     summary["host_speed"] = st.earlier.get("host_speed") or summary["host_speed_this_call"]
     return st
+
+
+def _main_job_time(summary: dict) -> None:
+    """main_job_call_s: the wall time of the main job (every stage but Preset.outside_budget) when this call ran all
+    of it from scratch, uninterrupted: what the budget is about. A later call (`make curve`) keeps the first's."""
+    outside = set(summary.get("outside_budget") or ())
+    if summary.get("from_scratch") and set(summary.get("skipped") or ()) <= outside:
+        ran_outside = sum(v for k, v in summary["stage_wall_time_s"].items() if k in outside)
+        summary["main_job_call_s"] = round(summary["total_wall_time_s"] - ran_outside, 1)
 
 
 def runs_started(cfgs: dict) -> dict:

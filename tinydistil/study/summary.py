@@ -49,6 +49,8 @@ def read_json(path: Path) -> dict:
 
 # what a stage writes into reproduce.json besides its time and status (the report reads them)
 STAGE_OUTPUTS = {"distill": ("distill_tokens_per_s",), "mlm_eval": ("mlm_eval",), "report": ("report", "poster")}
+# what a call records of itself that later calls of the same study keep (pipeline._main_job_time)
+CALL_OUTPUTS = ("main_job_call_s",)
 
 
 def carry_over(summary: dict, earlier: dict, stage_order=()) -> None:
@@ -57,7 +59,7 @@ def carry_over(summary: dict, earlier: dict, stage_order=()) -> None:
     and parts; and a
     stage's outputs (STAGE_OUTPUTS) this call did not write are kept from the earlier call (a call that skips
     mlm_eval must not drop the held-out accuracies the report states)."""
-    for keys in STAGE_OUTPUTS.values():
+    for keys in (*STAGE_OUTPUTS.values(), CALL_OUTPUTS):
         for key in keys:
             if key not in summary and key in earlier:
                 summary[key] = earlier[key]
