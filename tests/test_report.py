@@ -417,6 +417,9 @@ def test_poster_table4_has_the_without_wnli_column_only_when_wnli_was_run(tmp_pa
         assert ("Δ -WNLI" in cols) is with_wnli and ("without WNLI" in note) is with_wnli
         if with_wnli:
             assert rows[1][cols.index("Δ -WNLI")] == "-10.00"  # 54 - 64
+        from tinydistil.study.report import _section_table4
+        header = next(x for x in _section_table4(load_results(d, "cpu")).splitlines() if x.startswith("| Variant"))
+        assert ("Excl. WNLI" in header) is with_wnli  # the report's table decides the same way
     (tmp_path / "none").mkdir()
     rows, cols, _ = _table4_rows(load_results(tmp_path / "none", "cpu"))  # not run: the paper's deltas alone
     assert all(len(r) == len(cols) for r in rows) and "-3.69" in [r[-1] for r in rows] and "Δ -WNLI" not in cols

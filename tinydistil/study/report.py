@@ -326,8 +326,11 @@ def _section_table4(res: Results) -> str:
                          **{c: "—" for c in ("Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
                                              "Per-task delta", "Excl. WNLI")},
                          "Paper delta": f"{PAPER_TABLE4[v]:+.2f}" if v in PAPER_TABLE4 else "not in the paper",
-                         "source": "measured"})
+                         "source": "—"})
+    # the macro without WNLI only when the ablation's tasks include WNLI (a row then fills it)
+    with_wnli = any(str(r.cells.get("Excl. WNLI", "")).strip() for r in rows)
     cols = [c for c in TABLE4_COLUMNS if c not in ("note", "run_id") and c in rows[0] or c == "Paper delta"]
+    cols = [c for c in cols if with_wnli or c != "Excl. WNLI"]
     na = {"Delta": "n/a", "Paper delta": "n/a", "source": "measured", "Paired deltas": "n/a", "Per-task delta": "n/a",
           "Excl. WNLI": "n/a"}  # empty when the protocol has no WNLI
     return "\n".join(out + [*_table4_protocol(res), md_table(_present(disp, cols, na), cols), _notes(rows)])
