@@ -356,29 +356,45 @@ def _speed_panel(ax, res: Results) -> None:
 
 def _table4_rows(res: Results) -> tuple[list[list[str]], list[str], str]:
     """(Table 4 rows for the poster, their columns, the note under them); the paper's deltas alone when the ablation
-    has not run. The "Δ -WNLI" column (the macro without WNLI) only when the ablation's tasks include WNLI."""
-    cols = ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "Δ -WNLI", "paper Δ"]
+    has not run. "p" (one-sided paired t-test) when the table's rule is that test, "seeds lower" otherwise; "Δ -WNLI"
+    (the macro without WNLI) only when the ablation's tasks include WNLI; variants not run yet say so."""
     ab_rows = res.measured("table4")
     if not ab_rows:
+        cols = ["Variant", "GLUE", "Delta", "seed sd", "seeds lower", "MLM acc %", "paper Δ"]
         rows = [[v, "not run", "not run", "—", "—", "—", f"{d:+.2f}"] for v, d in PAPER_TABLE4.items()]
-        return rows, cols[:6] + cols[7:], "measured: " + res.missing.get("table4", "not run")
+        return rows, cols, "measured: " + res.missing.get("table4", "not run")
 
     def fmt(v, spec=".2f"):  # the poster keeps the number, the report the whole cell
         return "—" if v is None else format(v, spec)
 
+    ab = ablation(res) or {}
+    t_test = ab.get("paired_t_alpha") is not None
+    p_values = ab.get("p_values") or {}
     with_wnli = any(r.extra.get("excl_delta") is not None for r in ab_rows)
+    cols = ["Variant", "GLUE", "Delta", "seed sd", "p" if t_test else "seeds lower", "MLM acc %",
+            *(["Δ -WNLI"] if with_wnli else []), "paper Δ"]
+
+    def test_cell(r):
+        if r["Variant"] == FULL_VARIANT:
+            return "—"
+        if t_test:
+            return fmt(p_values.get(r["Variant"]), ".3f")
+        return f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—"
+
     rows = [[r["Variant"], _short(r.get("Score")), "n/a" if r["Variant"] == FULL_VARIANT else _short(r.get("Delta")),
-             fmt(r.extra.get("sd")),
-             f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—",
-             fmt(r.value("Held-out MLM acc")),
+             fmt(r.extra.get("sd")), test_cell(r), fmt(r.value("Held-out MLM acc")),
              *(["n/a" if r["Variant"] == FULL_VARIANT else fmt(r.extra.get("excl_delta"), "+.2f")] if with_wnli else []),
              fmt(r.value("Paper delta"), "+.2f")]
             for r in ab_rows]
+    done = {r["Variant"] for r in ab_rows}
+    rows += [[v, "not run", *["—"] * (len(cols) - 3), f"{d:+.2f}"] for v, d in PAPER_TABLE4.items() if v not in done]
     proto = table4_protocol(res)
     note = ((f"every row: {len(proto['seeds'])} seeds, <= {proto['max_examples']} training examples per task; "
-             if proto else "") + "seed sd: of the per-seed macro; seeds lower: paired with the full loss's seed"
+             if proto else "") + "seed sd: of the per-seed macro; "
+            + (f"p: one-sided paired t-test vs the full loss (worse if p < {ab['paired_t_alpha']:g})" if t_test else
+               "seeds lower: paired with the full loss's seed")
             + ("; Δ -WNLI: delta of the macro without WNLI" if with_wnli else ""))
-    return rows, (cols if with_wnli else cols[:6] + cols[7:]), note
+    return rows, cols, note
 
 
 def write_poster(results_dir="results", poster_dir="poster", preset: str = "cpu",
