@@ -20,7 +20,7 @@ from ..rundir import write_json_atomic
 from ..snapshots import snapshot_points
 from .ablation import task_seed_scores
 from .stats import macro, per_seed_macro
-from .summary import Status, not_run
+from .summary import Status, not_run, read_json
 from .tables import write_csv
 
 CURVE_FILES = ("tokens_curve.csv", "tokens_curve.json")
@@ -70,7 +70,7 @@ def run_curve(run_dir: Path, models: dict, eval_dirs: dict, lay, distill_cfg, gl
                      "macro": None if macro(per_task) is None else round(macro(per_task), 2),
                      "per_seed_macro": {s: round(v, 2) for s, v in per_seed_macro(per_task).items()},
                      "seed_scores": per_task})
-    started = json.loads((Path(run_dir) / "run.json").read_text()).get("started")
+    started = read_json(Path(run_dir) / "run.json").get("started")
     write_curve(rows, [GLUE_TASKS[t].display for t in tasks], tables_dir, student_run_started=started)
     # nothing new measured: the stage keeps the wall time an earlier call measured (summary.carry_over)
     return Status.FINISHED if before and results_files() == before else None
