@@ -348,6 +348,44 @@ def test_distil_loss_equals_the_reference_step(chunked, masked_only):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_sentence_cosine_hand_worked():
+    from tinydistil.losses import sentence_cosine_loss
+
+    # sequence 0: tokens (1,0) and (3,0) pool to (2,0); the teacher's (0,1),(0,5) to (0,3): orthogonal -> 1.
+    # sequence 1: its second token is padding, so the student pools to (1,1) and the teacher to (2,2): parallel -> 0.
+    hs = torch.tensor([[[1.0, 0.0], [3.0, 0.0]], [[1.0, 1.0], [-9.0, 4.0]]])
+    ht = torch.tensor([[[0.0, 1.0], [0.0, 5.0]], [[2.0, 2.0], [7.0, -7.0]]])
+    am = torch.tensor([[1, 1], [1, 0]])
+    assert float(sentence_cosine_loss(hs, ht, am)) == pytest.approx(0.5, abs=1e-6)
+    # a sequence without tokens is left out of the mean; none at all: 0 with a zero gradient
+    am3 = torch.tensor([[1, 1], [0, 0]])
+    assert float(sentence_cosine_loss(hs, ht, am3)) == pytest.approx(1.0, abs=1e-6)
+    leaf = hs.clone().requires_grad_()
+    _assert_zero_with_zero_grad(sentence_cosine_loss(leaf, ht, torch.zeros(2, 2)), leaf)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_the_sentence_term_adds_its_weighted_value_and_is_off_by_default(chunked):
+    from tinydistil.losses import sentence_cosine_loss
+
+    s, t, am, labels = _parts(seed=4)
+    base = DistilLoss(chunked=chunked, chunk_size=4)
+    assert base.alpha_sent == 0.0 and "sent" not in base(s, labels, am, t)  # the paper's objective: three terms
+    on = DistilLoss(chunked=chunked, chunk_size=4, alpha_sent=3.0)(s, labels, am, t)
+    want = float(sentence_cosine_loss(s.hidden, t.hidden, am))
+    assert float(on["sent"]) == pytest.approx(want, rel=1e-6) and want > 0
+    assert float(on["total"]) == pytest.approx(float(base(s, labels, am, t)["total"]) + 3.0 * want, rel=1e-5)
+
+
+def test_objective_text_names_the_sentence_term_only_when_it_is_on():
+    from tinydistil.losses import objective_text
+
+    paper = {"alpha_kl": 5.0, "alpha_mlm": 2.0, "alpha_cos": 1.0}  # a run made before the term existed
+    assert objective_text(paper) == objective_text({**paper, "alpha_sent": 0.0})
+    assert "mean h_s" not in objective_text(paper) and objective_text(paper).count("+") == 2
+    assert objective_text({**paper, "alpha_sent": 2.0}).endswith("+ 2·(1 − cos(mean h_s, mean h_t))")
+
+
 def test_mlm_only_is_the_masked_cross_entropy():
     s, _, am, labels = _parts(seed=5)
     got = DistilLoss.mlm_only()(s, labels, am)

@@ -210,3 +210,19 @@ def test_resume_is_bit_identical_with_the_fused_loss(tmp_path, smoke_teacher, mo
     assert all(torch.allclose(a[k], eager[k], rtol=1e-3, atol=1e-5) for k in a)
     with pytest.raises(ValueError, match="fused_loss must be on, off or auto"):
         _cfg(tmp_path, smoke_teacher, "bad", fused_loss="yes").validate()
+
+
+def test_the_sentence_term_is_logged_only_when_it_is_on_and_joins_the_total(tmp_path, smoke_teacher):
+    """alpha_sent (beyond the paper, 0 by default): the paper's run logs its three terms only; a run with it on logs
+    loss_sent > 0, and each line's total is the weighted sum of all four."""
+    def _log(run):
+        return [json.loads(x) for x in (Path(run) / "log.jsonl").read_text().splitlines() if x.strip()]
+
+    paper = _log(distill(_cfg(tmp_path, smoke_teacher, "paper", max_steps=2, log_every=1), progress=False).parent)
+    assert [k for k in paper[0] if k.startswith("loss")] == ["loss", "loss_kl", "loss_mlm", "loss_cos"]
+    on = _log(distill(_cfg(tmp_path, smoke_teacher, "sent", max_steps=2, log_every=1, alpha_sent=3.0),
+                      progress=False).parent)
+    for r in on:
+        assert r["loss_sent"] > 0
+        assert r["loss"] == pytest.approx(5 * r["loss_kl"] + 2 * r["loss_mlm"] + r["loss_cos"] + 3 * r["loss_sent"],
+                                          rel=1e-4)

@@ -140,6 +140,8 @@ class DistillConfig(TrainConfig):
     alpha_kl: float = 5.0  # soft-target KL (x T^2); alpha_ce in the reference distiller and old runs
     alpha_mlm: float = 2.0  # masked-LM cross-entropy
     alpha_cos: float = 1.0  # 1 - cos(h_s, h_t) on final hidden states
+    # beyond the paper, off by default: 1 - cos of the mean-pooled final hidden states (losses.sentence_cosine_loss)
+    alpha_sent: float = 0.0
     restrict_ce_to_mask: bool = False  # KL only on masked positions instead of every non-pad one
     loss_chunk_size: int = 0  # rows per chunk of the vocabulary projection + KL/CE; 0 = auto (see chunked_loss.auto_chunk_rows)
     # each chunk of the KL + CE as one torch.compile'd kernel: on / off / auto (CPU, large vocabulary products:
@@ -153,7 +155,8 @@ class DistillConfig(TrainConfig):
         super().validate()
         if self.temperature <= 0:
             raise ValueError("DistillConfig: temperature must be > 0")
-        if min(self.alpha_kl, self.alpha_mlm, self.alpha_cos) < 0 or self.alpha_kl + self.alpha_mlm + self.alpha_cos == 0:
+        alphas = (self.alpha_kl, self.alpha_mlm, self.alpha_cos, self.alpha_sent)
+        if min(alphas) < 0 or sum(alphas) == 0:
             raise ValueError("DistillConfig: alphas must be >= 0 and at least one > 0")
         if self.student_init not in ("teacher", "random"):
             raise ValueError("DistillConfig: student_init must be 'teacher' or 'random'")

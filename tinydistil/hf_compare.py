@@ -23,10 +23,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .losses import TERMS as LOSS_TERMS
+from .losses import TERMS as LOSS_TERMS, active_terms
 
 RTOL, ATOL = 1e-4, 1e-4
-# term (DistilLoss's name) -> key in DistilTrainer's logs (loss_<term>); the loop's keys come from train.TERMS
+# term (DistilLoss's name) -> key in DistilTrainer's logs (loss_<term>); the loop logs loss_<term> too (train.TERMS)
 HF_KEYS = {"total": "loss_total", **{t.key: f"loss_{t.key}" for t in LOSS_TERMS}, "lr": "learning_rate",
            "grad_norm": "grad_norm"}
 
@@ -134,7 +134,6 @@ def trainer_vs_loop(cfg, out_dir: str | Path, rtol: float = RTOL, atol: float = 
     from .student import init_student
     from .hf_trainer import DistilTrainer
     from .teacher import load_teacher
-    from .train import TERMS
 
     out = Path(out_dir)
     done = out / "agreement.json"
@@ -151,8 +150,9 @@ def trainer_vs_loop(cfg, out_dir: str | Path, rtol: float = RTOL, atol: float = 
     loop.recorded = []
     loop.train()
     rows = [json.loads(x) for x in (out / "loop" / "log.jsonl").read_text().splitlines() if x.strip()]
-    # the loop's log keys of the total and each term (train.TERMS: in that order)
-    loop_keys = dict(zip(("total", *(t.key for t in LOSS_TERMS)), TERMS)) | {"lr": "lr", "grad_norm": "grad_norm"}
+    # the loop's log keys of the total and each term of the objective (an optional term at weight 0 left out)
+    loop_keys = {"total": "loss", **{t.key: f"loss_{t.key}" for t in active_terms(C.to_dict(cfg))},
+                 "lr": "lr", "grad_norm": "grad_norm"}
 
     teacher, _ = load_teacher(teacher_dir)
     student = init_student(teacher, cfg.student_layers, cfg.student_init, seed=cfg.seed)  # as the loop's setup

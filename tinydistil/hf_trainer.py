@@ -58,10 +58,11 @@ def check_pair(teacher, student, loss: DistilLoss = DistilLoss()) -> None:
                          "distributions token by token, so both need the same vocabulary (build the student from the "
                          "teacher's config / tokenizer, e.g. tinydistil.init_student(teacher))")
     ht, hs = hidden_size(teacher), hidden_size(student)
-    if loss.alpha_cos > 0 and ht != hs:
-        raise ValueError(f"the teacher's hidden size is {ht} and the student's {hs}: the cosine term compares their "
-                         "hidden states, so it needs equal sizes; turn it off with DistilLoss(alpha_cos=0.0) "
-                         "(--alpha-cos 0) or use a student of the teacher's width")
+    for name, key, alpha in (("cosine", "cos", loss.alpha_cos), ("sentence cosine", "sent", loss.alpha_sent)):
+        if alpha > 0 and ht != hs:
+            raise ValueError(f"the teacher's hidden size is {ht} and the student's {hs}: the {name} term compares "
+                             f"their hidden states, so it needs equal sizes; turn it off with DistilLoss(alpha_{key}=0.0)"
+                             f" (--alpha-{key} 0) or use a student of the teacher's width")
 
 
 def check_batch(batch) -> None:
@@ -101,7 +102,7 @@ def distil_terms(teacher, student, batch, loss: DistilLoss = DistilLoss(), check
     ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     s = mlm_parts(student, ids, am)
     t = None
-    if loss.alpha_kl > 0 or loss.alpha_cos > 0:
+    if loss.alpha_kl > 0 or loss.alpha_cos > 0 or loss.alpha_sent > 0:
         with torch.inference_mode():
             t = mlm_parts(teacher, ids, am)
         t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())  # out of inference mode, for autograd

@@ -3,6 +3,11 @@
     L = alpha_kl  * T^2 * KL(softmax(z_t / T) || softmax(z_s / T))    soft targets        term "kl"
       + alpha_mlm * CE(z_s, masked labels)                             hard targets        term "mlm"
       + alpha_cos * (1 - cos(h_s, h_t))                                 hidden alignment    term "cos"
+      [+ alpha_sent * (1 - cos(mean(h_s), mean(h_t)))                   sentence alignment  term "sent"]
+
+The bracketed term is beyond the paper and off by default (alpha_sent = 0): the mean-pooled final hidden state of
+each sequence pulled toward the teacher's, as sentence-transformers' layer reduction does, for a teacher whose
+sentence geometry (STS-B) comes from contrastive training rather than from MLM.
 
 `DistilLoss` holds the temperature and the weights and returns the named terms and their weighted "total";
 teacher pretraining is the same object with only the MLM weight (`DistilLoss.mlm_only()`). The soft-target weight
@@ -55,6 +60,20 @@ def hidden_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tenso
     return (1.0 - cos).mean()
 
 
+def sentence_cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor,
+                         attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over sequences of 1 - cos(mean-pooled h_s, mean-pooled h_t), pooling over non-pad tokens.
+    hidden: (B, L, D), attention_mask: (B, L), 0 = padding; sequences without a token are left out."""
+    m = attention_mask.to(torch.float32).unsqueeze(-1)  # (B, L, 1)
+    keep = m.sum(dim=(1, 2)) > 0
+    if not bool(keep.any()):
+        return student_hidden.sum() * 0.0
+    n = m.sum(dim=1).clamp(min=1.0)  # (B, 1)
+    s = (student_hidden.float() * m).sum(dim=1) / n  # (B, D)
+    t = (teacher_hidden.float() * m).sum(dim=1) / n
+    return (1.0 - F.cosine_similarity(s[keep], t[keep], dim=-1)).mean()
+
+
 @dataclass(frozen=True)
 class Term:
     """One weighted term of the distillation objective, as every reader of it names it. Adding a term = its line
@@ -65,12 +84,26 @@ class Term:
     title: str  # what it is (the loss-curve panel's title)
     text: str  # in the report and the model cards
     latex: str  # on the poster (matplotlib mathtext)
+    # beyond the paper, off by default: named in an objective only when its weight is > 0 (runs made before the
+    # term existed have no weight for it, which means 0)
+    optional: bool = False
 
 
 TERMS = (Term("kl", "alpha_kl", "soft-target KL (at T)", "T²·KL(teacher ‖ student at T)",
               r"T^2\,\mathrm{KL}(p_t^T\,\|\,p_s^T)"),
          Term("mlm", "alpha_mlm", "masked-LM cross-entropy", "MLM", r"L_{mlm}"),
-         Term("cos", "alpha_cos", "hidden-state cosine loss", "(1 − cos(h_s, h_t))", r"(1-\cos(h_s,h_t))"))
+         Term("cos", "alpha_cos", "hidden-state cosine loss", "(1 − cos(h_s, h_t))", r"(1-\cos(h_s,h_t))"),
+         Term("sent", "alpha_sent", "sentence cosine loss (mean-pooled)", "(1 − cos(mean h_s, mean h_t))",
+              r"(1-\cos(\bar h_s,\bar h_t))", optional=True))
+
+
+def active_terms(weights: dict) -> list[Term]:
+    """The TERMS an objective with `weights` ({weight field: value}) names: every paper term, and an optional one
+    only when its weight is a number > 0."""
+    def on(t):
+        v = weights.get(t.weight)
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+    return [t for t in TERMS if not t.optional or on(t)]
 
 
 def objective_text(weights: dict, latex: bool = False) -> str:
@@ -81,8 +114,8 @@ def objective_text(weights: dict, latex: bool = False) -> str:
         return "?" if not isinstance(v, (int, float)) or isinstance(v, bool) else f"{v:g}"
 
     if latex:
-        return " + ".join(rf"{w(t)}\,{t.latex}" for t in TERMS)
-    return " + ".join(f"{w(t)}·{t.text}" for t in TERMS)
+        return " + ".join(rf"{w(t)}\,{t.latex}" for t in active_terms(weights))
+    return " + ".join(f"{w(t)}·{t.text}" for t in active_terms(weights))
 
 
 @dataclass(frozen=True)
@@ -90,7 +123,8 @@ class DistilLoss:
     """The weighted triple loss over one batch of student (and teacher) MLMParts.
 
     temperature: T of the soft targets (the KL is multiplied by T^2).
-    alpha_kl, alpha_mlm, alpha_cos: weights of the terms; a weight of 0 skips its term's computation.
+    alpha_kl, alpha_mlm, alpha_cos, alpha_sent: weights of the terms (alpha_sent beyond the paper, 0 by default);
+        a weight of 0 skips its term's computation.
     kl_on_masked_only: KL on masked positions only instead of every non-pad one (`restrict_ce_to_mask`).
     chunked: compute KL + CE with `chunked_kl_ce` (chunk_size rows at a time, 0 = auto) or on full logits.
     """
@@ -99,6 +133,7 @@ class DistilLoss:
     alpha_kl: float = 5.0
     alpha_mlm: float = 2.0
     alpha_cos: float = 1.0
+    alpha_sent: float = 0.0
     kl_on_masked_only: bool = False
     chunked: bool = True
     chunk_size: int = 0
@@ -117,7 +152,8 @@ class DistilLoss:
 
     def __call__(self, student: MLMParts, labels: torch.Tensor, attention_mask: torch.Tensor,
                  teacher: MLMParts | None = None) -> dict[str, torch.Tensor]:
-        """{"kl", "mlm", "cos", "total"}: float32 scalars; only "total" carries a gradient through the chunked path.
+        """{"kl", "mlm", "cos", "total"} and "sent" when alpha_sent > 0 (the keys of active_terms): float32
+        scalars; only "total" carries a gradient through the chunked path.
 
         student / teacher: MLMParts with hidden (B, L, D), feats (B, L, D'), weight (V, D'), bias (V,); teacher
         None (pretraining) leaves KL and cosine at 0. labels: (B * L,) or (B, L), -100 = not masked.
@@ -148,7 +184,13 @@ class DistilLoss:
         if teacher is not None and self.alpha_cos > 0:
             cos = hidden_cosine_loss(student.hidden.flatten(0, 1), teacher.hidden.flatten(0, 1).detach(), nonpad)
             total = total + self.alpha_cos * cos
-        return {"kl": kl, "mlm": mlm, "cos": cos, "total": total}
+        out = {"kl": kl, "mlm": mlm, "cos": cos}
+        if self.alpha_sent > 0:  # beyond the paper: a key only when the term is on
+            out["sent"] = zero
+            if teacher is not None:
+                out["sent"] = sentence_cosine_loss(student.hidden, teacher.hidden.detach(), attention_mask)
+                total = total + self.alpha_sent * out["sent"]
+        return {**out, "total": total}
 
 
 # ------------------------------------------------------------------ SQuAD, DistilBERT (D)

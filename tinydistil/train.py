@@ -20,6 +20,7 @@ alone writes files, logs and shows the progress bar.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -36,7 +37,7 @@ from .curves import LiveCurves
 from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
 from .exits import raise_pending
 from .losses import TERMS as LOSS_TERMS
-from .losses import DistilLoss
+from .losses import DistilLoss, active_terms
 from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import (RunInterrupted, claim_run_folder, config_diff, record_call, run_info, save_atomic,
@@ -48,7 +49,9 @@ from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_
 
 # log keys of the loss terms: the weighted total and DistilLoss's terms (the reference distiller, and logs written
 # before the rename, call the soft-target KL "loss_ce": config.RENAMED)
-TERMS = ("loss", *(f"loss_{t.key}" for t in LOSS_TERMS))  # the logged total, then each term
+# the logged total, then each term of the paper's objective; a run with an optional term on (alpha_sent > 0) logs
+# it too (Trainer.log_keys)
+TERMS = ("loss", *(f"loss_{t.key}" for t in LOSS_TERMS if not t.optional))
 
 
 class Trainer:
@@ -58,6 +61,8 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.is_distill = isinstance(cfg, C.DistillConfig)
         self.objective = DistilLoss.from_config(cfg) if self.is_distill else DistilLoss.mlm_only()
+        # what each log line holds: the total and each term of this run's objective (losses.active_terms)
+        self.log_keys = ("loss", *(f"loss_{t.key}" for t in active_terms(dataclasses.asdict(self.objective))))
         self.teacher = None
         self.step = self.epoch = self.batch_idx = self.micro = self.tokens = 0
         self.elapsed = 0.0
@@ -228,7 +233,7 @@ class Trainer:
     def _train(self, bar, final: Path) -> Path:
         # one function on purpose (~70 lines): the loop is read top to bottom, as nanoGPT's
         cfg = self.cfg
-        window = dict.fromkeys(TERMS, 0.0)
+        window = dict.fromkeys(self.log_keys, 0.0)
         window_micro, window_tokens, t_start = 0, 0, time.time()
         last = {}
         snaps = snapshot_steps(getattr(cfg, "snapshot_fracs", ()), self.total_steps)  # {update: fraction}
@@ -245,7 +250,7 @@ class Trainer:
                     with autocast(self.device, self.precision):
                         terms = self.loss_terms(batch)
                     self.scaler.scale(terms["loss"] / self.accum).backward()
-                for k in TERMS:
+                for k in self.log_keys:
                     window[k] += terms[k].detach()  # stays on the device: no sync per micro-batch
                 window_micro += 1
                 n_tok = int(batch["attention_mask"].sum())
@@ -275,15 +280,15 @@ class Trainer:
                 self._unsynced_tokens = 0
                 last = {"step": self.step, "epoch": round(self.epoch + self.batch_idx / len(self.batches), 4),
                         "lr": self.scheduler.get_last_lr()[0], "grad_norm": round(grad_norm, 4),
-                        **{k: round(tot[k] / tot["micro"], 5) for k in TERMS},
+                        **{k: round(tot[k] / tot["micro"], 5) for k in self.log_keys},
                         "tokens": self.tokens, "tokens_per_s": round(tot["tokens"] / max(dt, 1e-9), 1),
                         "elapsed_s": round(self.elapsed, 1)}
                 if self.rank == 0:
                     with open(self.out / "log.jsonl", "a") as f:
                         f.write(json.dumps(last) + "\n")
                     self._curves.log(last)
-                bar.set_postfix({k.replace("loss_", ""): last[k] for k in TERMS} | {"tok/s": last["tokens_per_s"]})
-                window = dict.fromkeys(TERMS, 0.0)
+                bar.set_postfix({k.replace("loss_", ""): last[k] for k in self.log_keys} | {"tok/s": last["tokens_per_s"]})
+                window = dict.fromkeys(self.log_keys, 0.0)
                 window_micro, window_tokens, t_start = 0, 0, time.time()
             if self.step % cfg.save_every == 0 or self.step == self.total_steps:
                 self.save_checkpoint()
@@ -299,7 +304,7 @@ class Trainer:
     def loss_terms(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Mask the batch (seeded by the global micro-batch index) and return every loss term.
 
-        batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars under the log keys (TERMS):
+        batch: input_ids, attention_mask (B, L) on CPU. Terms are float32 scalars under the log keys (log_keys):
         "loss" the weighted total, "loss_kl" the soft-target KL, "loss_mlm", "loss_cos". Without a teacher only
         the MLM term is active.
         """
@@ -312,7 +317,7 @@ class Trainer:
             # out of inference mode (autograd may save them); the weights are parameters already
             t = t._replace(hidden=t.hidden.clone(), feats=t.feats.clone())
         terms = self.objective(s, labels, am, t)
-        return {"loss": terms["total"], **{f"loss_{t.key}": terms[t.key] for t in LOSS_TERMS}}
+        return {"loss": terms["total"], **{f"loss_{k}": v for k, v in terms.items() if k != "total"}}
 
     def mask_batch(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(input_ids, labels, attention_mask) (B, L) on the device: this micro-batch masked (mask_micro_batch)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..losses import TERMS as LOSS_TERMS
+from ..losses import active_terms
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES,
                      PAPER_TABLE3, PAPER_TABLE4,
                      paper_glue_retention, paper_speedup)
@@ -378,8 +378,9 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         _section_table4(res), "",
         "## Distillation loss curves", "",
         "Each logged term of `log.jsonl`, unweighted"
-        + (f" (the student's `loss` = " + " + ".join(f"{sc[t.weight]:g}·loss_{t.key}" for t in LOSS_TERMS)
-           + ", weights from its run.json)" if all(finite(sc.get(t.weight)) is not None for t in LOSS_TERMS) else "")
+        + (f" (the student's `loss` = " + " + ".join(f"{sc[t.weight]:g}·loss_{t.key}" for t in active_terms(sc))
+           + ", weights from its run.json)" if all(finite(sc.get(t.weight)) is not None for t in active_terms(sc))
+           else "")
         + "; identically-zero terms (the teacher's distillation terms) are left out.", "",
         f"![loss curves]({rel['loss_curves']})", "",
         section_differences(res), "",
