@@ -584,3 +584,18 @@ def test_what_was_run_gives_each_task_its_own_settings():
         "SST-2, STS-B: 2400 training examples, 3 epochs, lr 0.0001, batch 32; "
         "WNLI: 635 training examples, 3 epochs, lr 0.0001, batch 32; "
         "IMDb: 1000 training examples, 3 epochs, lr 5e-05, batch 32, max length 256")
+
+
+def test_the_report_judges_an_added_term_the_other_way_and_every_row_against_the_control(tmp_path):
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.report import _section_headlines
+    from tinydistil.study.results import load_results
+
+    seeds = [0, 1, 2]
+    rows = [{"Variant": "full triple loss", "score": 50.0, "per_seed": [50.0, 51.0, 49.0], "seeds": seeds},
+            {"Variant": "+ L_sent", "score": 52.0, "per_seed": [51.0, 53.0, 52.0], "seeds": seeds},
+            {"Variant": "no distillation", "score": 49.0, "per_seed": [49.0, 49.5, 48.0], "seeds": seeds}]
+    write_table4(rows, tmp_path / "table4_ablation.csv", {"rule": {"paired_t_alpha": 0.05}})
+    text = _section_headlines(load_results(tmp_path, "cpu"))
+    assert "Measurably better than the full loss on GLUE (the same test, the other way): + L_sent (p = 0.037); not: —." in text
+    assert ("mean and one-sided p of higher: full triple loss +1.17 (p = 0.010), + L_sent +3.17 (p = 0.0" in text)

@@ -51,7 +51,7 @@ def test_table4_verdicts_come_from_the_json_floats():
     assert v["worse"] == ["random init"] and v["rule"] == 4  # - L_mlm: 0.5 lower < sd 0.707
     assert table4_verdicts({"variants": variants})["worse"] == []  # no rule recorded: every seed must be lower
     assert table4_verdicts({}) == {"rule": None, "paired_t_alpha": None, "p_values": {}, "worse": [], "excl_sd": None,
-                                   "excl_deltas": {}, "excl_worse": []}
+                                   "excl_deltas": {}, "excl_worse": [], "better": [], "p_better": {}, "vs_control": {}}
     # the issue-26 protocol's paired t-test: - L_mlm, 1 point lower on every seed (deltas -1 -1 -1 -1 -1.5 have a
     # spread, so the test is defined), is worse at p < 0.05 even though its macro sits within 1.5 sd of the full loss
     t_variants = {**variants, "- L_mlm": {"score": 59.0, "per_seed": [58.0, 59.0, 60.0, 59.0, 58.5],
@@ -59,6 +59,24 @@ def test_table4_verdicts_come_from_the_json_floats():
     t = table4_verdicts({"variants": t_variants, "rule": {"paired_t_alpha": 0.05}})
     # random init's deltas -5 -5 -5 -5 +1: mean -3.8, sd 2.683, t = -3.167 on 4 df: p = 0.017
     assert t["worse"] == ["random init", "- L_mlm"] and t["p_values"]["random init"] == pytest.approx(0.0170, abs=5e-4)
+
+
+def test_a_row_that_adds_a_term_is_judged_better_and_every_row_against_the_control():
+    seeds = [0, 1, 2]
+    variants = {"full triple loss": {"score": 50.0, "per_seed": [50.0, 51.0, 49.0], "seeds": seeds},
+                # + 1, + 2, + 3 over the full loss: the mirror of the hand-worked test below, p = 0.0371
+                "+ L_sent": {"score": 52.0, "per_seed": [51.0, 53.0, 52.0], "seeds": seeds},
+                "no distillation": {"score": 49.0, "per_seed": [49.0, 49.5, 48.0], "seeds": seeds}}
+    v = table4_verdicts({"variants": variants, "rule": {"paired_t_alpha": 0.05}})
+    t = -math.sqrt(12)
+    assert v["better"] == ["+ L_sent"] and v["p_better"]["+ L_sent"] == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)))
+    assert v["worse"] == ["no distillation"] and v["p_better"]["no distillation"] > 0.5  # below, not above
+    # against the control: full +1.0 +1.5 +1.0 (mean 1.1667), + L_sent +2 +3.5 +4 (mean 3.1667)
+    assert v["vs_control"]["full triple loss"][0] == pytest.approx(7 / 6)
+    assert v["vs_control"]["+ L_sent"][0] == pytest.approx(19 / 6) and v["vs_control"]["+ L_sent"][1] < 0.05
+    assert "no distillation" not in v["vs_control"]
+    # the earlier sd-and-count rule has no such test
+    assert table4_verdicts({"variants": variants})["better"] == []
 
 
 def test_paired_t_test_by_hand():

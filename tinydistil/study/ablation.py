@@ -11,6 +11,8 @@ Variants (Sanh et al. 2019, Table 4, GLUE macro-score differences from the full 
     random init   student_init = random (no every-other-layer copy)       paper -3.69
     first layers  student_layers = the teacher's bottom half ([0, 1, 2] of 6) instead of every other layer
                   (not in the paper: why every other layer?)
+    + L_sent      alpha_sent = 1    (the full loss plus the sentence term, losses.sentence_cosine_loss; not in the
+                  paper: does a teacher's sentence geometry survive when it is distilled explicitly?)
     no distillation  the control: the full row's student after 0 updates (not in the paper: what the
                   distillation updates add to the copied layers)
 
@@ -56,11 +58,14 @@ VARIANTS = {
     "- L_mlm": {"alpha_mlm": 0.0},
     "random init": {"student_init": "random"},
     "first layers": {"student_layers": "bottom half"},  # resolved against the teacher's depth (variant_config)
+    "+ L_sent": {"alpha_sent": 1.0},  # adds a term: judged as better or not (table4_verdicts' "better")
     "no distillation": {},  # the control: the full row's student before any update (snapshots.init_student_run)
 }
+CONTROL_VARIANT = "no distillation"
+ADDED_TERM_VARIANTS = ("+ L_sent",)  # rows that add to the objective: the report asks whether they are better
 SLUGS = {FULL_VARIANT: "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm": "no_mlm",
-         "random init": "random_init", "first layers": "first_layers",
-         "no distillation": "control"}
+         "random init": "random_init", "first layers": "first_layers", "+ L_sent": "sent",
+         CONTROL_VARIANT: "control"}
 TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
                   "Per-task delta", "Excl. WNLI", "Paper delta", "source", "run_id", "note")
 NOISY_TASKS = ("wnli",)  # left out of the secondary "Excl. WNLI" macro (see the module doc)
@@ -328,7 +333,7 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
         if name in names:
             print(f"[tinydistil] ablation {names.index(name) + 1}/{len(names)}: {name}", file=sys.stderr, flush=True)
             distilled = not (Path(cfg.output_dir) / "summary.json").is_file()
-            if distilled and name == "no distillation":
+            if distilled and name == CONTROL_VARIANT:
                 init_student_run(cfg, progress=progress)
             elif distilled:
                 Trainer(cfg, resume=True, progress=progress).setup().train()

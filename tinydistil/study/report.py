@@ -16,7 +16,7 @@ from ..losses import active_terms
 from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES,
                      PAPER_TABLE3, PAPER_TABLE4,
                      paper_glue_retention, paper_speedup)
-from .ablation import FULL_VARIANT, SLUGS, TABLE4_COLUMNS, VARIANTS
+from .ablation import ADDED_TERM_VARIANTS, FULL_VARIANT, SLUGS, TABLE4_COLUMNS, VARIANTS
 from .answer import section_effect
 from .figures import FIGURES, write_figures
 from ..records import ROLE_LABELS, finite
@@ -152,6 +152,20 @@ def _ablation_lines(res: Results) -> list[str]:
                    f"{', '.join(v + p_of(v) for v in worse) or 'none'}"
                    + (f"; not separable from the full loss on GLUE at this scale: "
                       f"{', '.join(v + p_of(v) for v in rest)}" if rest else "") + ".")
+        adds = [v for v, _ in ab["ours"] if v in ab.get("better", []) or v in ADDED_TERM_VARIANTS]
+        if t_test and adds:  # a row that adds to the objective is judged the other way too
+            out.append(f"  * Measurably better than the full loss on GLUE (the same test, the other way): "
+                       + (", ".join(f"{v} (p = {ab['p_better'][v]:.3f})" if ab["p_better"].get(v) is not None else v
+                                    for v in ab["better"]) or "none")
+                       + "; not: " + (", ".join(f"{v} (p = {ab['p_better'][v]:.3f})" for v in adds
+                                                if v not in ab["better"] and ab["p_better"].get(v) is not None)
+                                      or "—") + ".")
+        vs = ab.get("vs_control") or {}
+        if t_test and vs:
+            out.append("  * Against the control (no distillation), per-seed macro minus the control's of the same seed, "
+                       "mean and one-sided p of higher: " + ", ".join(
+                           f"{v} {m:+.2f} (p = {p:.3f})" if m is not None and p is not None else f"{v}: too few seeds"
+                           for v, (m, p) in vs.items()) + ".")
         small = [f"{v} ({d:+.2f})" for v, d in PAPER_TABLE4.items()
                  if not t_test and ab["full_sd"] is not None and abs(d) <= ab["full_sd"] and v in dict(ab["ours"])]
         if small:  # what the rule can see: an effect the size of the paper's would not pass it

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import current_names
 from ..paper import PAPER_TABLE1, PAPER_TABLE2_COLUMNS, PAPER_TABLE2_SCORES
 from ..records import ROLE_LABELS, TableRow, finite, read_table_json, table_json_path
-from .ablation import FULL_VARIANT, SLUGS, paired_deltas
+from .ablation import CONTROL_VARIANT, FULL_VARIANT, SLUGS, paired_deltas
 from .stats import measurably_worse, paired_t_lower, spread
 from .tables import TABLE1_TASKS, TABLE2_META
 
@@ -221,14 +221,28 @@ def ablation(res: Results) -> dict | None:
 def table4_verdicts(table4: dict) -> dict:
     """The decision rule applied to Table 4's floats (table4_ablation.json, never its formatted cells):
     {"rule": min paired seeds lower (None: every one), "worse": [variants measurably worse on the GLUE macro],
-    "excl_sd", "excl_deltas": {variant: delta}, "excl_worse": [...] (the same on the macro without WNLI)}."""
+    "excl_sd", "excl_deltas": {variant: delta}, "excl_worse": [...] (the same on the macro without WNLI)}; under the
+    paired t-test also "p_values" (lower than the full loss), "better" / "p_better" (higher than the full loss: for
+    a row that adds something) and "vs_control": {row: (mean paired delta over the control, p of higher)}."""
     declared = table4.get("rule") or {}
     variants, rule, alpha = table4.get("variants", {}), declared.get("min_paired_seeds_lower"), declared.get("paired_t_alpha")
     full = variants.get(FULL_VARIANT)
     out = {"rule": rule, "paired_t_alpha": alpha, "p_values": {}, "worse": [], "excl_sd": None, "excl_deltas": {},
-           "excl_worse": []}
+           "excl_worse": [], "better": [], "p_better": {}, "vs_control": {}}
     if not full:
         return out
+    if alpha is not None:  # the same one-sided test the other way: above the full loss, above the control
+        for name, r in variants.items():
+            if name != FULL_VARIANT and r.get("score") is not None:
+                better, p = paired_t_lower([-d for d in paired_deltas(r, full)], alpha)
+                out["p_better"][name] = p
+                if better:
+                    out["better"].append(name)
+        control = variants.get(CONTROL_VARIANT)
+        for name, r in variants.items():
+            if control and control.get("score") is not None and name != CONTROL_VARIANT and r.get("score") is not None:
+                d = paired_deltas(r, control)
+                out["vs_control"][name] = (sum(d) / len(d) if d else None, paired_t_lower([-x for x in d], alpha)[1])
     for key in ("", "excl"):
         base = full.get(key) if key else full
         sp = spread((base or {}).get("per_seed", []))
