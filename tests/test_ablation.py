@@ -282,3 +282,26 @@ def test_a_committed_variant_from_before_the_rename_is_still_found_finished():
     before = {k: ran[k] for k in ("epochs", "lr", "warmup_frac")}
     assert _same_run(folder, stage_config("cpu", "distill", **VARIANTS["- L_ce"], max_steps=60, **before))
     assert not _same_run(folder, stage_config("cpu", "distill", max_steps=60, **before))
+
+
+def test_import_ablation_says_in_one_line_why_it_copied_nothing(tmp_path):
+    """tools/import_ablation.py on a worktree whose Table 4 is still being run there (the study's lock is held):
+    the holder named in one line, no traceback, nothing copied here."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tinydistil.rundir import FolderLock
+
+    root = Path(__file__).resolve().parents[1]
+    tool = [sys.executable, str(root / "tools" / "import_ablation.py")]
+    missing = subprocess.run([*tool, str(tmp_path), "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    assert missing.returncode == 2 and "runs/cpu/ablation does not exist" in missing.stderr
+    (tmp_path / "runs" / "cpu" / "ablation").mkdir(parents=True)
+    lock = FolderLock(tmp_path / "runs" / "cpu").acquire()  # as a running `ablate` holds it
+    try:
+        busy = subprocess.run([*tool, str(tmp_path), "--data-dir", str(tmp_path)], capture_output=True, text=True)
+    finally:
+        lock.release()
+    assert busy.returncode != 0 and "Traceback" not in busy.stderr
+    assert "another process" in busy.stderr and "nothing was copied" in busy.stderr

@@ -36,7 +36,11 @@ def main(argv=None) -> int:
             f"assert tinydistil.__file__.startswith({str(REPO)!r}), tinydistil.__file__; "
             "from tinydistil.cli import main; "
             f"raise SystemExit(main(['ablate', '--preset', {p!r}, '--table-only']))")
-    subprocess.run([sys.executable, "-c", code], cwd=wt, env=env, check=True)
+    rc = subprocess.run([sys.executable, "-c", code], cwd=wt, env=env).returncode
+    if rc:  # the rebuild said why in one line (e.g. a row still running there holds the study's lock)
+        print(f"error: rebuilding Table 4 in {wt} failed (exit {rc}, its message above); nothing was copied",
+              file=sys.stderr)
+        return rc
     src, dst = wt / "results", REPO / "results"
     copied = [shutil.copy2(src / f"table4_ablation.{ext}", dst / f"table4_ablation.{ext}") for ext in ("csv", "json")]
     for folder in [src / p / "ablation", *sorted((src / "runs" / "eval").glob(f"{p}_ablation_*"))]:
