@@ -26,7 +26,7 @@ weights, a chunk of rows at a time, so the (rows x vocabulary) logits never exis
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
@@ -138,6 +138,11 @@ class DistilLoss:
     chunked: bool = True
     chunk_size: int = 0
     fused: str = "auto"  # the compiled fused chunk of chunked_kl_ce: on / off / auto (fused_chunks_apply)
+
+    @property
+    def term_keys(self) -> tuple[str, ...]:
+        """The keys of the terms __call__ returns besides "total" (active_terms of these weights)."""
+        return tuple(t.key for t in active_terms(asdict(self)))
 
     @classmethod
     def mlm_only(cls, chunk_size: int = 0) -> "DistilLoss":

@@ -20,7 +20,6 @@ alone writes files, logs and shows the progress bar.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import time
@@ -37,7 +36,7 @@ from .curves import LiveCurves
 from .data import corpus_source, load_corpus, make_batches, token_counts, tokenize_corpus
 from .exits import raise_pending
 from .losses import TERMS as LOSS_TERMS
-from .losses import DistilLoss, active_terms
+from .losses import DistilLoss
 from .masking import mask_micro_batch, token_weights
 from .mlm import MLMParts, PartsModule, mlm_parts
 from .rundir import (RunInterrupted, claim_run_folder, config_diff, record_call, run_info, save_atomic,
@@ -49,8 +48,7 @@ from .teacher import check_tokenizer, load_teacher, resolve_encoder, teacher_to_
 
 # log keys of the loss terms: the weighted total and DistilLoss's terms (the reference distiller, and logs written
 # before the rename, call the soft-target KL "loss_ce": config.RENAMED)
-# the logged total, then each term of the paper's objective; a run with an optional term on (alpha_sent > 0) logs
-# it too (Trainer.log_keys)
+# the paper's logged keys: the total, then each term (a run with alpha_sent > 0 logs loss_sent too: log_keys)
 TERMS = ("loss", *(f"loss_{t.key}" for t in LOSS_TERMS if not t.optional))
 
 
@@ -61,8 +59,7 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.is_distill = isinstance(cfg, C.DistillConfig)
         self.objective = DistilLoss.from_config(cfg) if self.is_distill else DistilLoss.mlm_only()
-        # what each log line holds: the total and each term of this run's objective (losses.active_terms)
-        self.log_keys = ("loss", *(f"loss_{t.key}" for t in active_terms(dataclasses.asdict(self.objective))))
+        self.log_keys = ("loss", *(f"loss_{k}" for k in self.objective.term_keys))  # what each log line holds
         self.teacher = None
         self.step = self.epoch = self.batch_idx = self.micro = self.tokens = 0
         self.elapsed = 0.0

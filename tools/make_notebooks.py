@@ -527,8 +527,7 @@ agreement = trainer_vs_loop(cfg, lay.runs / "reuse" / f"trainer_vs_loop_{compare
 print(agreement.summary())
 agreement.frame()'''),
     ("code", '''import matplotlib.pyplot as plt
-from tinydistil.losses import TERMS
-terms = ["total", *(t.key for t in TERMS)]
+terms = [k for k in agreement.loop if k not in ("lr", "grad_norm")]  # the total and each term of the objective
 fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))
 for ax, term in zip(axes, terms):
     ax.plot(agreement.steps, agreement.loop[term], "o-", label="tinydistil loop")
