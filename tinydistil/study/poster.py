@@ -19,6 +19,7 @@ from .figures import GLUE_DISPLAY, TASK_DISPLAY, loss_terms
 from ..records import ROLE_LABELS, finite
 from .results import (TABLE_FILES, Results, ablation, glue_retention, label, load_results, main_records,
                       paper_task_scores, speedups, table4_protocol, task_scores, teacher_student_pairs)
+from .stats import p_text
 from .tables import TABLE1_TASKS, params_text
 from .targets import check_targets
 
@@ -375,11 +376,10 @@ def _table4_rows(res: Results) -> tuple[list[list[str]], list[str], str]:
             *(["Δ -WNLI"] if with_wnli else []), "paper Δ"]
 
     def test_cell(r):
-        if r["Variant"] == FULL_VARIANT:
+        if r["Variant"] == FULL_VARIANT or (t_test and p_values.get(r["Variant"]) is None):
             return "—"
-        if t_test:
-            return fmt(p_values.get(r["Variant"]), ".3f")
-        return f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—"
+        return p_text(p_values[r["Variant"]]) if t_test else \
+            f"{r.extra['lower']}/{len(r.extra['paired'])}" if r.extra.get("paired") else "—"
 
     rows = [[r["Variant"], _short(r.get("Score")), "n/a" if r["Variant"] == FULL_VARIANT else _short(r.get("Delta")),
              fmt(r.extra.get("sd")), test_cell(r), fmt(r.value("Held-out MLM acc")),

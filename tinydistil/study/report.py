@@ -22,6 +22,7 @@ from .figures import FIGURES, write_figures
 from ..records import ROLE_LABELS, finite
 from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, majority_margins,
                       retention_by_seed, speedups, table4_protocol, task_scores, teacher_student_pairs)
+from .stats import p_text
 from .tables import TABLE1_COLUMNS, TABLE1_TASKS, md_table
 from .targets import check_targets
 from .what_ran import section_differences, section_run
@@ -146,7 +147,7 @@ def _ablation_lines(res: Results) -> list[str]:
                 out.append(f"  * {v}: " + "; ".join(bits) + ".")
         worse = [v for v, _ in ab["ours"] if v in ab["worse"]]
         rest = [v for v, _ in ab["ours"] if v not in worse]
-        p_of = lambda v: (f" (p = {ab['p_values'][v]:.3f})"  # noqa: E731
+        p_of = lambda v: (f" (p {_p(ab['p_values'][v])})"  # noqa: E731
                           if t_test and ab["p_values"].get(v) is not None else "")
         out.append(f"  * Measurably worse on GLUE ({_rule_text(ab)}): "
                    f"{', '.join(v + p_of(v) for v in worse) or 'none'}"
@@ -169,12 +170,18 @@ def _ablation_lines(res: Results) -> list[str]:
     return out
 
 
+def _p(p: float) -> str:
+    """'= 0.252' or '< 0.001' (stats.p_text)."""
+    text = p_text(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def _better_lines(ab: dict) -> list[str]:
     """Under the paired t-test: a row that adds to the objective judged the other way (better than the full loss), and
     every row against the control (mean paired delta, one-sided p of higher)."""
     out = []
     adds = [v for v, _ in ab["ours"] if v in ab.get("better", []) or v in ADDED_TERM_VARIANTS]
-    p_of = lambda v: f"{v} (p = {ab['p_better'][v]:.3f})" if ab["p_better"].get(v) is not None else v  # noqa: E731
+    p_of = lambda v: f"{v} (p {_p(ab['p_better'][v])})" if ab["p_better"].get(v) is not None else v  # noqa: E731
     if adds:
         out.append("  * Measurably better than the full loss on GLUE (the same test, the other way): "
                    + (", ".join(p_of(v) for v in ab["better"]) or "none") + "; not: "
@@ -182,7 +189,7 @@ def _better_lines(ab: dict) -> list[str]:
     if ab.get("vs_control"):
         out.append("  * Against the control (no distillation), per-seed macro minus the control's of the same seed, "
                    "mean and one-sided p of higher: " + ", ".join(
-                       f"{v} {m:+.2f} (p = {p:.3f})" if m is not None and p is not None else f"{v}: too few seeds"
+                       f"{v} {m:+.2f} (p {_p(p)})" if m is not None and p is not None else f"{v}: too few seeds"
                        for v, (m, p) in ab["vs_control"].items()) + ".")
     return out
 

@@ -63,6 +63,11 @@ def paired_t_lower(paired: list[float], alpha: float) -> tuple[bool, float | Non
     return p < alpha, p
 
 
+def p_text(p: float) -> str:
+    """A p-value as the report and poster print it: three decimals, "< 0.001" below that (never "0.000")."""
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def detectable_delta(sd_paired: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true mean paired delta a one-sided paired t-test on n seeds detects with the given power,
     for paired deltas of standard deviation sd_paired (the usual approximation (t_{1-alpha} + t_{power}) sd / sqrt n,
