@@ -141,6 +141,14 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     root = str(tmp_path)
     reproduce("smoke", root=root, skip="mlm_eval,imdb,squad,squad_d,speed,tables,report", progress=False)
+    import tinydistil.runtime
+
+    probes = []  # each call that works on a row records the machine's matmul rate beside it
+
+    def fake_probe():
+        probes.append(1)
+        return {"matmul_gflops": {"fp32": 12.5 * len(probes), "bf16": "not measured: no native bf16"}}
+    monkeypatch.setattr(tinydistil.runtime, "host_speed", fake_probe)
     df = run_ablation("smoke", root=root, variants="no_ce,random_init", progress=False)
     assert list(df["Variant"]) == ["full triple loss", "- L_ce", "random init"]
     # the full-loss row reuses reproduce's student and its GLUE runs instead of distilling again
@@ -158,6 +166,10 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert (res / "smoke" / "ablation" / "no_ce" / "run.json").is_file()
     copied = sorted(p.relative_to(res) for p in (res / "runs" / "eval" / "smoke_ablation_no_ce").rglob("seed*.json"))
     assert len(copied) == 3 and not list((res / "runs" / "eval").rglob("model"))  # per-seed JSONs, no models
+    speed = json.loads((res / "smoke" / "ablation" / "no_ce" / "host_speed.json").read_text())
+    assert [c["matmul_gflops"]["fp32"] for c in speed] == [12.5] and speed[0]["git_sha"] and speed[0]["machine"]
+    assert df["note"][1].endswith("; machine matmul fp32 12.5 GFLOP/s") and "12.5" not in df["note"][0]
+    assert df["note"][2].endswith("; machine matmul fp32 25.0 GFLOP/s")  # random init: the second probe, its own
     # a later call for another variant keeps the finished ones in the table (without training them again)
     mtime = (tmp_path / "smoke" / "ablation" / "no_ce" / "summary.json").stat().st_mtime
     df2 = run_ablation("smoke", root=root, variants="no_cos", progress=False)
@@ -165,6 +177,7 @@ def test_smoke_ablation_end_to_end(tmp_path, monkeypatch):
     assert list(df2["Score"][[0, 1, 3]]) == list(df["Score"]) and list(df2["Delta"][[0, 1, 3]]) == list(df["Delta"])
     assert (tmp_path / "smoke" / "ablation" / "no_ce" / "summary.json").stat().st_mtime == mtime
     assert df2["note"][1] == df["note"][1]  # its wall time is the one its runs recorded, not this call's
+    assert len(json.loads((res / "smoke" / "ablation" / "no_ce" / "host_speed.json").read_text())) == 1
     # a later call interrupted while distilling leaves every finished row in the table
     from tinydistil.train import Trainer
 

@@ -68,6 +68,7 @@ SLUGS = {FULL_VARIANT: "full", "- L_ce": "no_ce", "- L_cos": "no_cos", "- L_mlm"
          CONTROL_VARIANT: "control"}
 TABLE4_COLUMNS = ("Variant", "Score", "Delta", "Spread", "Paired deltas", "Seeds", "Held-out MLM acc",
                   "Per-task delta", "Excl. WNLI", "Paper delta", "source", "run_id", "note")
+HOST_SPEED_FILE = "host_speed.json"  # per row folder: the machine and matmul rate of each call that ran it
 NOISY_TASKS = ("wnli",)  # left out of the secondary "Excl. WNLI" macro (see the module doc)
 ROW_KEYS = ("score", "per_seed", "seeds", "tasks", "medians", "excl", "mlm_accuracy", "mlm_tokens", "run_id", "note")
 
@@ -340,8 +341,11 @@ def run_ablation(preset: str = "cpu", root: str | None = None, variants=None, di
             elif not _same_run(Path(cfg.output_dir), cfg):  # finished: not trained again, but it must be this row
                 raise ValueError(f"{cfg.output_dir} holds a finished distillation with other settings than the "
                                  f"{name!r} row; move it away or use another --output-dir")
+            pending = any(not (glue_dir / t / f"seed{s}.json").is_file() for t in tasks for s in glue_cfg.seed_list)
             if (Path(cfg.output_dir) / "model" / "config.json").is_file():  # else a finished row restored from
                 run_glue(str(Path(cfg.output_dir) / "model"), tasks, glue_cfg, glue_dir, data_dir, progress)  # results/
+            if (distilled or pending) and cfg is not base_cfg:
+                record_host_speed(Path(cfg.output_dir))
         elif not (Path(cfg.output_dir) / "summary.json").is_file():
             continue
         row = _variant_row(name, cfg, glue_dir, tasks, glue_cfg, data_dir)
@@ -366,6 +370,8 @@ def _variant_row(name: str, cfg, glue_dir: Path, tasks, glue_cfg, data_dir) -> d
     note = (f"{', '.join(TASKS[t].display for t in sc['tasks'])}; {len(sc['per_seed'])} seeds x <= "
             f"{glue_cfg.max_train_examples} examples; wall {d_s + g_s:.0f} s as recorded (distillation "
             f"{d_s:.0f} s + GLUE {g_s:.0f} s)")
+    speed = host_speed_text(Path(cfg.output_dir))
+    note += f"; machine {speed}" if speed else ""
     row = {"Variant": name, **sc, "excl": scores_without(sc, glue_dir), "mlm_accuracy": mlm.get("mlm_accuracy"),
            "mlm_tokens": mlm.get("masked_tokens"), "run_id": str(glue_dir), "note": note}
     if sc["score"] is None:
@@ -373,9 +379,36 @@ def _variant_row(name: str, cfg, glue_dir: Path, tasks, glue_cfg, data_dir) -> d
     return row
 
 
+def record_host_speed(run_dir: Path) -> list[dict]:
+    """Append this call's machine and matmul probe (runtime.host_speed) to `run_dir`/host_speed.json, a list with
+    one entry per call that distilled or fine-tuned the row: a row resumed in a later session may have run on
+    another machine, and its wall time means something only beside that machine's rate. Returns the list."""
+    from ..runtime import host_speed
+
+    path = run_dir / HOST_SPEED_FILE
+    calls = json.loads(path.read_text()) if path.is_file() else []
+    calls.append({**run_info(), **host_speed()})
+    write_json_atomic(path, calls)
+    return calls
+
+
+def host_speed_text(run_dir: Path) -> str:
+    """'matmul fp32 186.3 / bf16 414.9 GFLOP/s' for each call recorded in `run_dir`/host_speed.json ('; '-joined),
+    '' when none was recorded (rows run before the file existed)."""
+    path = run_dir / HOST_SPEED_FILE
+    calls = json.loads(path.read_text()) if path.is_file() else []
+
+    def one(rates: dict) -> str:
+        bf16 = rates.get("bf16")
+        return f"matmul fp32 {rates['fp32']}" + (f" / bf16 {bf16}" if isinstance(bf16, (int, float)) else "") + \
+            " GFLOP/s"
+    return "; ".join(one(c["matmul_gflops"]) for c in calls)
+
+
 def _copy_run_files(run_dir: Path, dest: Path) -> None:
-    """A variant's run.json / log.jsonl / summary.json / held-out MLM beside the table (the model is not copied)."""
+    """A variant's run.json / log.jsonl / summary.json / held-out MLM / host speed beside the table (not the
+    model)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json"):
+    for f in ("run.json", "log.jsonl", "summary.json", "mlm_eval_valid.json", HOST_SPEED_FILE):
         if (run_dir / f).is_file():
             copy_atomic(run_dir / f, dest / f)
