@@ -599,3 +599,24 @@ def test_the_report_judges_an_added_term_the_other_way_and_every_row_against_the
     text = _section_headlines(load_results(tmp_path, "cpu"))
     assert "Measurably better than the full loss on GLUE (the same test, the other way): + L_sent (p = 0.037); not: —." in text
     assert ("mean and one-sided p of higher: full triple loss +1.17 (p = 0.010), + L_sent +3.17 (p = 0.0" in text)
+
+
+def test_table4_figure_draws_the_measured_rows(tmp_path):
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.figures import fig_table4
+    from tinydistil.study.results import ablation, load_results
+
+    rows = [{"Variant": "full triple loss", "score": 50.0, "per_seed": [48.0, 52.0, 50.0], "mlm_accuracy": 0.15,
+             "mlm_tokens": 10000},
+            {"Variant": "- L_ce", "score": 48.5, "per_seed": [47.0, 50.0, 48.5], "mlm_accuracy": 0.14},
+            {"Variant": "random init", "score": 40.0, "per_seed": [39.0, 41.0, 40.0], "mlm_accuracy": 0.08}]
+    write_table4(rows, tmp_path / "t" / "table4_ablation.csv")
+    res = load_results(tmp_path / "t", "cpu")
+    # what the figure plots per row: the paired deltas (variant minus full, same seed) and the MLM delta
+    assert ablation(res)["extra"]["- L_ce"]["paired"] == [-1.0, -2.0, -1.5]
+    png = fig_table4(res, tmp_path / "table4.png")
+    img = mpimg.imread(png)
+    assert img.shape[0] > 200 and img.shape[1] > 600 and img[..., :3].std() > 0.05
+    empty = mpimg.imread(fig_table4(load_results(make_results(tmp_path / "r", table4=False), "cpu"),
+                                    tmp_path / "none.png"))
+    assert empty.shape[0] < img.shape[0]  # "Table 4: not run", one line

@@ -94,3 +94,19 @@ def test_detectable_delta_from_t_tables():
     # t-table quantiles at 4 df: t_0.95 = 2.132, t_0.80 = 0.941
     assert detectable_delta(1.0, 5) == pytest.approx((2.132 + 0.941) / math.sqrt(5), abs=1e-3)
     assert detectable_delta(2.0, 5) == pytest.approx(2 * detectable_delta(1.0, 5))
+
+
+def test_mean_interval_hand_worked():
+    from tinydistil.study.stats import mean_interval
+
+    # [1, 2, 3]: mean 2, sd 1, t(0.975, 2 df) = 4.302653 -> half-width 4.302653 / sqrt(3) = 2.484138
+    m, lo, hi = mean_interval([1.0, 2.0, 3.0])
+    assert m == 2.0 and lo == pytest.approx(2 - 2.484138, abs=1e-6) and hi == pytest.approx(2 + 2.484138, abs=1e-6)
+    assert mean_interval([1.0]) is None
+
+
+def test_accuracy_diff_se_hand_worked():
+    from tinydistil.study.stats import accuracy_diff_se
+
+    # 15 % vs 14 % on 10,000 tokens each: sqrt((.15 * .85 + .14 * .86) / 1e4) = 0.0049790
+    assert accuracy_diff_se(0.15, 0.14, 10_000) == pytest.approx(0.0049790, abs=1e-7)

@@ -14,7 +14,7 @@ import statistics
 from ..eval.glue import TASKS as GLUE_TASKS
 from ..records import ROLE_LABELS, finite
 from .results import Results
-from .stats import macro, paired_deltas, per_seed_macro, spread
+from .stats import accuracy_diff_se, macro, paired_deltas, per_seed_macro, spread
 
 ROLES = {r: ROLE_LABELS[r] for r in ("student", "student_d", "control")}
 DISPLAY_TO_ID = {t.display: name for name, t in GLUE_TASKS.items()}
@@ -107,7 +107,7 @@ def mlm_versus_control(res: Results) -> dict | None:
     if ps is None or pc is None:
         return None
     n = int(s.get("masked_tokens") or 0)
-    se = 100 * ((ps * (1 - ps) + pc * (1 - pc)) / n) ** 0.5 if n else None
+    se = 100 * accuracy_diff_se(ps, pc, n) if n else None
     diff = 100 * (ps - pc)
     return {"student": 100 * ps, "control": 100 * pc, "diff": diff, "se": se, "tokens": n,
             "verdict": "measurably above" if se is not None and diff > 2 * se else "not measurably above"}

@@ -11,9 +11,11 @@ from ..eval.registry import downstream_tasks
 from ..losses import TERMS as LOSS_TERMS
 from ..paper import PAPER_TABLE3
 from ..records import ROLE_LABELS, finite
+from .ablation import FULL_VARIANT, VARIANTS
 from .curve import study_curve
 from .effect import seed_scores, skilled_tasks
-from .results import Results, paper_task_scores, per_task_retention, task_scores, teacher_student_pairs
+from .results import Results, ablation, paper_task_scores, per_task_retention, task_scores, teacher_student_pairs
+from .stats import accuracy_diff_se, mean_interval
 from .tables import TABLE1_TASKS
 
 GLUE_DISPLAY = {name: t.display for name, t in GLUE_TASKS.items()}  # cola -> CoLA
@@ -226,7 +228,50 @@ def fig_tokens_curve(res: Results, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
-FIGURES = ("loss_curves", "task_bars", "retention", "speed_size", "tokens_curve")  # report/figures/<name>.png
+def fig_table4(res: Results, path: Path) -> Path:
+    """Table 4 as two panels, one row per measured variant (VARIANTS order, top down), x = the variant minus the
+    full triple loss: GLUE macro per paired seed (dots), their mean with its 95 % t interval, the paper's delta
+    (open diamond); held-out MLM accuracy (points) with ±2 standard errors of the difference."""
+    plt = _plt()
+    ab = ablation(res)
+    names = [v for v in VARIANTS if v != FULL_VARIANT and ab and (ab["extra"].get(v) or {}).get("paired")]
+    if not names:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "Table 4: not run", ha="center", va="center")
+        return _save(plt, fig, path)
+    paper = dict(ab["paper"])
+    full = ab["extra"].get(FULL_VARIANT, {})
+    fig, (g, m) = plt.subplots(1, 2, figsize=(9, 0.55 * len(names) + 1.6), sharey=True)
+    labelled = False
+    for y, v in enumerate(reversed(names)):
+        e = ab["extra"][v]
+        g.plot(e["paired"], [y] * len(e["paired"]), ".", color="C0", alpha=0.45, ms=6)
+        iv = mean_interval(e["paired"])
+        if iv is not None:
+            g.errorbar(iv[0], y, xerr=[[iv[0] - iv[1]], [iv[2] - iv[0]]], fmt="o", color="C0", capsize=3,
+                       label=None if y else "mean of the paired seeds, 95 % interval")
+        if v in paper:
+            g.plot(paper[v], y, "D", mfc="none", color="C3", label=None if labelled else "the paper's delta")
+            labelled = True
+        n = e.get("mlm_tokens") or full.get("mlm_tokens")  # the same masked tokens for every row
+        if e.get("mlm_delta") is not None and full.get("mlm_pct") is not None and n:
+            se = 100 * accuracy_diff_se(e["mlm_pct"] / 100, full["mlm_pct"] / 100, int(n))
+            m.errorbar(e["mlm_delta"], y, xerr=2 * se, fmt="s", color="C2", capsize=3,
+                       label=None if m.lines else "±2 standard errors")
+    for ax, title in ((g, "GLUE macro vs the full loss (points)"), (m, "held-out MLM accuracy vs the full loss (points)")):
+        ax.axvline(0, color="0.4", lw=1)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    g.set_yticks(range(len(names)), list(reversed(names)), fontsize=8)
+    g.legend(fontsize=7, loc="lower left")
+    if m.lines:
+        m.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Table 4: each row minus the full triple loss (dots: paired seeds)", fontsize=10)
+    return _save(plt, fig, path)
+
+
+FIGURES = ("loss_curves", "task_bars", "retention", "speed_size", "tokens_curve", "table4")  # report/figures/<name>.png
 
 
 def write_figures(res: Results, fig_dir: Path) -> dict[str, Path]:
@@ -235,4 +280,5 @@ def write_figures(res: Results, fig_dir: Path) -> dict[str, Path]:
             "task_bars": fig_task_bars(res, fig_dir / "task_bars.png"),
             "retention": fig_retention(res, fig_dir / "retention.png"),
             "speed_size": fig_speed_size(res, fig_dir / "speed_size.png"),
-            "tokens_curve": fig_tokens_curve(res, fig_dir / "tokens_curve.png")}
+            "tokens_curve": fig_tokens_curve(res, fig_dir / "tokens_curve.png"),
+            "table4": fig_table4(res, fig_dir / "table4.png")}

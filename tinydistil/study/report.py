@@ -9,7 +9,6 @@ A missing file or cell shows up as "not run" with the reason, never as a blank o
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from ..losses import active_terms
@@ -22,7 +21,7 @@ from .figures import FIGURES, write_figures
 from ..records import ROLE_LABELS, finite
 from .results import (TABLE3_COLUMNS, Results, ablation, glue_retention, load_results, majority_margins,
                       retention_by_seed, speedups, table4_protocol, task_scores, teacher_student_pairs)
-from .stats import p_text
+from .stats import accuracy_diff_se, p_text
 from .tables import TABLE1_COLUMNS, TABLE1_TASKS, md_table
 from .targets import check_targets
 from .what_ran import section_differences, section_run
@@ -234,7 +233,7 @@ def _mlm_lines(ab: dict) -> list[str]:
         if e.get("mlm_pct") is None or e.get("mlm_delta") is None:
             continue
         p1, d = e["mlm_pct"] / 100, e["mlm_delta"]
-        se = 100 * math.sqrt(p0 * (1 - p0) / n + p1 * (1 - p1) / n)
+        se = 100 * accuracy_diff_se(p1, p0, n)
         (worse if d < -2 * se else rest).append(f"{v} ({d:+.2f})")
         deltas[v] = d
     if not deltas:
@@ -402,7 +401,7 @@ def write_report(results_dir="results", report_dir="report", preset: str = "cpu"
         _section_table1(res), "", f"![teacher vs student per task]({rel['task_bars']})", "",
         f"![retention per task]({rel['retention']})", "",
         _section_table2(res), "", _section_table3(res), "", f"![speed vs size]({rel['speed_size']})", "",
-        _section_table4(res), "",
+        _section_table4(res), "", f"![Table 4]({rel['table4']})", "",
         "## Distillation loss curves", "",
         "Each logged term of `log.jsonl`, unweighted"
         + (f" (the student's `loss` = " + " + ".join(f"{sc[t.weight]:g}·loss_{t.key}" for t in active_terms(sc))

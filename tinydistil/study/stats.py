@@ -75,3 +75,21 @@ def detectable_delta(sd_paired: float, n: int, alpha: float = 0.05, power: float
     from scipy import stats
 
     return (stats.t.ppf(1 - alpha, n - 1) + stats.t.ppf(power, n - 1)) * sd_paired / math.sqrt(n)
+
+
+def mean_interval(values: list[float], level: float = 0.95) -> tuple[float, float, float] | None:
+    """(mean, low, high): the two-sided t interval of the mean of `values` (e.g. a row's paired deltas over
+    seeds); None with fewer than two values."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    m = statistics.fmean(values)
+    half = stats.t.ppf(0.5 + level / 2, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return m, m - half, m + half
+
+
+def accuracy_diff_se(p1: float, p0: float, n: int) -> float:
+    """Standard error of p1 - p0, two accuracies (fractions) each on n tokens, as two independent binomial
+    proportions: conservative when both models saw the same masked tokens (their errors correlate)."""
+    return math.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / n)
