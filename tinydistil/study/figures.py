@@ -23,7 +23,8 @@ GLUE_DISPLAY = {name: t.display for name, t in GLUE_TASKS.items()}  # cola -> Co
 TASK_DISPLAY = {**GLUE_DISPLAY, **{d.name: d.display or d.name for d in downstream_tasks() if d.name != "glue"}}
 
 
-def _plt():
+def agg_pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display): every figure of the report and poster."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,7 +61,7 @@ def _curve_terms(log: list[dict]) -> list[str]:
 
 def fig_loss_curves(res: Results, path: Path) -> Path:
     """One panel per loss term (the MLM cross-entropy of teacher and student together), y = the term unweighted."""
-    plt = _plt()
+    plt = agg_pyplot()
     stages = [(s, res.runs[s]["log"]) for s in ("teacher", "student")]
     panels = [t for t in TERM_TITLES if any(t in _curve_terms(log) for _, log in stages)]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(3.6 * max(len(panels), 1), 3.4), squeeze=False)
@@ -96,7 +97,7 @@ def _legend_below(ax, n: int) -> None:
 
 def fig_task_bars(res: Results, path: Path) -> Path:
     """Per task: our roles' scores beside the paper's BERT-base and DistilBERT; a score of exactly 0 is labelled."""
-    plt = _plt()
+    plt = agg_pyplot()
     import numpy as np
 
     ours, paper, tasks = task_scores(res), paper_task_scores(), bar_tasks(res)
@@ -128,7 +129,7 @@ def fig_task_bars(res: Results, path: Path) -> Path:
 def fig_retention(res: Results, path: Path) -> Path:
     """Each role's score as % of the teacher's, per task; tasks where the teacher does not beat the majority class
     are hatched (a ratio to a near-floor teacher says nothing about kept skill)."""
-    plt = _plt()
+    plt = agg_pyplot()
     import numpy as np
 
     paper, tasks = paper_task_scores(), bar_tasks(res)
@@ -163,7 +164,7 @@ def fig_retention(res: Results, path: Path) -> Path:
 
 def fig_speed_size(res: Results, path: Path) -> Path:
     """Parameters vs inference time: the paper's (its CPU, the whole STS-B dev set) and ours on separate axes."""
-    plt = _plt()
+    plt = agg_pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     pts = [(n, p, t) for n, (p, t) in PAPER_TABLE3.items()]
     axes[0].scatter([p for _, p, _ in pts], [t for _, _, t in pts], color="0.5", marker="s")
@@ -195,7 +196,7 @@ def fig_tokens_curve(res: Results, path: Path) -> Path:
     median over seeds (per-seed scores as dots), the control at 0 tokens, the teacher as a dashed line."""
     import statistics
 
-    plt = _plt()
+    plt = agg_pyplot()
     curve, why = study_curve(res.results_dir, res.reproduce)
     if not curve:
         fig, ax = plt.subplots(figsize=(6, 2))
@@ -232,7 +233,7 @@ def fig_table4(res: Results, path: Path) -> Path:
     """Table 4 as two panels, one row per measured variant (VARIANTS order, top down), x = the variant minus the
     full triple loss: GLUE macro per paired seed (dots), their mean with its 95 % t interval, the paper's delta
     (open diamond); held-out MLM accuracy (points) with ±2 standard errors of the difference."""
-    plt = _plt()
+    plt = agg_pyplot()
     ab = ablation(res)
     names = [v for v in VARIANTS if v != FULL_VARIANT and ab and (ab["extra"].get(v) or {}).get("paired")]
     if not names:
