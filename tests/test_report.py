@@ -620,3 +620,23 @@ def test_table4_figure_draws_the_measured_rows(tmp_path):
     empty = mpimg.imread(fig_table4(load_results(make_results(tmp_path / "r", table4=False), "cpu"),
                                     tmp_path / "none.png"))
     assert empty.shape[0] < img.shape[0]  # "Table 4: not run", one line
+
+
+def test_the_report_says_which_rows_survive_a_holm_correction(tmp_path):
+    from scipy import stats as st
+
+    from tinydistil.study.ablation import write_table4
+    from tinydistil.study.report import _section_headlines
+    from tinydistil.study.results import load_results
+
+    seeds = [0, 1, 2]
+    rows = [{"Variant": "full triple loss", "score": 50.0, "per_seed": [50.0, 51.0, 49.0], "seeds": seeds},
+            {"Variant": "- L_ce", "score": 48.0, "per_seed": [48.0, 49.5, 47.0], "seeds": seeds},     # -2, -1.5, -2
+            {"Variant": "- L_cos", "score": 49.8, "per_seed": [49.0, 50.0, 48.9], "seeds": seeds}]   # -1, -1, -0.1
+    write_table4(rows, tmp_path / "table4_ablation.csv", {"rule": {"paired_t_alpha": 0.05}})
+    p_ce = st.ttest_1samp([-2.0, -1.5, -2.0], 0.0, alternative="less").pvalue     # 0.0094
+    p_cos = st.ttest_1samp([-1.0, -1.0, -0.1], 0.0, alternative="less").pvalue    # 0.0955
+    assert p_ce < p_cos and 2 * p_ce < 0.05 and p_cos < 0.5  # Holm: 2 x the smaller, then max(that, 1 x the larger)
+    text = _section_headlines(load_results(tmp_path, "cpu"))
+    assert (f"corrected for testing all 2 rows (Holm), measurably worse: - L_ce (adjusted p = {2 * p_ce:.3f})."
+            in text)

@@ -110,3 +110,12 @@ def test_accuracy_diff_se_hand_worked():
 
     # 15 % vs 14 % on 10,000 tokens each: sqrt((.15 * .85 + .14 * .86) / 1e4) = 0.0049790
     assert accuracy_diff_se(0.15, 0.14, 10_000) == pytest.approx(0.0049790, abs=1e-7)
+
+
+def test_holm_adjusted_hand_worked():
+    from tinydistil.study.stats import holm_adjusted
+
+    # m = 4: 0.01 x 4 = 0.04; 0.02 x 3 = 0.06; 0.03 x 2 = 0.06 (max with 0.06); 0.5 x 1 = 0.5
+    adj = holm_adjusted({"a": 0.03, "b": 0.01, "c": 0.5, "d": 0.02})
+    assert adj == pytest.approx({"a": 0.06, "b": 0.04, "c": 0.5, "d": 0.06})
+    assert holm_adjusted({"x": 0.6, "y": 0.9}) == pytest.approx({"x": 1.0, "y": 1.0})

@@ -93,3 +93,13 @@ def accuracy_diff_se(p1: float, p0: float, n: int) -> float:
     """Standard error of p1 - p0, two accuracies (fractions) each on n tokens, as two independent binomial
     proportions: conservative when both models saw the same masked tokens (their errors correlate)."""
     return math.sqrt((p1 * (1 - p1) + p0 * (1 - p0)) / n)
+
+
+def holm_adjusted(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm's step-down adjustment of `p_values` for testing them all (family-wise error rate): the i-th smallest
+    of m p-values becomes max over j <= i of min(1, (m - j + 1) p_(j))."""
+    m, out, running = len(p_values), {}, 0.0
+    for i, (name, p) in enumerate(sorted(p_values.items(), key=lambda kv: kv[1])):
+        running = max(running, min(1.0, (m - i) * p))
+        out[name] = running
+    return out
