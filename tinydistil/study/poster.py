@@ -22,6 +22,7 @@ from .results import (TABLE_FILES, Results, ablation, glue_retention, label, loa
                       paper_task_scores, speedups, table4_protocol, task_scores, teacher_student_pairs)
 from .stats import p_text
 from .tables import TABLE1_TASKS, params_text
+from .table4_text import separated_order
 from .targets import check_targets
 
 POSTER_SIZE = (20.0, 11.25)  # inches, 16:9
@@ -131,7 +132,8 @@ def _headlines(res: Results) -> list[str]:
         worse = [v.replace("- ", "-") for v, _ in ab["ours"] if v in ab["worse"]]
         separated = [v for v, _ in ab["paper"] if v in ab["worse"]]
         verdict = (f"{len(ab['paper'])} of its variants measured" if ab["same_order"] is None else
-                   "same" if ab["same_order"] else "differs" if len(separated) > 1 else "differs, within seed noise")
+                   "same" if ab["same_order"] else "differs, within seed noise" if len(separated) < 2 else
+                   "differs; same beyond noise" if separated_order(ab) else "differs")
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"]) + f"  ({verdict})")
         lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"
                      + ("; rest noise" if len(worse) < len(ab["ours"]) else ""))

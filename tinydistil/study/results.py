@@ -197,8 +197,9 @@ def speedups(res: Results) -> list[dict]:
 
 
 def ablation(res: Results) -> dict | None:
-    """{"ours": [(variant, delta)], "paper": [(variant, paper delta)], "same_order": bool} sorted from the
-    most harmful change (most negative delta) to the least, over the variants with a measured delta."""
+    """{"ours": [(variant, delta)], "paper": [(variant, paper delta)], "same_order": bool, "compared": [the
+    paper's variants in our order]} sorted from the most harmful change (most negative delta) to the least, over the
+    variants with a measured delta; plus table4_verdicts' keys."""
     rows = res.measured("table4")
     ours = [(r["Variant"], r.value("Delta")) for r in rows
             if r["Variant"] != FULL_VARIANT and r.value("Delta") is not None]
@@ -214,6 +215,7 @@ def ablation(res: Results) -> dict | None:
                             "mlm_pct": r.value("Held-out MLM acc"), **r.extra} for r in rows}
     # an order needs two variants: with one measured, "same order" would say nothing (None: not comparable yet)
     out = {"ours": ours, "paper": theirs, "same_order": [v for v, _ in theirs] == compared if len(compared) > 1 else None,
+           "compared": compared,  # the paper's rows in our order (most harmful first)
            "full_sd": full.extra.get("sd") if full is not None else None, "extra": extra}
     return {**out, **table4_verdicts(res.table4_json or {})}
 

@@ -25,7 +25,8 @@ def table4_lines(res: Results) -> list[str]:
                  if ab["same_order"] is None else
                  f"as listed, {'the same as' if ab['same_order'] else 'not'} the paper's order — but only "
                  f"{', '.join(separated) or 'no variant'} {'is' if len(separated) == 1 else 'are'} measurably worse "
-                 "than the full loss under the declared rule; the order of the rest is within seed noise.")
+                 "than the full loss under the declared rule; the order of the rest is within seed noise"
+                 + _separated_order(ab) + ".")
         out.append(f"* Ablation ordering, most harmful first — ours: {ours}; the paper's: {theirs}; {order}")
         t_test = ab.get("paired_t_alpha") is not None  # the issue-26 protocol's rule; else the sd-and-count rule
         within = [v for v, d in ab["ours"] if not t_test and ab["full_sd"] is not None and abs(d) < ab["full_sd"]]
@@ -68,6 +69,22 @@ def table4_lines(res: Results) -> list[str]:
         theirs = ", then ".join(f"{v} ({d:+.2f})" for v, d in sorted(PAPER_TABLE4.items(), key=lambda x: x[1]))
         out.append(f"* Ablation ordering: not run ({why}); the paper's, most harmful first: {theirs}.")
     return out
+
+
+def separated_order(ab: dict) -> bool | None:
+    """Whether the paper's rows that the rule separates from the full loss (2 or more) come in the paper's order;
+    None with fewer than two such rows."""
+    sep = [v for v in ab["compared"] if v in ab.get("worse", [])]
+    return [v for v, _ in ab["paper"] if v in sep] == sep if len(sep) > 1 else None
+
+
+def _separated_order(ab: dict) -> str:
+    same = separated_order(ab)
+    if same is None:
+        return ""
+    sep = [v for v in ab["compared"] if v in ab["worse"]]
+    return (f"; the paper's rows among them ({', then '.join(sep)}) {'come' if same else 'do not come'} in the "
+            "paper's order")
 
 
 def _p(p: float) -> str:
