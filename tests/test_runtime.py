@@ -73,3 +73,11 @@ def test_machine_record_names_the_speed_flags(monkeypatch):
     R.cpu_has_native_bf16.cache_clear()
     assert m["cpu_flags"] == "avx2 fma avx512f avx512_bf16"  # in SPEED_FLAGS order, sse4_2 not among them
     assert m["native_bf16"] is True
+
+
+def test_host_speed_says_why_bf16_was_not_measured(monkeypatch):
+    from tinydistil.runtime import host_speed
+
+    monkeypatch.setenv("TINYDISTIL_CPU_BF16", "0")  # turned off here, whatever the CPU has
+    rates = host_speed(seconds=0.05)["matmul_gflops"]
+    assert rates["fp32"] > 0 and rates["bf16"] == "not measured: bf16 turned off (TINYDISTIL_CPU_BF16=0)"

@@ -108,7 +108,9 @@ def host_speed(seconds: float = 1.0) -> dict:
     seconds at the start of a study; bf16 only where the CPU has it natively (emulated bf16 runs ~100x slower
     than fp32 and is never used: precision "auto" is fp32 there)."""
     rates = {"fp32": round(matmul_gflops(torch.float32, seconds=seconds), 1)}
+    off = os.environ.get("TINYDISTIL_CPU_BF16", "").strip() == "0"  # the override, not the hardware
     rates["bf16"] = (round(matmul_gflops(torch.bfloat16, seconds=seconds), 1) if cpu_has_native_bf16()
+                     else "not measured: bf16 turned off (TINYDISTIL_CPU_BF16=0)" if off
                      else "not measured: no native bf16")
     return {"matmul_gflops": rates, "matmul_shape": [4096, 384, 1536], "threads": torch.get_num_threads()}
 
