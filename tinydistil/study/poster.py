@@ -126,14 +126,14 @@ def _headlines(res: Results) -> list[str]:
               + _short_form(r["row"]["Model"]).removeprefix("student, ") for r in own]
     lines.append("Ablation order (most harmful first):")
     if ab:
-        paper_rows = dict(ab["paper"])  # like for like: our order of the paper's own rows (the rest: line below)
-        lines.append("   ours: " + " > ".join(v.replace("- ", "-") for v, _ in ab["ours"] if v in paper_rows))
+        # like for like: our order of the paper's own rows (the rest: the line below)
+        lines.append("   ours: " + " > ".join(v.replace("- ", "-") for v in ab["compared"]))
         # an order is a claim only between rows the decision rule separates from the full loss (report: the same)
         worse = [v.replace("- ", "-") for v, _ in ab["ours"] if v in ab["worse"]]
-        separated = [v for v, _ in ab["paper"] if v in ab["worse"]]
+        beyond = separated_order(ab)
         verdict = (f"{len(ab['paper'])} of its variants measured" if ab["same_order"] is None else
-                   "same" if ab["same_order"] else "differs, within seed noise" if len(separated) < 2 else
-                   "differs; same beyond noise" if separated_order(ab) else "differs")
+                   "same" if ab["same_order"] else "differs, within seed noise" if beyond is None else
+                   "differs; same beyond noise" if beyond else "differs")
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"]) + f"  ({verdict})")
         lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"
                      + ("; rest noise" if len(worse) < len(ab["ours"]) else ""))

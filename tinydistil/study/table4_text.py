@@ -71,10 +71,15 @@ def table4_lines(res: Results) -> list[str]:
     return out
 
 
+def _paper_rows_beyond_noise(ab: dict) -> list[str]:
+    """The paper's rows the decision rule separates from the full loss, in our order (most harmful first)."""
+    return [v for v in ab["compared"] if v in ab.get("worse", [])]
+
+
 def separated_order(ab: dict) -> bool | None:
     """Whether the paper's rows that the rule separates from the full loss (2 or more) come in the paper's order;
     None with fewer than two such rows."""
-    sep = [v for v in ab["compared"] if v in ab.get("worse", [])]
+    sep = _paper_rows_beyond_noise(ab)
     return [v for v, _ in ab["paper"] if v in sep] == sep if len(sep) > 1 else None
 
 
@@ -82,9 +87,8 @@ def _separated_order(ab: dict) -> str:
     same = separated_order(ab)
     if same is None:
         return ""
-    sep = [v for v in ab["compared"] if v in ab["worse"]]
-    return (f"; the paper's rows among them ({', then '.join(sep)}) {'come' if same else 'do not come'} in the "
-            "paper's order")
+    return (f"; the paper's rows among them ({', then '.join(_paper_rows_beyond_noise(ab))}) "
+            f"{'come' if same else 'do not come'} in the paper's order")
 
 
 def _p(p: float) -> str:
