@@ -133,7 +133,7 @@ def _headlines(res: Results) -> list[str]:
         beyond = separated_order(ab)
         verdict = (f"{len(ab['paper'])} of its variants measured" if ab["same_order"] is None else
                    "same" if ab["same_order"] else "differs, within seed noise" if beyond is None else
-                   "differs; same beyond noise" if beyond else "differs")
+                   "same beyond noise" if beyond else "differs")
         lines.append("   paper: " + " > ".join(v.replace("- ", "-") for v, _ in ab["paper"]) + f"  ({verdict})")
         lines.append(f"   ours, beyond seed noise: {', '.join(worse) or 'none'}"
                      + ("; rest noise" if len(worse) < len(ab["ours"]) else ""))
