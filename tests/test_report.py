@@ -658,3 +658,30 @@ def test_the_order_of_the_rows_beyond_noise_is_compared_with_the_papers(tmp_path
     # rows the rule separates come as in the paper
     assert "as listed, not the paper's order — but only random init, - L_mlm are measurably worse" in text
     assert ("; the paper's rows among them (random init, then - L_mlm) come in the paper's order." in text)
+
+
+def test_poster_curve_panel_draws_each_score_minus_the_control(results, monkeypatch):
+    """With a tokens curve the poster's top-right panel is the curve as change vs the control (hand-worked deltas);
+    without one it is the loss terms."""
+    import matplotlib.pyplot as plt
+
+    from tinydistil.study import figures
+
+    curve = {"tasks": ["SST-2", "STS-B"], "points": [
+        {"tokens": 0, "mlm_accuracy": 19.0, "SST-2": 76.0, "STS-B": 14.0, "macro": 45.0},
+        {"tokens": 500_000, "mlm_accuracy": 21.5, "SST-2": 77.0, "STS-B": 12.0, "macro": 44.5},
+        {"tokens": 1_000_000, "mlm_accuracy": 23.0, "SST-2": None, "STS-B": 11.0, "macro": None}]}
+    monkeypatch.setattr(figures, "study_curve", lambda results_dir, reproduce: (curve, ""))
+    fig = poster_figure(load_results(results, "cpu"))
+    ax = next(a for a in fig.axes if a.get_title(loc="left").startswith("What distillation buys"))
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.get_lines()
+             if not ln.get_label().startswith("_")}
+    assert lines["held-out MLM acc"] == ([0.0, 0.5, 1.0], [0.0, 2.5, 4.0])
+    assert lines["STS-B"] == ([0.0, 0.5, 1.0], [0.0, -2.0, -3.0])
+    assert lines["SST-2"] == ([0.0, 0.5], [0.0, 1.0]) and lines["GLUE macro"] == ([0.0, 0.5], [0.0, -0.5])
+    plt.close(fig)
+    monkeypatch.setattr(figures, "study_curve", lambda results_dir, reproduce: (None, "not run"))
+    fig = poster_figure(load_results(results, "cpu"))
+    assert any(a.get_title(loc="left").startswith("Distillation loss terms") for a in fig.axes)
+    assert not any(a.get_title(loc="left").startswith("What distillation buys") for a in fig.axes)
+    plt.close(fig)

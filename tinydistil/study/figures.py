@@ -229,6 +229,46 @@ def fig_tokens_curve(res: Results, path: Path) -> Path:
     return _save(plt, fig, path)
 
 
+def draw_loss_terms(ax, res: Results) -> None:
+    """The student's distillation loss terms vs update on one axes (log scale; the poster's panel without a curve)."""
+    log = res.runs["student"]["log"]
+    for j, term in enumerate(loss_terms(log)):
+        pts = [(r["step"], finite(r[term])) for r in log if finite(r.get(term))]
+        ax.plot(*zip(*pts), label=term, color=f"C{j}", lw=1.3)
+    if log:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("update", fontsize=9)
+    ax.set_title("Distillation loss terms (student log.jsonl)", fontsize=11, loc="left")
+
+
+def draw_curve_deltas(ax, res: Results) -> bool:
+    """The tokens curve on one axes (the poster's panel): each score's change from the control (the point at 0
+    tokens), in points, vs distillation tokens: held-out MLM accuracy, each curve task's median and their macro.
+    False (nothing drawn) when this study has no curve."""
+    curve, _ = study_curve(res.results_dir, res.reproduce)
+    if not curve:
+        return False
+    pts = curve["points"]
+    x = [p["tokens"] / 1e6 for p in pts]
+    for j, key in enumerate(["mlm_accuracy", *curve["tasks"], "macro"]):
+        base = finite(pts[0].get(key))
+        ys = [finite(p.get(key)) for p in pts]
+        if base is None:
+            continue
+        xy = [(a, y - base) for a, y in zip(x, ys) if y is not None]
+        ax.plot(*zip(*xy), "o-", color=f"C{j}", lw=2 if key == "macro" else 1.3, ms=4,
+                label="held-out MLM acc" if key == "mlm_accuracy" else "GLUE macro" if key == "macro" else key)
+    ax.axhline(0, color="grey", lw=1, ls="--")
+    ax.set_xlabel("distillation tokens (M); 0 = the control, no distillation", fontsize=9)
+    ax.set_ylabel("change vs the control (points)", fontsize=9)
+    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("What distillation buys: score vs distillation tokens", fontsize=11, loc="left")
+    return True
+
+
 def fig_table4(res: Results, path: Path) -> Path:
     """Table 4 as two panels, one row per measured variant (VARIANTS order, top down), x = the variant minus the
     full triple loss: GLUE macro per paired seed (dots), their mean with its 95 % t interval, the paper's delta

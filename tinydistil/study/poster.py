@@ -16,7 +16,7 @@ from ..paper import (PAPER_RETENTION_TEXT, PAPER_TABLE1, PAPER_TABLE2, PAPER_TAB
                      paper_speedup)
 from .ablation import FULL_VARIANT
 from .effect import distillation_effect
-from .figures import GLUE_DISPLAY, TASK_DISPLAY, agg_pyplot, loss_terms
+from .figures import GLUE_DISPLAY, TASK_DISPLAY, agg_pyplot, draw_curve_deltas, draw_loss_terms
 from ..records import ROLE_LABELS, finite
 from .results import (TABLE_FILES, Results, ablation, glue_retention, label, load_results, main_records,
                       paper_task_scores, speedups, table4_protocol, task_scores, teacher_student_pairs)
@@ -242,8 +242,9 @@ def poster_figure(res: Results):
     _task_bars(fig.add_subplot(gs[1, 1]), res)
     _table(fig.add_subplot(gs[2, 1]), _table2_rows(res), ["Model", *res.table2_tasks(), "src"],
            "Table 2: IMDb test accuracy, SQuAD v1.1 EM/F1", fontsize=9, note=res.missing.get("table2", ""))
-    # column 2: loss terms, size vs speed, Table 4
-    _loss_panel(fig.add_subplot(gs[0, 2]), res)
+    # column 2: the tokens curve (the loss terms when there is none: they are in the report), size vs speed, Table 4
+    if not draw_curve_deltas(ax := fig.add_subplot(gs[0, 2]), res):
+        draw_loss_terms(ax, res)
     _speed_panel(fig.add_subplot(gs[1, 2]), res)
     rows, cols, note = _table4_rows(res)
     _table(fig.add_subplot(gs[2, 2]), rows, cols, "Table 4: ablation (GLUE macro, median over seeds)", fontsize=9,
@@ -303,20 +304,6 @@ def _task_bars(ax, res: Results) -> None:
     ax.set_ylabel("dev/test score", fontsize=9)
     ax.set_title("Per task: ours and the paper's (tasks we ran)", fontsize=11, loc="left")
     ax.legend(fontsize=8, ncol=min(len(series), 4), loc="upper center", bbox_to_anchor=(0.5, -0.1))
-
-
-def _loss_panel(ax, res: Results) -> None:
-    log = res.runs["student"]["log"]
-    for j, term in enumerate(loss_terms(log)):
-        pts = [(r["step"], finite(r[term])) for r in log if finite(r.get(term))]
-        ax.plot(*zip(*pts), label=term, color=f"C{j}", lw=1.3)
-    if log:
-        ax.set_yscale("log")
-        ax.legend(fontsize=8, ncol=2)
-    else:
-        ax.text(0.5, 0.5, "not run", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("update", fontsize=9)
-    ax.set_title("Distillation loss terms (student log.jsonl)", fontsize=11, loc="left")
 
 
 def _speed_panel(ax, res: Results) -> None:
